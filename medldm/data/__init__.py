@@ -1,0 +1,1 @@
+"""Named datasets, the local data root and subject-level splits."""

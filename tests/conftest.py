@@ -1,0 +1,46 @@
+"""Shared fixtures: the real-data root and small helpers.
+
+Tests that need ``../shared/data`` use the ``data_root`` fixture: it skips with a clear
+reason when the folder is absent, except under CI (``CI=true``) where a missing data
+folder is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from medldm.data.root import find_data_root
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: real data must be present)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real-data folder (MEDLDM_DATA_DIR or ../shared/data)."""
+    root = find_data_root(required=False)
+    if root is None:
+        _missing("real data not found: set MEDLDM_DATA_DIR or place it at ../shared/data")
+    return root
+
+
+@pytest.fixture(scope="session")
+def dicom_qa(data_root: Path) -> Path:
+    path = data_root / "dicom_qa"
+    if not path.is_dir():
+        _missing(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def microscopy_dir(data_root: Path) -> Path:
+    path = data_root / "microscopy"
+    if not path.is_dir():
+        _missing(f"{path} is missing")
+    return path
