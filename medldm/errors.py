@@ -5,9 +5,9 @@ the file it concerns (when there is one) and says how to fix the problem.
 
 Example
 -------
->>> err = InvalidInputError("slices have mixed orientations", path="/data/ct", fix="pick one series")
+>>> err = InvalidInputError("mixed orientations", path="/data/ct", fix="pick one series")
 >>> print(err)
-/data/ct: slices have mixed orientations. Fix: pick one series
+/data/ct: mixed orientations. Fix: pick one series
 """
 
 from __future__ import annotations

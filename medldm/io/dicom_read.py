@@ -33,11 +33,12 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,22 @@ _ACQUISITION_KEYS = (
 # --------------------------------------------------------------------------------------
 # Reading files
 # --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _blame(path: Path) -> Iterator[None]:
+    """Turn any unexpected exception from pydicom's lazy parsing into an error naming
+    ``path`` (pydicom decodes element values on first access, far from ``dcmread``)."""
+    try:
+        yield
+    except (MedLDMError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise InvalidInputError(
+            f"damaged DICOM header or pixel data ({exc.__class__.__name__}: {exc})",
+            path=path,
+            fix="re-export the file from the scanner or PACS; it could not be parsed",
+        ) from exc
+
+
 def _dcmread(path: Path, *, headers_only: bool) -> Dataset:
     """Read one file (optionally gzipped) with pydicom; errors name the file."""
     try:
@@ -249,23 +266,25 @@ def _is_directory_object(ds: Dataset) -> bool:
 def _group_series(headers: dict[Path, Dataset]) -> list[SeriesInfo]:
     groups: dict[str, list[Path]] = defaultdict(list)
     for file, ds in headers.items():
-        if _is_directory_object(ds) and len(headers) > 1:
-            continue
-        groups[str(ds.get("SeriesInstanceUID", "")) or "<no SeriesInstanceUID>"].append(file)
+        with _blame(file):
+            if _is_directory_object(ds) and len(headers) > 1:
+                continue
+            groups[str(ds.get("SeriesInstanceUID", "")) or "<no SeriesInstanceUID>"].append(file)
     infos = []
     for uid, files in groups.items():
         first = headers[files[0]]
-        infos.append(
-            SeriesInfo(
-                uid=uid,
-                number=_series_number(first),
-                description=str(first.get("SeriesDescription", "")),
-                modality=str(first.get("Modality", "")),
-                n_files=len(files),
-                files=tuple(sorted(files)),
-                is_image="Rows" in first or "Columns" in first,
+        with _blame(files[0]):
+            infos.append(
+                SeriesInfo(
+                    uid=uid,
+                    number=_series_number(first),
+                    description=str(first.get("SeriesDescription", "")),
+                    modality=str(first.get("Modality", "")),
+                    n_files=len(files),
+                    files=tuple(sorted(files)),
+                    is_image="Rows" in first or "Columns" in first,
+                )
             )
-        )
     return sorted(infos, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
 
@@ -785,20 +804,28 @@ def read_dicom(
     first_ds: Dataset | None = None
     multiframe_files = 0
     for file in chosen.files:
-        header = headers[file]
-        _check_image_object(header, file, has_pixels=False)
-        check_declared_size(_declared_bytes(header), file, max_bytes=max_bytes)
-        ds = _dcmread(file, headers_only=False)
-        _check_image_object(ds, file)
-        first_ds = first_ds or ds
-        if int(_float_or(ds.get("NumberOfFrames", 1), 1)) > 1 or (
-            "PerFrameFunctionalGroupsSequence" in ds
-        ):
-            multiframe_files += 1
-            frames.extend(_frames_from_multiframe(file, ds))
-        else:
-            frames.extend(_frames_from_single(file, ds))
+        with _blame(file):
+            header = headers[file]
+            _check_image_object(header, file, has_pixels=False)
+            check_declared_size(_declared_bytes(header), file, max_bytes=max_bytes)
+            ds = _dcmread(file, headers_only=False)
+            _check_image_object(ds, file)
+            first_ds = first_ds or ds
+            if int(_float_or(ds.get("NumberOfFrames", 1), 1)) > 1 or (
+                "PerFrameFunctionalGroupsSequence" in ds
+            ):
+                multiframe_files += 1
+                frames.extend(_frames_from_multiframe(file, ds))
+            else:
+                frames.extend(_frames_from_single(file, ds))
     assert first_ds is not None
+    with _blame(path if len(chosen.files) > 1 else chosen.files[0]):
+        return _to_image(path, chosen, frames, first_ds, multiframe_files)
+
+
+def _to_image(
+    path: Path, chosen: SeriesInfo, frames: list[_Frame], first_ds: Dataset, multiframe_files: int
+) -> MedImage:
     if multiframe_files and len(chosen.files) > 1:
         raise InvalidInputError(
             f"series mixes {multiframe_files} multi-frame objects with other files",
@@ -822,6 +849,11 @@ def read_dicom(
     modality = str(first_ds.get("Modality", "OT")) or "OT"
     metadata = _metadata(first_ds, path, chosen.files)
     metadata.update({k: v for k, v in geometry.items() if v is not None})
+    if "MOSAIC" in [str(v).upper() for v in first_ds.get("ImageType", [])]:
+        warnings.append(
+            "Siemens mosaic: slices are tiled in each image and are not unpacked; "
+            "convert with dcm2niix first"
+        )
     if str(first_ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
         warnings.append("MONOCHROME1: low values display white; values are kept as stored")
     metadata["warnings"] = warnings

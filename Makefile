@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - create .venv, install medldm, run the main job
+#   make test   - create/refresh the same .venv with the dev extras, run the whole test suite
+# Both are idempotent: the install steps rerun only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch is pinned to the CPU build that lies on these machines' disk (see pyproject.toml).
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.stamp-base: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/medldm-io-demo --output-dir demo_output
+
+test: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check medldm tests benchmarks
+	$(PY) -m pytest
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check medldm tests benchmarks
+	$(VENV)/bin/ruff format --check medldm tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
