@@ -38,9 +38,9 @@ def _dcm2niix() -> str:
 
 def _canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ornt = nib.orientations.io_orientation(affine)
-    array = nib.orientations.apply_orientation(array, ornt)
-    affine = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape)
-    return array, affine
+    # inv_ornt_aff takes the shape *before* reorientation
+    new_affine = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape)
+    return nib.orientations.apply_orientation(array, ornt), new_affine
 
 
 def _convert(source: Path, out: Path) -> nib.Nifti1Image:

@@ -520,7 +520,9 @@ def _base_dataset(
     ds.SeriesDescription = series_description
     if meta.get("BodyPartExamined"):
         ds.BodyPartExamined = _meta_str(meta, "BodyPartExamined")
-    ds.Laterality = _meta_str(meta, "Laterality")  # type 2C: empty = unknown
+    if meta.get("Laterality") or not meta.get("BodyPartExamined"):
+        # Type 2C: required (empty = unknown) unless the body part is known to be unpaired.
+        ds.Laterality = _meta_str(meta, "Laterality")
     if ident.modality in SOP_CLASS_BY_MODALITY:
         ds.PatientPosition = _meta_str(meta, "PatientPosition")
     # Frame of reference
