@@ -1,0 +1,238 @@
+"""The `Prior` that solvers call: one trained latent diffusion model.
+
+Conventions: images in the model's range are ``[0, 1]`` tensors ``(B, 1, *spatial)``
+(:meth:`Prior.normalize` maps physical units there, :meth:`Prior.denormalize` back);
+latents are ``z = scale_factor * mu(x)`` with unit variance on the training data; the
+diffusion model predicts the noise ``eps`` of ``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``.
+
+Example
+-------
+>>> import tempfile, pathlib, torch
+>>> from medldm.models.config import LDMConfig, AutoencoderConfig, UNetConfig
+>>> from medldm.models.config import build_autoencoder, build_unet
+>>> from medldm.models.checkpoint import save_prior_checkpoint
+>>> cfg = LDMConfig(AutoencoderConfig(channels=(8, 8, 8), norm_num_groups=4),
+...                 UNetConfig(channels=(8, 8, 8), num_head_channels=8, norm_num_groups=4),
+...                 image_size=(16, 16))
+>>> folder = pathlib.Path(tempfile.mkdtemp()) / "tiny"
+>>> _ = save_prior_checkpoint(folder, config=cfg, autoencoder=build_autoencoder(cfg.autoencoder),
+...                           unet=build_unet(cfg.unet, 4), scale_factor=1.0)
+>>> prior = load_prior(folder, device="cpu")
+>>> z = prior.encode(torch.rand(1, 1, 16, 16))
+>>> tuple(z.shape), tuple(prior.decode(z).shape)
+((1, 4, 4, 4), (1, 1, 16, 16))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medldm.errors import DataNotFoundError, InvalidInputError
+from medldm.models.checkpoint import LoadedPrior, load_prior_checkpoint
+from medldm.models.config import build_scheduler
+
+SHIPPED_DIR = Path(__file__).parent / "weights"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` gives the GPU when one is present, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def shipped_priors() -> list[str]:
+    """Names of the priors shipped inside the package."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+class Prior:
+    """A trained LDM: autoencoder, diffusion UNet, noise schedule and normalisation.
+
+    Attributes
+    ----------
+    spatial_dims, image_size, latent_channels, downsampling_factor, scale_factor, device,
+    nfe (network evaluations counted by :meth:`predict_eps`), meta (checkpoint description).
+    """
+
+    def __init__(self, loaded: LoadedPrior, device: str | torch.device = "auto"):
+        self.device = resolve_device(device)
+        self.config = loaded.config
+        self.meta = loaded.meta
+        self.path = loaded.path
+        self.autoencoder = loaded.autoencoder.to(self.device).eval().requires_grad_(False)
+        self.unet = None if loaded.unet is None else loaded.unet.to(self.device).eval()
+        if self.unet is not None:
+            self.unet.requires_grad_(False)
+        self.scale_factor = float(loaded.meta.get("scale_factor") or 1.0)
+        self.spatial_dims = self.config.autoencoder.spatial_dims
+        self.image_size = tuple(self.config.image_size)
+        self.latent_channels = self.config.autoencoder.latent_channels
+        self.downsampling_factor = self.config.autoencoder.downsampling_factor
+        self.scheduler = build_scheduler(self.config.scheduler, "ddpm")
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device, torch.float32)
+        self.num_train_timesteps = self.config.scheduler.num_train_timesteps
+        self.nfe = 0
+        spec = loaded.meta.get("normalization")
+        self.normalizer = None
+        if spec:
+            from medldm.data.normalize import normalizer_from_dict
+
+            self.normalizer = normalizer_from_dict(spec)
+        self._normalization = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # --- intensities ------------------------------------------------------------------
+    def normalize(self, image: Any) -> Any:
+        """Physical units -> the model's ``[0, 1]`` range, the way its training data was
+        scaled: a percentile rule is fitted to this image (as each training image was), a
+        fixed window (CT in HU, 8-bit) is applied as is. The fitted scaling is kept for
+        :meth:`denormalize`. Values are not clipped, so the map is exactly invertible."""
+        from medldm.data.normalize import Normalization
+
+        if self.normalizer is None:
+            self._normalization = Normalization(low=0.0, high=1.0)
+        else:
+            array = image.detach().cpu() if torch.is_tensor(image) else np.asarray(image)
+            self._normalization = self.normalizer.fit(abs(array))
+        return self._normalization.forward(image, clip=False)
+
+    def denormalize(self, x: Any) -> Any:
+        """The model's range -> physical units (inverse of the last :meth:`normalize`)."""
+        if self._normalization is None:
+            raise InvalidInputError(
+                "denormalize() before normalize()", fix="call prior.normalize(image) first"
+            )
+        return self._normalization.inverse(x)
+
+    # --- autoencoder ------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Image ``(B, 1, *spatial)`` in ``[0, 1]`` -> scaled latent mean ``(B, C, *spatial/f)``."""
+        self._check_image(x)
+        mu, _ = self.autoencoder.encode(x.to(self.device, torch.float32))
+        return mu * self.scale_factor
+
+    def decode(self, z: torch.Tensor, *, tile: Sequence[int] | None = None) -> torch.Tensor:
+        """Scaled latent -> image. 3D latents larger than ``tile`` (default: the training
+        latent size) are decoded in overlapping tiles (MONAI sliding-window inference), so
+        memory stays bounded whatever the volume size. Differentiable."""
+        z = z.to(self.device) / self.scale_factor
+        latent_size = [s // self.downsampling_factor for s in self.image_size]
+        tile = list(tile or latent_size)
+        if self.spatial_dims == 3 and any(s > t for s, t in zip(z.shape[2:], tile, strict=True)):
+            from monai.inferers import sliding_window_inference
+
+            return sliding_window_inference(
+                z,
+                roi_size=tile,
+                sw_batch_size=1,
+                predictor=self.autoencoder.decode,
+                overlap=0.25,
+                mode="gaussian",
+            )
+        return self.autoencoder.decode(z)
+
+    # --- diffusion --------------------------------------------------------------------
+    def _timesteps(self, t: int | torch.Tensor, batch: int) -> torch.Tensor:
+        t = torch.as_tensor(t, device=self.device).long()
+        return t.expand(batch) if t.ndim == 0 else t
+
+    def predict_eps(self, z_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """Noise predicted by the UNet at timestep ``t`` (counts one network evaluation)."""
+        if self.unet is None:
+            raise InvalidInputError(
+                "this checkpoint has no diffusion model (autoencoder only)",
+                path=self.path,
+                fix="train the diffusion stage (medldm-train-diffusion) first",
+            )
+        self.nfe += 1
+        return self.unet(z_t, timesteps=self._timesteps(t, z_t.shape[0]))
+
+    def alpha_bar(self, t: int | torch.Tensor) -> torch.Tensor:
+        """Cumulative signal fraction ``a_t`` (scalar tensor, or one per batch item)."""
+        return self.alphas_cumprod[torch.as_tensor(t, device=self.device).long()]
+
+    def predict_x0(self, z_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """Tweedie estimate of the clean latent: ``(z_t - sqrt(1-a_t) eps) / sqrt(a_t)``."""
+        eps = self.predict_eps(z_t, t)
+        a = self.alpha_bar(t).reshape(-1, *[1] * (z_t.ndim - 1))
+        return (z_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+    def ddim_timesteps(self, n_steps: int) -> list[int]:
+        """``n_steps`` evenly spaced training timesteps, from noisiest to cleanest."""
+        if not 1 <= n_steps <= self.num_train_timesteps:
+            raise InvalidInputError(
+                f"n_steps must be in 1..{self.num_train_timesteps}, got {n_steps}"
+            )
+        steps = np.linspace(self.num_train_timesteps - 1, 0, n_steps).round().astype(int)
+        return [int(s) for s in steps]
+
+    def latent_shape(self, image_shape: Sequence[int] | None = None) -> tuple[int, ...]:
+        """Latent shape (without batch) for an image of ``image_shape`` (default: training)."""
+        size = image_shape or self.image_size
+        return (self.latent_channels, *[s // self.downsampling_factor for s in size])
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        n_steps: int = 50,
+        generator: torch.Generator | None = None,
+        image_shape: Sequence[int] | None = None,
+        eta: float = 0.0,
+    ) -> torch.Tensor:
+        """Unconditional DDIM samples, images ``(n, 1, *spatial)`` in ``[0, 1]``-ish range."""
+        shape = (n, *self.latent_shape(image_shape))
+        z = torch.randn(shape, generator=generator, device="cpu").to(self.device)
+        steps = self.ddim_timesteps(n_steps)
+        for i, t in enumerate(steps):
+            a_t = self.alpha_bar(t)
+            eps = self.predict_eps(z, t)
+            z0 = (z - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            a_prev = self.alpha_bar(steps[i + 1]) if i + 1 < len(steps) else torch.tensor(1.0)
+            a_prev = a_prev.to(self.device)
+            sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp_min(0).sqrt()
+            noise = torch.randn(shape, generator=generator, device="cpu").to(self.device)
+            z = a_prev.sqrt() * z0 + (1 - a_prev - sigma**2).clamp_min(0).sqrt() * eps
+            z = z + sigma * noise
+        return self.decode(z)
+
+    def _check_image(self, x: torch.Tensor) -> None:
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != 1:
+            raise InvalidInputError(
+                f"expected images (B, 1, {self.spatial_dims} spatial axes), got {tuple(x.shape)}",
+                fix="add batch and channel axes: x[None, None]",
+            )
+        bad = [s for s in x.shape[2:] if s % self.downsampling_factor]
+        if bad:
+            raise InvalidInputError(
+                f"image size {tuple(x.shape[2:])} is not a multiple of the downsampling "
+                f"factor {self.downsampling_factor}",
+                fix="pad the image (medldm.data.slices.crop_or_pad)",
+            )
+
+
+def load_prior(name_or_path: str | Path, device: str | torch.device = "auto") -> Prior:
+    """Load a shipped prior by name (``"brain_t1_2d"``) or any checkpoint folder by path."""
+    path = Path(name_or_path)
+    if not path.exists():
+        shipped = SHIPPED_DIR / str(name_or_path)
+        if not shipped.is_dir():
+            raise DataNotFoundError(
+                f"no prior named {name_or_path!r}",
+                fix=f"use a checkpoint folder path or one of the shipped priors: "
+                f"{', '.join(shipped_priors()) or 'none installed'}",
+            )
+        path = shipped
+    return Prior(load_prior_checkpoint(path, device=resolve_device(device)), device=device)

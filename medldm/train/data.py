@@ -1,0 +1,297 @@
+"""Training images for the LDM: 2D slices, 2D patches or 3D volumes in ``[0, 1]``.
+
+Sources (``kind``):
+
+* ``ixi_slices``: axial (or coronal/sagittal) slices of the IXI T1 volumes of a split,
+  each volume scaled by the card's percentile rule, padded/cropped to ``size``, keeping
+  only slices with foreground (``min_foreground`` of the pixels above 0.1);
+* ``ixi_volumes``: whole IXI volumes downsampled by ``downsample`` (2 -> 4 mm voxels) and
+  padded/cropped to ``size`` (three numbers);
+* ``mednist``: the MedNIST classes of a split (8-bit, ``/255``);
+* ``microscopy``: the microscopy images of a split (per-image percentile scaling), from
+  which :class:`ImageDataset` cuts random ``patch`` x ``patch`` crops;
+* ``folder``: every NIfTI/DICOM/TIFF/.npz image of a folder (percentile scaling).
+
+Augmentation uses MONAI transforms (small random affine, optional left-right flip).
+
+Example
+-------
+>>> import numpy as np
+>>> ds = ImageDataset(np.random.rand(10, 32, 32).astype("float32"), augment=False)
+>>> ds.get(3, np.random.default_rng(0)).shape
+(1, 32, 32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medldm.data.cards import load_card
+from medldm.errors import DataNotFoundError, InvalidInputError
+
+
+def _pad_or_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Centred pad (zeros) or crop of every axis to ``size``."""
+    out = np.zeros(tuple(size), dtype=np.float32)
+    src, dst = [], []
+    for length, target in zip(array.shape, size, strict=True):
+        if length >= target:
+            start = (length - target) // 2
+            src.append(slice(start, start + target))
+            dst.append(slice(0, target))
+        else:
+            start = (target - length) // 2
+            src.append(slice(0, length))
+            dst.append(slice(start, start + length))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+def ixi_slices(
+    split: str,
+    size: int = 128,
+    axis: str = "axial",
+    min_foreground: float = 0.15,
+    root: str | Path | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """All foreground slices of the IXI volumes of ``split``: ``(N, size, size)`` in [0, 1],
+    and the subject id of each slice."""
+    from medldm.data.datasets import iter_images
+    from medldm.data.slices import central_slices, plane_axis
+
+    normalizer = load_card("ixi_t1").normalizer()
+    slices, subjects = [], []
+    for volume in iter_images("ixi_t1", split, root=root):
+        volume = volume.with_array(normalizer.fit(volume.array).forward(volume.array))
+        n_all = volume.array.shape[plane_axis(volume.affine, axis)]
+        for image in central_slices(volume, n=n_all, axis=axis):
+            array = _pad_or_crop(np.asarray(image.array, np.float32), (size, size))
+            if (array > 0.1).mean() >= min_foreground:
+                # array[x, y] -> (rows=y, cols=x) so that images display upright
+                slices.append(array.T)
+                subjects.append(volume.metadata.get("subject", ""))
+    if not slices:
+        raise DataNotFoundError(f"no IXI slices found for split {split!r}")
+    return np.stack(slices).astype(np.float32), subjects
+
+
+def ixi_volumes(
+    split: str,
+    size: Sequence[int] = (64, 64, 48),
+    downsample: int = 2,
+    root: str | Path | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """IXI volumes of ``split`` averaged over ``downsample``^3 blocks (2 mm -> 4 mm) and
+    padded/cropped to ``size``: ``(N, *size)`` in [0, 1]."""
+    import torch.nn.functional as F
+
+    from medldm.data.datasets import iter_images
+
+    normalizer = load_card("ixi_t1").normalizer()
+    volumes, subjects = [], []
+    for volume in iter_images("ixi_t1", split, root=root):
+        array = normalizer.fit(volume.array).forward(volume.array).astype(np.float32)
+        tensor = torch.from_numpy(array)[None, None]
+        if downsample > 1:
+            tensor = F.avg_pool3d(tensor, downsample, ceil_mode=True)
+        volumes.append(_pad_or_crop(tensor[0, 0].numpy(), size))
+        subjects.append(volume.metadata.get("subject", ""))
+    return np.stack(volumes), subjects
+
+
+def mednist_images(
+    split: str, classes: Sequence[str] = ("HeadCT", "ChestCT", "AbdomenCT"), root=None
+) -> tuple[np.ndarray, list[str]]:
+    """MedNIST images of ``split`` for ``classes`` as ``(N, 64, 64)`` floats in [0, 1]."""
+    from medldm.data.datasets import mednist_block
+
+    blocks, labels = [], []
+    for name in classes:
+        block = mednist_block(name, split, root=root)
+        blocks.append(block.astype(np.float32) / 255.0)
+        labels += [name] * len(block)
+    return np.concatenate(blocks), labels
+
+
+def microscopy_images(
+    split: str, root: str | Path | None = None
+) -> tuple[list[np.ndarray], list[str]]:
+    """The 2D planes of the microscopy images of ``split``, each scaled to [0, 1] by the
+    card's per-image percentile rule (3D stacks contribute every plane)."""
+    from medldm.data.datasets import iter_images
+
+    normalizer = load_card("microscopy").normalizer()
+    images, names = [], []
+    for image in iter_images("microscopy", split, root=root):
+        array = np.asarray(image.array, np.float32)
+        if "c" in image.axes:
+            array = np.moveaxis(array, image.axes.index("c"), -1).reshape(*array.shape[:2], -1)
+        planes = [array] if array.ndim == 2 else [array[..., k] for k in range(array.shape[2])]
+        for plane in planes:
+            scaled = np.clip(normalizer.fit(plane).forward(plane), 0, 1).astype(np.float32)
+            images.append(scaled.T)
+            names.append(str(image.metadata.get("source", "")))
+    return images, names
+
+
+def folder_images(folder: str | Path, size: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+    """Every image in ``folder`` (any format medldm reads; .npz with ``images``), scaled to
+    [0, 1] by its 0.5-99.5 percentiles and padded/cropped to ``size``."""
+    from medldm.data.normalize import PercentileNormalizer
+    from medldm.io import load
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataNotFoundError("training folder does not exist", path=folder)
+    normalizer = PercentileNormalizer(0.5, 99.5)
+    images, names = [], []
+    for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        if path.suffix == ".npz":
+            with np.load(path) as data:
+                arrays = list(data["images"].astype(np.float32))
+        else:
+            image = load(path)
+            array = np.asarray(image.array, np.float32)
+            arrays = (
+                [array.T] if array.ndim == 2 else [array[..., k].T for k in range(array.shape[2])]
+            )
+        for array in arrays:
+            scaled = np.clip(normalizer.fit(array).forward(array), 0, 1)
+            images.append(_pad_or_crop(scaled, size))
+            names.append(path.name)
+    if not images:
+        raise DataNotFoundError("no images in training folder", path=folder)
+    return np.stack(images), names
+
+
+@dataclass
+class TrainingData:
+    """Training and validation arrays plus where they came from."""
+
+    train: ImageDataset
+    validation: ImageDataset
+    description: dict
+
+
+class ImageDataset:
+    """Images (or patches of larger images) with optional MONAI augmentation.
+
+    ``images`` is an array ``(N, *spatial)`` or a list of 2D arrays of any size (then
+    ``patch`` gives the crop size). :meth:`get` takes the index and a NumPy generator so
+    augmentation is reproducible and resumable.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray | list[np.ndarray],
+        *,
+        patch: int | None = None,
+        augment: bool = True,
+        flip_axis: int | None = None,
+    ):
+        self.images = images
+        self.patch = patch
+        self.augment = augment
+        self.flip_axis = flip_axis
+        if len(images) == 0:
+            raise InvalidInputError("no training images", fix="check the data source and split")
+        first = images[0]
+        self.spatial_dims = first.ndim
+        self.shape = (patch,) * first.ndim if patch else tuple(first.shape)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        """Image ``index`` (a random patch of it if ``patch``), augmented, ``(1, *spatial)``."""
+        array = np.asarray(self.images[index], np.float32)
+        if self.patch:
+            starts = [int(rng.integers(0, max(s - self.patch, 0) + 1)) for s in array.shape]
+            array = array[tuple(slice(s, s + self.patch) for s in starts)]
+            array = _pad_or_crop(array, self.shape)
+        if self.augment:
+            array = self._augment(array, rng)
+        return array[None].astype(np.float32)
+
+    def _augment(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from monai.transforms import Affine
+
+        if self.flip_axis is not None and rng.random() < 0.5:
+            array = np.flip(array, axis=self.flip_axis)
+        if rng.random() < 0.5:
+            n = array.ndim
+            rotate = rng.uniform(-0.1, 0.1, size=1 if n == 2 else 3).tolist()
+            scale = [float(rng.uniform(0.93, 1.07))] * n
+            shift = rng.uniform(-0.03, 0.03, size=n) * np.array(array.shape)
+            affine = Affine(
+                rotate_params=rotate,
+                scale_params=scale,
+                translate_params=shift.tolist(),
+                padding_mode="zeros",
+                image_only=True,
+            )
+            array = np.asarray(affine(torch.from_numpy(np.ascontiguousarray(array))[None]))[0]
+        return np.clip(array, 0.0, 1.0)
+
+    def batch(self, indices: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
+        """Stacked images ``(len(indices), 1, *spatial)``."""
+        return torch.from_numpy(np.stack([self.get(int(i), rng) for i in indices]))
+
+
+def build_training_data(
+    kind: str,
+    *,
+    size: Sequence[int] | int = 128,
+    patch: int | None = None,
+    root: str | Path | None = None,
+    folder: str | Path | None = None,
+    axis: str = "axial",
+    downsample: int = 2,
+    classes: Sequence[str] = ("HeadCT", "ChestCT", "AbdomenCT"),
+    validation_fraction: float = 0.1,
+    augment: bool = True,
+    limit: int | None = None,
+) -> TrainingData:
+    """Training and validation sets for ``kind`` (see the module docstring), split by
+    subject / block / image as the data cards say."""
+    size_list = [size] if isinstance(size, int) else list(size)
+    flip = None
+    if kind == "ixi_slices":
+        train, _ = ixi_slices("train", size_list[0], axis, root=root)
+        val, _ = ixi_slices("validation", size_list[0], axis, root=root)
+        flip = 1  # left-right in the upright (rows=A-P, cols=R-L) axial slice
+    elif kind == "ixi_volumes":
+        shape = size_list if len(size_list) == 3 else size_list * 3
+        train, _ = ixi_volumes("train", shape, downsample, root=root)
+        val, _ = ixi_volumes("validation", shape, downsample, root=root)
+        flip = 0
+    elif kind == "mednist":
+        train, _ = mednist_images("train", classes, root=root)
+        val, _ = mednist_images("validation", classes, root=root)
+    elif kind == "microscopy":
+        train, _ = microscopy_images("train", root=root)
+        val, _ = microscopy_images("validation", root=root)
+        patch = patch or size_list[0]
+    elif kind == "folder":
+        if folder is None:
+            raise InvalidInputError("kind=folder needs folder=/path/to/images")
+        images, _ = folder_images(folder, size_list if len(size_list) > 1 else size_list * 2)
+        n_val = max(1, int(len(images) * validation_fraction))
+        train, val = images[:-n_val], images[-n_val:]  # contiguous blocks, not shuffled
+    else:
+        raise InvalidInputError(
+            f"unknown training data kind {kind!r}",
+            fix="use ixi_slices, ixi_volumes, mednist, microscopy or folder",
+        )
+    if limit:
+        train, val = train[:limit], val[: max(1, limit // 4)]
+    return TrainingData(
+        train=ImageDataset(train, patch=patch, augment=augment, flip_axis=flip),
+        validation=ImageDataset(val, patch=patch, augment=False),
+        description={"kind": kind, "n_train": len(train), "n_validation": len(val)},
+    )

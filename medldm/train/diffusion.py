@@ -1,0 +1,254 @@
+"""Stage 2: train the latent diffusion UNet (MONAI ``DiffusionModelUNet``).
+
+The autoencoder of a stage-1 prior checkpoint is frozen; latents are its posterior means
+scaled by ``scale_factor = 1 / std`` of the training latents (fitted once, stored in the
+checkpoint). The UNet learns the DDPM noise prediction over 1000 steps::
+
+    z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps,   L = |eps_theta(z_t, t) - eps|^2,
+
+with EMA, gradient clipping, mixed precision on GPU, a validation loss at fixed noise
+and timesteps, a PNG grid of DDIM samples at each validation, resumable state, and the
+full prior (autoencoder + EMA UNet) exported to ``<run>/prior``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from medldm.models.checkpoint import load_prior_checkpoint, save_prior_checkpoint
+from medldm.models.config import LDMConfig, UNetConfig, build_scheduler, build_unet
+from medldm.models.prior import Prior
+from medldm.train.data import build_training_data
+from medldm.train.loop import (
+    EMA,
+    BatchSampler,
+    TrainingLog,
+    barrier,
+    broadcast_float,
+    init_distributed,
+    load_training_state,
+    restore_training_state,
+    save_training_state,
+    seed_everything,
+    wrap_ddp,
+)
+
+
+@dataclass
+class DiffusionTraining:
+    """Hyper-parameters of stage 2 (the Hydra config ``configs/train/diffusion.yaml``)."""
+
+    autoencoder: str = ""
+    steps: int = 20_000
+    batch_size: int = 32
+    lr: float = 1e-4
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    amp: bool = True
+    seed: int = 0
+    log_every: int = 50
+    validate_every: int = 1_000
+    checkpoint_every: int = 500
+    n_validation: int = 64
+    n_sample_grid: int = 16
+    sample_steps: int = 50
+    resume: bool = True
+    device: str = "auto"
+    half_weights: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def fit_scale_factor(autoencoder, images: torch.Tensor, batch_size: int = 32) -> float:
+    """``1 / std`` of the latent means of ``images`` (so latents have unit variance)."""
+    device = next(autoencoder.parameters()).device
+    latents = [
+        autoencoder.encode(images[i : i + batch_size].to(device))[0].cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return float(1.0 / torch.cat(latents).std())
+
+
+def save_sample_grid(images: torch.Tensor, path: Path) -> None:
+    """A square PNG grid of images ``(N, 1, *spatial)`` (3D: the central slice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays = images[:, 0].float().cpu().numpy()
+    if arrays.ndim == 4:
+        arrays = arrays[:, :, :, arrays.shape[3] // 2]
+    n = len(arrays)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, array in zip(np.atleast_1d(axes).ravel(), arrays, strict=False):
+        ax.imshow(array, cmap="gray", vmin=0, vmax=1)
+    fig.tight_layout(pad=0.1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def train_diffusion(
+    unet_config: UNetConfig, training: DiffusionTraining, run_dir: str | Path
+) -> Path:
+    """Train stage 2 on top of the stage-1 checkpoint ``training.autoencoder``; return the
+    exported prior folder (``<run_dir>/prior``)."""
+    run_dir = Path(run_dir)
+    context = init_distributed(training.device)
+    numpy_rng = seed_everything(training.seed, context)
+    device = context.device
+    stage1 = load_prior_checkpoint(training.autoencoder, device=device)
+    autoencoder = stage1.autoencoder.requires_grad_(False)
+    model = LDMConfig(
+        stage1.config.autoencoder, unet_config, stage1.config.scheduler, stage1.config.image_size
+    )
+    data = build_training_data(**training.data)
+
+    unet = build_unet(unet_config, model.autoencoder.latent_channels).to(device)
+    ema = EMA(unet, training.ema_decay)
+    ddp_unet = wrap_ddp(unet, context)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=training.lr)
+    scheduler = build_scheduler(model.scheduler, "ddpm")
+    modules = {"unet": unet, "ema": ema.module}
+    optimizers = {"unet": optimizer}
+    sampler = BatchSampler(len(data.train), training.batch_size, training.seed, context)
+
+    step, scale_factor = 0, None
+    state = load_training_state(run_dir) if training.resume else None
+    if state is not None:
+        step = restore_training_state(
+            state, modules=modules, optimizers=optimizers, sampler=sampler, numpy_rng=numpy_rng
+        )
+        scale_factor = float(state["extra"]["scale_factor"])
+    if scale_factor is None:
+        fit_rng = np.random.default_rng(training.seed)
+        count = min(len(data.train), 512)
+        fit_images = data.train.batch(
+            fit_rng.choice(len(data.train), count, replace=False), fit_rng
+        )
+        scale_factor = fit_scale_factor(autoencoder, fit_images) if context.is_main else 0.0
+        scale_factor = broadcast_float(scale_factor, context)
+
+    n_val = min(training.n_validation, len(data.validation))
+    val_images = data.validation.batch(
+        np.linspace(0, len(data.validation) - 1, n_val).astype(int), np.random.default_rng(12345)
+    )
+    with torch.no_grad():
+        val_latents = autoencoder.encode(val_images.to(device))[0] * scale_factor
+    val_gen = torch.Generator().manual_seed(4321)
+    val_noise = torch.randn(val_latents.shape, generator=val_gen).to(device)
+    val_t = torch.randint(0, model.scheduler.num_train_timesteps, (n_val,), generator=val_gen).to(
+        device
+    )
+
+    use_amp = training.amp and device.type == "cuda"
+    log = TrainingLog(run_dir, context.is_main)
+    prior_dir = run_dir / "prior"
+    meta = stage1.meta
+
+    def export(step_now: int, metrics: dict[str, float]) -> None:
+        if not context.is_main:
+            return
+        save_training_state(
+            run_dir,
+            step=step_now,
+            modules=modules,
+            optimizers=optimizers,
+            sampler=sampler,
+            numpy_rng=numpy_rng,
+            extra={"scale_factor": scale_factor, "metrics": metrics},
+        )
+        training_info = dict(meta.get("training", {}))
+        training_info.update(
+            {
+                "diffusion_steps": step_now,
+                "diffusion": asdict(training),
+                "diffusion_validation": metrics,
+                "diffusion_data": data.description,
+            }
+        )
+        save_prior_checkpoint(
+            prior_dir,
+            config=model,
+            autoencoder=autoencoder,
+            unet=ema.module,
+            scale_factor=scale_factor,
+            normalization=meta.get("normalization"),
+            data_card=meta.get("data_card"),
+            split=meta.get("split"),
+            training=training_info,
+            half=training.half_weights,
+            overwrite=True,
+        )
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        z_t = scheduler.add_noise(val_latents, val_noise, val_t)
+        loss = F.mse_loss(ema.module(z_t, timesteps=val_t), val_noise)
+        return {"val_loss": float(loss)}
+
+    progress = tqdm(
+        total=training.steps,
+        initial=step,
+        disable=not context.is_main,
+        desc="diffusion",
+        dynamic_ncols=True,
+    )
+    metrics: dict[str, float] = {}
+    tic, seen = time.perf_counter(), 0
+    while step < training.steps:
+        x = data.train.batch(sampler.next(), numpy_rng).to(device)
+        with torch.no_grad():
+            z0 = autoencoder.encode(x)[0] * scale_factor
+        noise = torch.randn_like(z0)
+        t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
+        z_t = scheduler.add_noise(z0, noise, t)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = F.mse_loss(ddp_unet(z_t, timesteps=t).float(), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), training.grad_clip)
+        optimizer.step()
+        ema.update(unet)
+        step += 1
+        seen += len(x) * context.world_size
+        progress.update(1)
+        if step % training.log_every == 0 or step == training.steps:
+            rate = seen / (time.perf_counter() - tic)
+            progress.set_postfix(loss=f"{float(loss):.4f}", img_s=f"{rate:.1f}")
+            log.log(step, {"loss": float(loss), "images_per_s": rate})
+            tic, seen = time.perf_counter(), 0
+        if context.is_main and (step % training.validate_every == 0 or step == training.steps):
+            metrics = validate()
+            log.log(step, metrics)
+            progress.write(f"step {step}: val_loss {metrics['val_loss']:.4f}")
+        if step % training.checkpoint_every == 0 or step == training.steps:
+            export(step, metrics)
+            if context.is_main and (step % training.validate_every == 0 or step == training.steps):
+                prior = Prior(load_prior_checkpoint(prior_dir, device=device), device=device)
+                grid = prior.sample(
+                    training.n_sample_grid,
+                    n_steps=training.sample_steps,
+                    generator=torch.Generator().manual_seed(0),
+                )
+                save_sample_grid(grid.clamp(0, 1), run_dir / "samples" / f"step_{step:07d}.png")
+            barrier(context)
+    progress.close()
+    log.close()
+    barrier(context)
+    return prior_dir

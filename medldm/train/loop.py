@@ -1,0 +1,304 @@
+"""What both training loops share: devices, DDP, EMA, batches, resumable checkpoints, logs.
+
+One code path for a single process and ``torchrun --nproc_per_node=N``: :func:`init_distributed`
+reads torchrun's environment (gloo on CPU, NCCL on GPU), every rank draws its share of each
+step's batch from one shared permutation per epoch (a distributed sampler), gradients are
+averaged by ``DistributedDataParallel``, and rank 0 alone writes files.
+
+Training state is saved atomically every N steps to ``<run>/state/`` (model, EMA and
+optimizer weights, the step, and every random state: torch, NumPy and the sampler), so an
+interrupted run resumes at the same step with the same random stream. The state loads with
+``torch.load(weights_only=True)``: no code is executed.
+
+Example
+-------
+>>> import torch
+>>> model = torch.nn.Linear(2, 2)
+>>> ema = EMA(model, decay=0.5)
+>>> with torch.no_grad():
+...     _ = model.weight.add_(1.0)
+>>> ema.update(model)
+>>> bool(torch.allclose(ema.module.weight, model.weight - 0.5))
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from medldm.errors import InvalidInputError
+from medldm.models.prior import resolve_device
+
+
+# --------------------------------------------------------------------------------------
+# Distributed set-up
+# --------------------------------------------------------------------------------------
+@dataclass
+class DistributedContext:
+    """Rank, world size and device of this process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistributedContext:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and world_size > 1:
+        resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, local_rank, resolved)
+
+
+def wrap_ddp(model: nn.Module, context: DistributedContext) -> nn.Module:
+    """``DistributedDataParallel`` under torchrun, the model itself otherwise."""
+    if not context.distributed:
+        return model
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def broadcast_float(value: float, context: DistributedContext) -> float:
+    """Rank 0's ``value`` on every rank."""
+    if not context.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
+# --------------------------------------------------------------------------------------
+# EMA and batches
+# --------------------------------------------------------------------------------------
+class EMA:
+    """Exponential moving average of a model's parameters (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        self.decay = float(decay)
+        self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        source = unwrap(model)
+        for ema_param, param in zip(self.module.parameters(), source.parameters(), strict=True):
+            ema_param.lerp_(param.detach(), 1.0 - self.decay)
+        for ema_buffer, buffer in zip(self.module.buffers(), source.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+
+
+class BatchSampler:
+    """Step-based sampler: one shared permutation per epoch (same seed on every rank),
+    each rank taking its own ``batch_size`` indices per step. Its whole state is three
+    integers, so a resumed run continues the same sequence."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, context: DistributedContext):
+        if n_items < 1:
+            raise InvalidInputError("the training set is empty")
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.rank, self.world = context.rank, context.world_size
+        self.epoch, self.position = 0, 0
+        self._permutation = self._permute()
+
+    def _permute(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.n_items)
+        needed = self.batch_size * self.world
+        if len(order) < needed:
+            order = np.resize(order, needed)
+        return order
+
+    def next(self) -> np.ndarray:
+        global_batch = self.batch_size * self.world
+        if self.position + global_batch > len(self._permutation):
+            self.epoch += 1
+            self.position = 0
+            self._permutation = self._permute()
+        chunk = self._permutation[self.position : self.position + global_batch]
+        self.position += global_batch
+        return chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load(self, state: dict[str, int]) -> None:
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._permutation = self._permute()
+
+
+# --------------------------------------------------------------------------------------
+# Resumable training state
+# --------------------------------------------------------------------------------------
+STATE_DIR = "state"
+STATE_FILE = "training_state.pt"
+
+
+def _rng_state(numpy_rng: np.random.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_rng.bit_generator.state}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], numpy_rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_rng.bit_generator.state = state["numpy"]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(
+    run_dir: Path,
+    *,
+    step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sampler: BatchSampler,
+    numpy_rng: np.random.Generator,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``run_dir/state/`` atomically (a new folder renamed over the old one)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".state.", dir=run_dir))
+    payload = {
+        "step": int(step),
+        "modules": {name: unwrap(m).state_dict() for name, m in modules.items()},
+        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+        "sampler": sampler.state(),
+        "rng": _rng_state(numpy_rng),
+        "extra": extra or {},
+    }
+    try:
+        torch.save(payload, staging / STATE_FILE)
+        target = run_dir / STATE_DIR
+        old = run_dir / ".state.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return run_dir / STATE_DIR / STATE_FILE
+
+
+def load_training_state(run_dir: Path) -> dict[str, Any] | None:
+    """The saved state of a run (``None`` if there is none). Never executes code."""
+    path = run_dir / STATE_DIR / STATE_FILE
+    if not path.is_file():
+        old = run_dir / ".state.old" / STATE_FILE  # a kill between the two renames
+        if not old.is_file():
+            return None
+        path = old
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"training state is unreadable ({exc})",
+            path=path,
+            fix="delete the state folder to start afresh, or restore it",
+        ) from exc
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    *,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sampler: BatchSampler,
+    numpy_rng: np.random.Generator,
+) -> int:
+    """Load a saved state into live objects; return the step to continue from."""
+    for name, module in modules.items():
+        unwrap(module).load_state_dict(state["modules"][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    sampler.load(state["sampler"])
+    _set_rng_state(state["rng"], numpy_rng)
+    return int(state["step"])
+
+
+# --------------------------------------------------------------------------------------
+# Logs
+# --------------------------------------------------------------------------------------
+class TrainingLog:
+    """CSV log (``train_log.csv``, one row per logged step) plus TensorBoard when the
+    ``tensorboard`` package is installed. Only rank 0 writes."""
+
+    def __init__(self, run_dir: Path, enabled: bool, name: str = "train_log.csv"):
+        self.enabled = enabled
+        self.path = run_dir / name
+        self.start = time.perf_counter()
+        self._writer = None
+        if enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(run_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed: CSV only
+                self._writer = None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, "elapsed_s": round(time.perf_counter() - self.start, 2), **values}
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def seed_everything(seed: int, context: DistributedContext) -> np.random.Generator:
+    """Seed torch (same on every rank: identical initial weights) and return a NumPy
+    generator for augmentation (different per rank)."""
+    torch.manual_seed(seed)
+    return np.random.default_rng([seed, context.rank])
