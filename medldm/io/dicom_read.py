@@ -470,9 +470,11 @@ def _frames_from_single(path: Path, ds: Dataset) -> list[_Frame]:
     ]
 
 
-def _functional(ds: Dataset, frame_groups: Dataset | None, sequence: str) -> Dataset | None:
+def _functional(
+    shared: Dataset | None, frame_groups: Dataset | None, sequence: str
+) -> Dataset | None:
     """Item of a functional-group macro: per-frame first, then shared."""
-    for groups in (frame_groups, _first_item(ds, "SharedFunctionalGroupsSequence")):
+    for groups in (frame_groups, shared):
         if groups is not None and sequence in groups and len(groups[sequence].value) > 0:
             return groups[sequence].value[0]
     return None
@@ -497,6 +499,7 @@ def _frames_from_multiframe(path: Path, ds: Dataset) -> list[_Frame]:
         return cache["array"]
 
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) < n_frames:
         raise InvalidInputError(
             f"{len(per_frame)} per-frame functional groups for {n_frames} frames",
@@ -521,23 +524,23 @@ def _frames_from_multiframe(path: Path, ds: Dataset) -> list[_Frame]:
         thickness = _float_or(ds.get("SliceThickness"), float("nan"))
         order: tuple = (index,)
         if per_frame is not None:
-            plane = _functional(ds, groups, "PlanePositionSequence")
+            plane = _functional(shared, groups, "PlanePositionSequence")
             if plane is not None:
                 position = _floats(plane.get("ImagePositionPatient"), 3, "frame position", path)
-            orient = _functional(ds, groups, "PlaneOrientationSequence")
+            orient = _functional(shared, groups, "PlaneOrientationSequence")
             if orient is not None:
                 orientation = _floats(
                     orient.get("ImageOrientationPatient"), 6, "frame orientation", path
                 )
-            measures = _functional(ds, groups, "PixelMeasuresSequence")
+            measures = _functional(shared, groups, "PixelMeasuresSequence")
             if measures is not None:
                 spacing = _floats(measures.get("PixelSpacing"), 2, "frame pixel spacing", path)
                 thickness = _float_or(measures.get("SliceThickness"), thickness)
-            transform = _functional(ds, groups, "PixelValueTransformationSequence")
+            transform = _functional(shared, groups, "PixelValueTransformationSequence")
             if transform is not None:
                 slope = _float_or(transform.get("RescaleSlope"), slope)
                 intercept = _float_or(transform.get("RescaleIntercept"), intercept)
-            content = _functional(ds, groups, "FrameContentSequence")
+            content = _functional(shared, groups, "FrameContentSequence")
             if content is not None:
                 dims = content.get("DimensionIndexValues")
                 dims = (
