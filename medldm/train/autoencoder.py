@@ -30,6 +30,7 @@ from medldm.train.loop import (
     BatchSampler,
     TrainingLog,
     barrier,
+    check_replicas_identical,
     init_distributed,
     load_training_state,
     restore_training_state,
@@ -237,12 +238,12 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
         progress.update(1)
         if step % training.log_every == 0 or step == training.steps:
             rate = seen / (time.perf_counter() - tic)
-            progress.set_postfix(loss=f"{float(loss):.4f}", img_s=f"{rate:.1f}")
-            log.log(step, {**terms, "loss": float(loss), "images_per_s": rate})
+            progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
+            log.log(step, {**terms, "loss": loss.item(), "images_per_s": rate})
             tic, seen = time.perf_counter(), 0
         if context.is_main and (step % training.validate_every == 0 or step == training.steps):
             last_metrics = validate_autoencoder(ema.module, val_images)
-            log.log(step, last_metrics)
+            log.log(step, last_metrics, kind="validation")
             progress.write(
                 f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_metrics.items())
             )
@@ -251,6 +252,7 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
             barrier(context)
     progress.close()
     log.close()
+    check_replicas_identical(autoencoder, context, run_dir)
     barrier(context)
     return prior_dir
 

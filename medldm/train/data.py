@@ -151,7 +151,7 @@ def folder_images(folder: str | Path, size: Sequence[int]) -> tuple[np.ndarray, 
     normalizer = PercentileNormalizer(0.5, 99.5)
     images, names = [], []
     for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
-        if path.suffix == ".npz":
+        if path.suffix == ".npz":  # "images": (N, *spatial), 2D or 3D
             with np.load(path) as data:
                 arrays = list(data["images"].astype(np.float32))
         else:

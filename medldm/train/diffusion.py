@@ -33,6 +33,7 @@ from medldm.train.loop import (
     TrainingLog,
     barrier,
     broadcast_float,
+    check_replicas_identical,
     init_distributed,
     load_training_state,
     restore_training_state,
@@ -230,12 +231,12 @@ def train_diffusion(
         progress.update(1)
         if step % training.log_every == 0 or step == training.steps:
             rate = seen / (time.perf_counter() - tic)
-            progress.set_postfix(loss=f"{float(loss):.4f}", img_s=f"{rate:.1f}")
-            log.log(step, {"loss": float(loss), "images_per_s": rate})
+            progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
+            log.log(step, {"loss": loss.item(), "images_per_s": rate})
             tic, seen = time.perf_counter(), 0
         if context.is_main and (step % training.validate_every == 0 or step == training.steps):
             metrics = validate()
-            log.log(step, metrics)
+            log.log(step, metrics, kind="validation")
             progress.write(f"step {step}: val_loss {metrics['val_loss']:.4f}")
         if step % training.checkpoint_every == 0 or step == training.steps:
             export(step, metrics)
@@ -250,5 +251,6 @@ def train_diffusion(
             barrier(context)
     progress.close()
     log.close()
+    check_replicas_identical(unet, context, run_dir)
     barrier(context)
     return prior_dir

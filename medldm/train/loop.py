@@ -261,12 +261,13 @@ def restore_training_state(
 # Logs
 # --------------------------------------------------------------------------------------
 class TrainingLog:
-    """CSV log (``train_log.csv``, one row per logged step) plus TensorBoard when the
-    ``tensorboard`` package is installed. Only rank 0 writes."""
+    """CSV logs, one per kind (``train_log.csv``, ``validation_log.csv``), plus TensorBoard
+    when the ``tensorboard`` package is installed. Only rank 0 writes. A row with a new
+    column (e.g. the adversarial loss once it starts) extends the file's header."""
 
-    def __init__(self, run_dir: Path, enabled: bool, name: str = "train_log.csv"):
+    def __init__(self, run_dir: Path, enabled: bool):
         self.enabled = enabled
-        self.path = run_dir / name
+        self.run_dir = run_dir
         self.start = time.perf_counter()
         self._writer = None
         if enabled:
@@ -278,19 +279,31 @@ class TrainingLog:
             except Exception:  # tensorboard not installed: CSV only
                 self._writer = None
 
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def log(self, step: int, values: dict[str, float], kind: str = "train") -> None:
         if not self.enabled:
             return
         row = {"step": step, "elapsed_s": round(time.perf_counter() - self.start, 2), **values}
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
+        path = self.run_dir / f"{kind}_log.csv"
+        rows: list[dict[str, Any]] = []
+        header: list[str] = []
+        if path.exists():
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                header = list(reader.fieldnames or [])
+                if any(key not in header for key in row):
+                    rows = list(reader)
+        new_keys = [key for key in row if key not in header]
+        if new_keys:  # (re)write with the extended header
+            header += new_keys
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=header, restval="")
                 writer.writeheader()
-            writer.writerow(row)
+                writer.writerows(rows)
+        with open(path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=header, restval="").writerow(row)
         if self._writer is not None:
             for key, value in values.items():
-                self._writer.add_scalar(key, value, step)
+                self._writer.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -302,3 +315,22 @@ def seed_everything(seed: int, context: DistributedContext) -> np.random.Generat
     generator for augmentation (different per rank)."""
     torch.manual_seed(seed)
     return np.random.default_rng([seed, context.rank])
+
+
+def check_replicas_identical(model: nn.Module, context: DistributedContext, run_dir: Path) -> None:
+    """Under DDP, check every rank ends with bit-identical weights; rank 0 writes the
+    per-rank SHA-256 to ``<run>/ddp_check.json`` and raises if they differ."""
+    if not context.distributed:
+        return
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for tensor in unwrap(model).state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    hashes: list[str | None] = [None] * context.world_size
+    dist.all_gather_object(hashes, digest.hexdigest())
+    if context.is_main:
+        (run_dir / "ddp_check.json").write_text(json.dumps({"rank_sha256": hashes}, indent=2))
+        if len(set(hashes)) != 1:
+            raise RuntimeError(f"DDP replicas diverged: {hashes}")
