@@ -1,0 +1,337 @@
+"""Tune the classical solvers per operator on TRAINING cases only, and write the presets.
+
+For every benchmark operator (``configs/physics/<operator>.yaml``, the very presets the
+benchmark runs, so mask, noise and geometry parameters match) this script simulates
+measurements of a few training images exactly as the benchmark runner does (seed ``i``
+for training case ``i``: ``factory.build`` -> ``factory.prepare_object`` ->
+``physics(x, generator)``), runs a small grid of hyper-parameters, scores every estimate
+with the benchmark's own scoring (:func:`medldm.bench.scoring.score`: magnitude, data
+range = ground truth max - min, whole image) and keeps the value with the best mean PSNR:
+
+* ``tv``: the weight, over 8 log-spaced values per operator family (``n_iter``, the
+  constraint and the step rule are fixed per family, see ``PLANS``);
+* ``cg``: the number of iterations (early stopping regularises), read off one long run;
+* ``richardson_lucy``: the number of iterations, read off one long run.
+
+Training cases (never validation or test):
+
+* MRI and inpainting operators: IXI T1 training subjects (``ixi_t1`` card), the central
+  axial slice of ``--cases`` subjects spread over the training split, 128 x 128;
+* CT operators: the MedNIST CT training blocks (HeadCT, ChestCT, AbdomenCT), ``--cases``
+  images spread evenly over the three blocks, 64 x 64;
+* microscopy: the training files of the ``microscopy`` card (central slice of 3D stacks,
+  each channel / time point a case), taken round-robin over files, cropped or padded to
+  256 x 256.
+
+Writes ``configs/solver/tv_<operator>.yaml``, ``cg_<operator>.yaml`` and
+``richardson_lucy_<operator>.yaml``, each with a comment header naming the command, the
+training cases, the grid and its scores. Run (about 5-10 minutes on one CPU core)::
+
+    .venv/bin/python benchmarks/tune_classical.py
+    .venv/bin/python benchmarks/tune_classical.py --operators mri_4x ct_sparse_30 --cases 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from medldm.bench.card_cases import card_cases
+from medldm.bench.case import Case
+from medldm.bench.measurement_view import to_image_array
+from medldm.bench.presets import config_dir, load_physics
+from medldm.bench.scoring import score
+from medldm.solvers import ConjugateGradient, RichardsonLucy, TotalVariation
+from medldm.utils.files import atomic_write_text
+
+CG_CHECKPOINTS = (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75, 100)
+RL_CHECKPOINTS = (5, 10, 15, 20, 30, 50, 75, 100, 150, 200)
+
+
+def weight_grid(low: float, high: float, n: int = 8) -> tuple[float, ...]:
+    """``n`` log-spaced weights from ``low`` to ``high``, rounded to 3 significant digits."""
+    return tuple(float(f"{w:.3g}") for w in np.geomspace(low, high, n))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to tune for one operator, on which training images."""
+
+    cases: str  # "ixi", "mednist_ct" or "microscopy"
+    tv_weights: tuple[float, ...]
+    tv_n_iter: int = 300
+    tv_constraint: str | None = None
+    tune_cg: bool = True
+    tune_rl: bool = False
+
+
+# TV weights are in units of y^2 per unit of TV: the ranges differ with the measurement
+# scale (MRI k-space and inpainting: image scale; CT: line integrals ~ width x intensity).
+# Real, non-negative objects get the non-negativity constraint; complex MRI images none.
+MRI = {"cases": "ixi", "tv_weights": weight_grid(3e-4, 3e-2)}
+PLANS: dict[str, Plan] = {
+    "mri_4x": Plan(**MRI),
+    "mri_8x": Plan(**MRI),
+    "mri_multicoil_4x": Plan(**MRI),
+    "mri_multicoil_8x": Plan(**MRI),
+    # CG on an inpainting mask stops at A^H y (A^H A is a projection): nothing to tune.
+    # Missing pixels are filled by the TV term alone, which PDHG propagates slowly: more
+    # iterations than for the other operators.
+    "inpaint_box": Plan("ixi", weight_grid(1e-3, 1e-1), 1000, "nonnegative", tune_cg=False),
+    "inpaint_random": Plan("ixi", weight_grid(1e-3, 1e-1), 1000, "nonnegative", tune_cg=False),
+    "ct_sparse_30": Plan("mednist_ct", weight_grid(3e-3, 3.0), 500, "nonnegative"),
+    "ct_sparse_60": Plan("mednist_ct", weight_grid(3e-3, 3.0), 500, "nonnegative"),
+    "ct_limited_90": Plan("mednist_ct", weight_grid(3e-3, 3.0), 500, "nonnegative"),
+    "microscopy_deconv": Plan(
+        "microscopy", weight_grid(1e-4, 1e-1), tv_constraint="nonnegative", tune_rl=True
+    ),
+}
+
+
+# --- training cases ------------------------------------------------------------------------
+def _spread(items: Sequence[Any], n: int) -> list[Any]:
+    """``n`` items spread evenly over a sequence (all of them if it is shorter)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
+
+
+def _only_cases(items: Iterator[Any]) -> Iterator[Case]:
+    for item in items:
+        if isinstance(item, Case):
+            yield item
+        else:
+            print(f"  skipped unreadable training case {item.case_id}: {item.error}")
+
+
+def training_cases(kind: str, n: int) -> list[Case]:
+    """The ``n`` training cases of one family (see the module docstring)."""
+    if kind == "ixi":
+        return _spread(list(_only_cases(card_cases("ixi_t1", "train", slices=1, size=128))), n)
+    if kind == "mednist_ct":
+        return _spread(list(_only_cases(card_cases("mednist", "train"))), n)
+    if kind == "microscopy":
+        by_file: dict[str, list[Case]] = {}
+        for case in _only_cases(card_cases("microscopy", "train", slices=1, size=256)):
+            by_file.setdefault(case.case_id.split("/")[0], []).append(case)
+        round_robin = itertools.chain.from_iterable(itertools.zip_longest(*by_file.values()))
+        return [case for case in round_robin if case is not None][:n]
+    raise ValueError(f"unknown case family {kind!r}")
+
+
+# --- simulation and scoring ------------------------------------------------------------------
+@dataclass
+class Measurement:
+    case: Case
+    seed: int
+    physics: Any
+    y: torch.Tensor
+
+
+def simulate(operator: str, cases: Sequence[Case]) -> list[Measurement]:
+    """Measurements as the benchmark runner simulates them (seed ``i`` for case ``i``)."""
+    factory = load_physics(operator)
+    out = []
+    for seed, case in enumerate(cases):
+        generator = torch.Generator().manual_seed(seed)
+        physics = factory.build(case.shape, generator, "cpu")
+        x = torch.from_numpy(case.image)[None, None]
+        prepare = getattr(factory, "prepare_object", None)
+        if callable(prepare):
+            x = prepare(x, generator)
+        out.append(Measurement(case, seed, physics, physics(x, generator)))
+    return out
+
+
+def psnr_ssim(estimate: torch.Tensor, case: Case) -> tuple[float, float]:
+    scores = score(to_image_array(estimate, case.shape), case.image)
+    return scores["psnr"], scores["ssim"]
+
+
+@dataclass
+class GridResult:
+    """Mean PSNR and SSIM over the training cases for every grid value."""
+
+    parameter: str
+    values: list[float | int] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+
+    def add(self, value: float | int, scores: list[tuple[float, float]]) -> None:
+        self.values.append(value)
+        self.psnr.append(float(np.mean([s[0] for s in scores])))
+        self.ssim.append(float(np.mean([s[1] for s in scores])))
+
+    @property
+    def best(self) -> int:
+        """Index of the best mean PSNR (the first, i.e. smallest, on ties)."""
+        return int(np.argmax(np.round(self.psnr, 6)))
+
+    def at_edge(self) -> bool:
+        return self.best in (0, len(self.values) - 1) and len(self.values) > 2
+
+    def lines(self) -> list[str]:
+        rows = [f"{self.parameter} -> mean PSNR dB / SSIM over the training cases:"]
+        for i, value in enumerate(self.values):
+            mark = "  <- chosen" if i == self.best else ""
+            rows.append(f"  {value:>9g}: {self.psnr[i]:6.2f} / {self.ssim[i]:.4f}{mark}")
+        if self.at_edge():
+            rows.append("  (the best value is at the edge of the grid)")
+        return rows
+
+
+def tune_tv(measurements: list[Measurement], plan: Plan) -> tuple[GridResult, dict]:
+    grid = GridResult("weight")
+    for weight in plan.tv_weights:
+        solver = TotalVariation(weight, plan.tv_n_iter, constraint=plan.tv_constraint)
+        scores = [psnr_ssim(solver.solve(m.y, m.physics).estimate, m.case) for m in measurements]
+        grid.add(weight, scores)
+    params = {
+        "weight": grid.values[grid.best],
+        "n_iter": plan.tv_n_iter,
+        "weight_z": 1.0,
+        "constraint": plan.tv_constraint,
+        "preconditioning": "auto",
+        "step_ratio": 10.0,
+        "tol": 0.0,
+        "progress": False,
+    }
+    return grid, params
+
+
+def tune_iterations(
+    measurements: list[Measurement],
+    make_solver: Callable[[int], Any],
+    checkpoints: Sequence[int],
+) -> GridResult:
+    """Score the iterates of one long run at each checkpoint (iteration count)."""
+    per_checkpoint: dict[int, list[tuple[float, float]]] = {c: [] for c in checkpoints}
+    for m in measurements:
+        seen: dict[int, tuple[float, float]] = {}
+
+        def keep(step: int, x: torch.Tensor, m: Measurement = m, seen: dict = seen) -> None:
+            if step + 1 in per_checkpoint:
+                seen[step + 1] = psnr_ssim(x, m.case)
+
+        rec = make_solver(max(checkpoints)).solve(m.y, m.physics, callback=keep)
+        final = psnr_ssim(rec.estimate, m.case)
+        for c in checkpoints:  # a run stopped early by its tolerance keeps its last iterate
+            per_checkpoint[c].append(seen.get(c, final))
+    grid = GridResult("n_iter")
+    for c in checkpoints:
+        grid.add(c, per_checkpoint[c])
+    return grid
+
+
+# --- presets ---------------------------------------------------------------------------------
+def preset_text(target: str, params: dict, header: list[str]) -> str:
+    body = yaml.safe_dump({"_target_": target, **params}, sort_keys=False)
+    return "".join(f"# {line}\n" if line else "#\n" for line in header) + body
+
+
+def write_preset(folder: Path, name: str, target: str, params: dict, header: list[str]) -> Path:
+    path = folder / f"{name}.yaml"
+    atomic_write_text(path, preset_text(target, params, header), overwrite=True)
+    return path
+
+
+def header_lines(
+    command: str, operator: str, cases: list[Case], grid: GridResult, seconds: float
+) -> list[str]:
+    listed = ", ".join(case.case_id for case in cases)
+    return [
+        "Tuned on training cases only by benchmarks/tune_classical.py; rerun it, do not edit.",
+        f"Command: {command}",
+        f"Operator: {operator} (configs/physics/{operator}.yaml); seed i for case i.",
+        f"Training cases ({cases[0].dataset}, {len(cases)}): {listed}",
+        "Scoring: the benchmark's (magnitude, data_range = ground truth max - min, whole image).",
+        *grid.lines(),
+        f"Tuning time: {seconds:.0f} s on {torch.get_num_threads()} CPU thread(s).",
+        "",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--operators", nargs="+", default=list(PLANS), choices=list(PLANS))
+    parser.add_argument("--cases", type=int, default=8, help="training cases per operator")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="default: the configs/solver folder"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    folder = args.output_dir or config_dir() / "solver"
+    command = "python benchmarks/tune_classical.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    command = command.strip()
+    cases_cache: dict[str, list[Case]] = {}
+    started_all = time.perf_counter()
+    for operator in args.operators:
+        plan = PLANS[operator]
+        if plan.cases not in cases_cache:
+            cases_cache[plan.cases] = training_cases(plan.cases, args.cases)
+        cases = cases_cache[plan.cases]
+        measurements = simulate(operator, cases)
+        print(f"\n== {operator}: {len(cases)} training cases ({cases[0].dataset})")
+
+        started = time.perf_counter()
+        grid, params = tune_tv(measurements, plan)
+        header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
+        path = write_preset(
+            folder, f"tv_{operator}", "medldm.solvers.tv.TotalVariation", params, header
+        )
+        print("\n".join(grid.lines()), f"\n  wrote {path}")
+
+        if plan.tune_cg:
+            started = time.perf_counter()
+            grid = tune_iterations(
+                measurements, lambda n: ConjugateGradient(n_iter=n, tol=1e-6), CG_CHECKPOINTS
+            )
+            params = {
+                "n_iter": grid.values[grid.best],
+                "tol": 1e-6,
+                "l2_weight": 0.0,
+                "progress": False,
+            }
+            header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
+            path = write_preset(
+                folder, f"cg_{operator}", "medldm.solvers.cg.ConjugateGradient", params, header
+            )
+            print("\n".join(grid.lines()), f"\n  wrote {path}")
+
+        if plan.tune_rl:
+            started = time.perf_counter()
+            grid = tune_iterations(measurements, lambda n: RichardsonLucy(n_iter=n), RL_CHECKPOINTS)
+            params = {
+                "n_iter": grid.values[grid.best],
+                "eps": 1e-12,
+                "normalize": True,
+                "progress": False,
+            }
+            header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
+            path = write_preset(
+                folder,
+                f"richardson_lucy_{operator}",
+                "medldm.solvers.richardson_lucy.RichardsonLucy",
+                params,
+                header,
+            )
+            print("\n".join(grid.lines()), f"\n  wrote {path}")
+    print(f"\nTotal: {time.perf_counter() - started_all:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
