@@ -183,6 +183,10 @@ class TotalVariation:
         Stop early when ``||x_k+1 - x_k|| / ||x_k+1||`` falls below ``tol`` (0: never).
     progress:
         Show a tqdm progress bar.
+    phase:
+        ``None``, or ``"lowres"`` for complex (MRI) data: estimate a smooth phase map from
+        the measured k-space centre and solve for a real, non-negative magnitude behind it
+        (:class:`~medldm.physics.phase.PhaseConstrained`); the estimate is magnitude x phase.
     """
 
     name = "tv"
@@ -198,6 +202,7 @@ class TotalVariation:
         step_ratio: float = 10.0,
         tol: float = 0.0,
         progress: bool = False,
+        phase: str | None = None,
     ):
         if weight < 0 or weight_z < 0:
             raise InvalidInputError(
@@ -222,6 +227,9 @@ class TotalVariation:
         self.step_ratio = float(step_ratio)
         self.tol = float(tol)
         self.progress = bool(progress)
+        if phase not in (None, "lowres"):
+            raise InvalidInputError(f"unknown phase option {phase!r}", fix="use None or 'lowres'")
+        self.phase = phase
 
     @torch.no_grad()
     def solve(
@@ -234,6 +242,28 @@ class TotalVariation:
         callback: Callback | None = None,
     ) -> Reconstruction:
         started = time.perf_counter()
+        if self.phase == "lowres" and y.is_complex():
+            from medldm.physics.phase import PhaseConstrained, lowres_phase
+
+            phase_map = lowres_phase(y, physics)
+            magnitude_solver = TotalVariation(
+                self.weight,
+                self.n_iter,
+                weight_z=self.weight_z,
+                constraint="nonnegative",
+                preconditioning="scalar",
+                step_ratio=self.step_ratio,
+                tol=self.tol,
+                progress=self.progress,
+            )
+            inner = magnitude_solver.solve(
+                y, PhaseConstrained(physics, phase_map), callback=callback
+            )
+            estimate = inner.estimate.to(phase_map.dtype) * phase_map
+            info = {**inner.info, "phase": "lowres"}
+            return finish(
+                estimate, y, physics, iterations=inner.iterations, started=started, info=info
+            )
         x = project_onto_constraint(initial_estimate(y, physics), self.constraint)
         spatial_dims = x.ndim - 2
         if spatial_dims not in (2, 3):
