@@ -1,0 +1,162 @@
+"""Turning images and volumes into benchmark cases: normalise, slice, orient, pad or crop.
+
+The steps, in order, for one :class:`~medldm.io.image.MedImage`:
+
+1. Non-spatial axes (channels ``c``, time points ``t``) are split: each channel or time
+   point is its own case (``case_id`` gets ``/c1`` or ``/t3``).
+2. The intensity normaliser is fitted to the whole image or volume (so a volume's slices
+   share one scale) and applied, clipped to [0, 1].
+3. Volumes: with ``slices=N`` the ``N`` central slices along ``axis`` become 2D cases
+   (``/slice058``: index along the volume's array axis); otherwise the volume stays 3D,
+   stored ``(depth, rows, columns)`` = ``(z, y, x)``.
+4. Display orientation: 2D arrays become ``(rows, columns)`` = ``(y, x)``. Slices of
+   volumes are first reoriented by :func:`~medldm.data.slices.central_slices` (x towards
+   R, y towards A, or S for coronal and sagittal) and then flipped so that anterior
+   (superior) is at the top and the patient's right on the right (neurological view).
+5. ``size``: the in-plane axes are centre-cropped or zero-padded to ``size x size``.
+
+Ground truths with NaN or inf values are refused (a metric against them means nothing).
+
+Example
+-------
+>>> import numpy as np
+>>> from medldm.data.normalize import PercentileNormalizer
+>>> cases = array_cases(np.arange(12.0).reshape(3, 4), dataset="demo", case_id="a",
+...                     normalizer=PercentileNormalizer(0, 100), size=4)
+>>> cases[0].image.shape, float(cases[0].image.max())
+((4, 4), 1.0)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from medldm.bench.case import Case
+from medldm.data.normalize import Normalizer
+from medldm.data.slices import central_slices, crop_or_pad
+from medldm.errors import InvalidInputError
+from medldm.io.image import MedImage
+
+
+def _check_finite(array: np.ndarray, source: str) -> None:
+    if not np.all(np.isfinite(array)):
+        raise InvalidInputError(
+            f"the image has {int(np.size(array) - np.isfinite(array).sum())} NaN/inf pixels; "
+            "it cannot serve as a ground truth",
+            path=source or None,
+            fix="clean the image or remove it from the benchmark folder",
+        )
+
+
+def _resize_in_plane(array: np.ndarray, size: int | None) -> np.ndarray:
+    """Centre crop/pad the last two axes (rows, columns) to ``size x size``."""
+    if size is None:
+        return array
+    moved = np.moveaxis(array, (-2, -1), (0, 1))
+    return np.moveaxis(crop_or_pad(moved, int(size)), (0, 1), (-2, -1))
+
+
+def array_cases(
+    array: np.ndarray,
+    *,
+    dataset: str,
+    case_id: str,
+    normalizer: Normalizer,
+    size: int | None = None,
+    unit: str = "unknown",
+    source: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> list[Case]:
+    """One case from a 2D array already in display order ``(rows, columns)``."""
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise InvalidInputError(
+            f"expected a 2D image, got shape {array.shape}", path=source or None
+        )
+    values = array.astype(np.float32, copy=False)
+    _check_finite(values, source)
+    normalization = normalizer.fit(values, unit=unit)
+    image = np.asarray(normalization.forward(values), dtype=np.float32)
+    image = np.ascontiguousarray(_resize_in_plane(image, size), dtype=np.float32)
+    return [Case(dataset, case_id, image, normalization, source, dict(metadata or {}))]
+
+
+def _split_non_spatial(image: MedImage) -> list[tuple[str, MedImage]]:
+    """``[(suffix, image)]`` with one entry per channel/time point (``[("", image)]``)."""
+    n_spatial = image.n_spatial
+    extra_axes = image.axes[n_spatial:]
+    if not extra_axes:
+        return [("", image)]
+    parts = []
+    ranges = [range(image.array.shape[n_spatial + i]) for i in range(len(extra_axes))]
+    for index in itertools.product(*ranges):
+        pixels = image.array[(Ellipsis, *index)] if index else image.array
+        suffix = "".join(f"/{name}{i}" for name, i in zip(extra_axes, index, strict=True))
+        parts.append((suffix, image.replace(array=pixels, axes=image.axes[:n_spatial])))
+    return parts
+
+
+def image_cases(
+    image: MedImage,
+    *,
+    dataset: str,
+    case_id: str,
+    normalizer: Normalizer,
+    slices: int | None = None,
+    axis: str | int = "axial",
+    size: int | None = None,
+    source: str = "",
+) -> list[Case]:
+    """Cases from one image or volume (steps in the module docstring).
+
+    Parameters
+    ----------
+    image:
+        A 2D image or 3D volume, optionally with channel/time axes.
+    dataset, case_id:
+        Labels of the cases; slices and channels add suffixes to ``case_id``.
+    normalizer:
+        Fitted per image/volume (e.g. a card's percentile rule).
+    slices:
+        Number of central slices taken from a volume (``None``: keep volumes 3D).
+    axis:
+        ``"axial"``, ``"coronal"``, ``"sagittal"`` or an array axis 0-2.
+    size:
+        In-plane size in pixels after centre crop/pad (``None``: unchanged).
+    """
+    cases = []
+    for suffix, part in _split_non_spatial(image):
+        values = part.array.astype(np.float32, copy=False)
+        _check_finite(values, source)
+        normalization = normalizer.fit(values, unit=part.unit)
+        normalised = part.replace(array=np.asarray(normalization.forward(values), np.float32))
+        label = f"{case_id}{suffix}"
+        if part.n_spatial == 3 and slices:
+            for item in central_slices(normalised, int(slices), axis=axis):
+                pixels = np.flipud(item.array.T)  # (y, x) with anterior/superior on top
+                index = int(item.metadata["slice_index"])
+                cases.append(
+                    Case(
+                        dataset,
+                        f"{label}/slice{index:03d}",
+                        np.ascontiguousarray(_resize_in_plane(pixels, size), np.float32),
+                        normalization,
+                        source,
+                        {"slice_index": index, "plane": str(item.metadata["plane"])},
+                    )
+                )
+            continue
+        pixels = normalised.array.T  # (x, y[, z]) -> ([z,] y, x)
+        cases.append(
+            Case(
+                dataset,
+                label,
+                np.ascontiguousarray(_resize_in_plane(pixels, size), np.float32),
+                normalization,
+                source,
+            )
+        )
+    return cases

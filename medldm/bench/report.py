@@ -1,0 +1,287 @@
+"""``report.md`` and ``report.html`` from a benchmark folder's ``results.csv``.
+
+The report is rebuilt from *all* rows of the table (every run and multirun job that wrote
+to it) and holds: counts of ok and failed rows and cases, the summary table (mean ± std of
+PSNR, SSIM and NMSE, mean seconds, NFE and peak memory per dataset x operator x solver,
+see :mod:`medldm.bench.summary`), the failures with their errors, per-case figure grids
+(:mod:`medldm.bench.figures`, PNG files in ``figures/`` linked from the Markdown and
+embedded in the HTML, so the HTML is one self-contained file), the metric convention
+(:data:`medldm.metrics.METRIC_CONVENTION`), and the command lines and configs of the runs
+(:mod:`medldm.bench.run_log`). Both files are written atomically.
+
+Example
+-------
+>>> import tempfile, pathlib
+>>> from medldm.bench.results import ResultsTable
+>>> out = pathlib.Path(tempfile.mkdtemp())
+>>> _ = ResultsTable(out / "results.csv").append({"dataset": "d", "case": "c",
+...     "operator": "mri_4x", "solver": "tv", "seed": 0, "status": "ok", "psnr": 30.0,
+...     "ssim": 0.9, "nmse": 0.01, "seconds": 1.0, "nfe": 0, "peak_mem_mb": 3.0})
+>>> markdown, html_path = write_report(out)
+>>> "30.00 ± 0.00" in markdown.read_text() and "data_range" in html_path.read_text()
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from medldm.bench.case_arrays import CaseArrays, load_case_arrays, safe_name
+from medldm.bench.figures import case_figure
+from medldm.bench.results import STATUS_OK, ResultsTable
+from medldm.bench.run_log import read_runs
+from medldm.bench.summary import SummaryLine, status_counts, summarise
+from medldm.metrics import METRIC_CONVENTION
+from medldm.utils.files import atomic_write_text
+
+RESULTS_FILE = "results.csv"
+FIGURES_DIR = "figures"
+MAX_FAILURES_LISTED = 50
+
+SUMMARY_HEADER = (
+    "dataset",
+    "operator",
+    "solver",
+    "n",
+    "PSNR (dB)",
+    "SSIM",
+    "NMSE",
+    "seconds",
+    "NFE",
+    "peak MiB",
+    "failed",
+)
+
+BENCH_NOTES = (
+    "Images are compared in the model range: each ground truth is normalised to [0, 1] "
+    "(the data card's rule, or per-file 0.5-99.5 percentiles for a folder) and the "
+    "estimates are scored against it, so data_range is the normalised ground truth's "
+    "max - min (usually 1). Values are per 2D image (per slice for volumes taken as "
+    "slices); mean ± std are over cases and seeds (sample std). seconds is the wall time of "
+    "solve(); peak MiB is the peak extra memory during solve() (CUDA: "
+    "torch.cuda.max_memory_allocated; CPU: resident set size sampled every 2 ms). "
+    "NFE counts network evaluations (0 for classical solvers)."
+)
+
+
+def _summary_cells(line: SummaryLine) -> list[str]:
+    def mean(stat: Any, digits: int) -> str:
+        return "-" if stat.n == 0 else f"{stat.mean:.{digits}f}"
+
+    return [
+        line.dataset,
+        line.operator,
+        line.solver,
+        str(line.n_ok),
+        line.psnr.text(2),
+        line.ssim.text(4),
+        line.nmse.text(4),
+        mean(line.seconds, 3),
+        mean(line.nfe, 0),
+        mean(line.peak_mem_mb, 1),
+        str(line.n_failed),
+    ]
+
+
+def _pick_figures(groups: list[CaseArrays], per_operator: int) -> list[CaseArrays]:
+    """Up to ``per_operator`` cases per (dataset, operator), spread evenly over the sorted
+    case list (first, ..., last: different subjects or classes), at the lowest saved seed."""
+    by_operator: dict[tuple[str, str], dict[str, CaseArrays]] = {}
+    for arrays in sorted(groups, key=lambda a: (a.dataset, a.operator, a.seed, a.case)):
+        cases = by_operator.setdefault((arrays.dataset, arrays.operator), {})
+        cases.setdefault(arrays.case, arrays)
+    chosen: list[CaseArrays] = []
+    for cases in by_operator.values():
+        ordered = [cases[name] for name in sorted(cases)]
+        count = min(per_operator, len(ordered))
+        if count <= 0:
+            continue
+        picks = sorted({round(i) for i in np.linspace(0, len(ordered) - 1, count)})
+        chosen += [ordered[i] for i in picks]
+    return chosen
+
+
+def _make_figures(
+    output_dir: Path, rows: list[dict[str, str]], per_operator: int, solver_order: Sequence[str]
+) -> list[tuple[CaseArrays, Path]]:
+    by_key = {
+        (r["dataset"], r["case"], r["operator"], r["solver"], r["seed"]): r
+        for r in rows
+        if r.get("status") == STATUS_OK
+    }
+    made: list[tuple[CaseArrays, Path]] = []
+    for arrays in _pick_figures(load_case_arrays(output_dir), per_operator):
+        scores = {
+            solver: by_key.get(
+                (arrays.dataset, arrays.case, arrays.operator, solver, str(arrays.seed)), {}
+            )
+            for solver in arrays.estimates
+        }
+        name = f"{safe_name(arrays.case)}__{safe_name(arrays.operator)}__seed{arrays.seed}.png"
+        path = output_dir / FIGURES_DIR / safe_name(arrays.dataset) / name
+        made.append((arrays, case_figure(arrays, scores, path, solver_order)))
+    # Figures are regenerated each time: drop those of an earlier selection.
+    current = {path for _, path in made}
+    for stale in (output_dir / FIGURES_DIR).glob("*/*.png"):
+        if stale not in current:
+            stale.unlink(missing_ok=True)
+    return made
+
+
+def _markdown_table(header: Sequence[str], body: list[list[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        text = (str(c).replace("|", "\\|").replace("\n", " ") for c in cells)
+        return "| " + " | ".join(text) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *map(line, body)])
+
+
+def _html_table(header: Sequence[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+        for cells in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _failure_rows(rows: list[dict[str, str]]) -> list[list[str]]:
+    failed = [r for r in rows if r.get("status") != STATUS_OK]
+    return [
+        [r["dataset"], r["case"], r["operator"], r["solver"], r["seed"], r.get("error", "")]
+        for r in failed[:MAX_FAILURES_LISTED]
+    ]
+
+
+def _run_text(run: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(
+        {
+            k: run.get(k)
+            for k in (
+                "started_at",
+                "command",
+                "overrides",
+                "device",
+                "host",
+                "medldm_version",
+                "config",
+            )
+        },
+        sort_keys=False,
+    )
+
+
+_CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1400px}"
+    "table{border-collapse:collapse;font-size:90%}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+    "th{background:#eee}pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
+    "img{max-width:100%}"
+)
+
+
+def write_report(
+    output_dir: str | Path, *, figures_per_operator: int = 3, title: str = "Benchmark report"
+) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` in ``output_dir``; returns both paths.
+
+    ``figures_per_operator`` limits the figure grids to that many cases per dataset and
+    operator (the ``cases/`` folder keeps the arrays of the others).
+    """
+    output_dir = Path(output_dir)
+    rows = ResultsTable(output_dir / RESULTS_FILE).read()
+    summary = summarise(rows)
+    counts = status_counts(rows)
+    solver_order = list(dict.fromkeys(line.solver for line in summary))
+    figures = _make_figures(output_dir, rows, figures_per_operator, solver_order)
+    runs = read_runs(output_dir)
+    failures = _failure_rows(rows)
+    summary_body = [_summary_cells(line) for line in summary]
+    failure_header = ("dataset", "case", "operator", "solver", "seed", "error")
+    n_failed = len(rows) - counts.get(STATUS_OK, 0)
+    status_text = (
+        f"{len(rows)} result rows: {counts.get(STATUS_OK, 0)} ok, {n_failed} failed; "
+        f"{counts['cases']} cases, {counts['failed_cases']} with at least one failure."
+    )
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    md = [
+        f"# {title}",
+        "",
+        f"Generated {generated} from `{RESULTS_FILE}`.",
+        "",
+        "## Status",
+        "",
+        status_text,
+        "",
+        "## Summary",
+        "",
+        _markdown_table(SUMMARY_HEADER, summary_body) if summary_body else "(no rows)",
+        "",
+        "## Metric convention",
+        "",
+        METRIC_CONVENTION,
+        "",
+        BENCH_NOTES,
+        "",
+    ]
+    if failures:
+        md += ["## Failures", "", _markdown_table(failure_header, failures), ""]
+        if n_failed > len(failures):
+            md += [f"({n_failed - len(failures)} more in {RESULTS_FILE})", ""]
+    md += ["## Figures", ""]
+    for arrays, path in figures:
+        relative = path.relative_to(output_dir).as_posix()
+        md += [
+            f"### {arrays.dataset} / {arrays.case} / {arrays.operator} (seed {arrays.seed})",
+            "",
+            f"![{arrays.case} {arrays.operator}]({relative})",
+            "",
+        ]
+    md += ["## Runs", "", "The command lines and configs that produced these rows:", ""]
+    for run in runs:
+        md += [f"- `{run.get('command', '')}`", ""]
+        md += ["```yaml", _run_text(run).rstrip(), "```", ""]
+
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Generated {generated} from <code>{RESULTS_FILE}</code>.</p>",
+        "<h2>Status</h2>",
+        f"<p>{html.escape(status_text)}</p>",
+        "<h2>Summary</h2>",
+        _html_table(SUMMARY_HEADER, summary_body),
+        "<h2>Metric convention</h2>",
+        f"<p>{html.escape(METRIC_CONVENTION)}</p>",
+        f"<p>{html.escape(BENCH_NOTES)}</p>",
+    ]
+    if failures:
+        body += ["<h2>Failures</h2>", _html_table(failure_header, failures)]
+    body += ["<h2>Figures</h2>"]
+    for arrays, path in figures:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        label = f"{arrays.dataset} / {arrays.case} / {arrays.operator} (seed {arrays.seed})"
+        body += [
+            f"<h3>{html.escape(label)}</h3>",
+            f'<img alt="{html.escape(label)}" src="data:image/png;base64,{data}">',
+        ]
+    body += ["<h2>Runs</h2>"]
+    for run in runs:
+        body += [
+            f"<p><code>{html.escape(str(run.get('command', '')))}</code></p>",
+            f"<details><summary>config</summary><pre>{html.escape(_run_text(run))}</pre></details>",
+        ]
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+    md_path = atomic_write_text(output_dir / "report.md", "\n".join(md), overwrite=True)
+    html_path = atomic_write_text(output_dir / "report.html", page, overwrite=True)
+    return md_path, html_path

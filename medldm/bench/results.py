@@ -1,0 +1,179 @@
+"""The results table ``results.csv``: one row per (dataset, case, operator, solver, seed).
+
+Rows are appended as they finish, each write flushed and ``fsync``-ed, so a crash loses
+at most the row being computed. Every write happens under an exclusive ``fcntl`` lock on
+``results.csv.lock``, so several processes (Hydra multirun jobs under the joblib
+launcher) can share one file: the header is written exactly once, rows never interleave,
+and a key already recorded as ``ok`` by another process is not written twice. A key
+recorded as ``failed`` is retried by the next run; its new row *replaces* the failed one
+(the file is rewritten atomically), so the table never holds two rows for one key.
+
+Example
+-------
+>>> import tempfile, pathlib
+>>> table = ResultsTable(pathlib.Path(tempfile.mkdtemp()) / "results.csv")
+>>> row = {"dataset": "d", "case": "c", "operator": "mri_4x", "solver": "tv", "seed": 0,
+...        "status": "ok", "psnr": 31.25}
+>>> table.append(row), table.append(row)  # the second is a duplicate: not written
+(True, False)
+>>> [r["psnr"] for r in table.read()], table.completed_keys()
+(['31.25'], {('d', 'c', 'mri_4x', 'tv', '0')})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from medldm.utils.files import atomic_write_text
+
+#: Columns of results.csv, in order. Units: psnr in dB, seconds of wall time,
+#: peak_mem_mb in MiB (see medldm.bench.memory), residual = ||A x - y|| / ||y||;
+#: solver_preset names the configs/solver/ file used (e.g. tv_mri_4x); config_digest
+#: fingerprints the physics and solver preset files (see medldm.bench.presets.preset_digest).
+COLUMNS = (
+    "dataset",
+    "case",
+    "operator",
+    "solver",
+    "seed",
+    "status",
+    "psnr",
+    "ssim",
+    "nmse",
+    "nfe",
+    "seconds",
+    "peak_mem_mb",
+    "iterations",
+    "residual",
+    "residual_over_noise",
+    "data_range",
+    "roi",
+    "solver_preset",
+    "config_digest",
+    "shape",
+    "device",
+    "finished_at",
+    "error",
+)
+KEY_COLUMNS = ("dataset", "case", "operator", "solver", "seed")
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+ResultKey = tuple[str, str, str, str, str]
+
+
+#: Lock files this thread already holds (the lock is re-entrant within a thread).
+_HELD = threading.local()
+
+
+def row_key(row: Mapping[str, Any]) -> ResultKey:
+    """The identity of a row, as strings (the way it reads back from the CSV)."""
+    return tuple(str(row[c]) for c in KEY_COLUMNS)  # type: ignore[return-value]
+
+
+def format_value(value: Any) -> str:
+    """CSV text of a value: floats with 8 significant digits, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".8g")
+    return str(value)
+
+
+class ResultsTable:
+    """Locked, append-only access to one ``results.csv``.
+
+    Parameters
+    ----------
+    path:
+        The CSV file; its folder is created when needed.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the table's exclusive lock (blocks until other processes release it).
+
+        Re-entrant within one thread: reading the table while holding the lock (as the
+        report writer does) does not deadlock.
+        """
+        held: set[str] = getattr(_HELD, "paths", set())
+        _HELD.paths = held
+        key = str(self.lock_path.resolve())
+        if key in held:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read_unlocked(self) -> tuple[list[str], list[dict[str, str]]]:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return list(COLUMNS), []
+        with open(self.path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = [dict(r) for r in reader]
+            return list(reader.fieldnames or COLUMNS), rows
+
+    def read(self) -> list[dict[str, str]]:
+        """All rows as dicts of strings (empty when the file does not exist)."""
+        with self.locked():
+            return self._read_unlocked()[1]
+
+    def completed_keys(self) -> set[ResultKey]:
+        """Keys of the rows with status ``ok`` (a rerun skips them)."""
+        return set(self.completed_rows())
+
+    def completed_rows(self) -> dict[ResultKey, dict[str, str]]:
+        """The rows with status ``ok``, by key."""
+        return {row_key(r): r for r in self.read() if r.get("status") == STATUS_OK}
+
+    def append(self, row: Mapping[str, Any]) -> bool:
+        """Write one row; False (nothing written) when its key is already ``ok``.
+
+        A previous ``failed`` row of the same key is replaced by this one.
+        """
+        values = {column: format_value(value) for column, value in row.items()}
+        key = row_key(values)
+        with self.locked():
+            header, rows = self._read_unlocked()
+            same_key = [r for r in rows if row_key(r) == key]
+            if any(r.get("status") == STATUS_OK for r in same_key):
+                return False
+            if same_key:
+                kept = [r for r in rows if row_key(r) != key] + [values]
+                atomic_write_text(self.path, _to_csv(header, kept), overwrite=True)
+                return True
+            new_file = not rows and (not self.path.exists() or self.path.stat().st_size == 0)
+            text = _to_csv(header, [values]) if new_file else _to_csv(header, [values], False)
+            with open(self.path, "a", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return True
+
+
+def _to_csv(header: list[str], rows: list[Mapping[str, str]], with_header: bool = True) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    if with_header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,483 @@
+"""The benchmark harness end to end on a tiny grid (CPU, 32x32 images, seconds).
+
+Covers the Python API and the ``medldm-bench`` command line (contract of issue 3 and a
+joblib multirun), resume without duplicates, failures recorded without stopping the run,
+reproducibility per seed, solver applicability, case reading, and the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from skimage.data import camera
+
+from medldm.bench import CaseSource, ResultsTable, run_benchmark, write_report
+from medldm.bench.case import Case, CaseFailure
+from medldm.bench.compatibility import is_applicable
+from medldm.bench.presets import available_presets, load_physics, solver_for_operator
+from medldm.metrics import METRIC_CONVENTION
+from medldm.physics.base import LinearPhysics
+from medldm.solvers.base import Reconstruction
+
+REPO = Path(__file__).resolve().parents[1]
+STANDARD_PHYSICS = (
+    "mri_4x",
+    "mri_8x",
+    "mri_multicoil_4x",
+    "mri_multicoil_8x",
+    "inpaint_box",
+    "inpaint_random",
+    "ct_sparse_30",
+    "ct_sparse_60",
+    "ct_limited_90",
+    "microscopy_deconv",
+)
+
+
+# --- fixtures and stand-ins -------------------------------------------------------------
+def _small_images(n: int = 3, size: int = 32) -> np.ndarray:
+    """Real image structure (scikit-image's camera), downsampled, flipped variants."""
+    step = camera().shape[0] // size
+    base = camera()[::step, ::step][:size, :size].astype(np.float32)
+    variants = [base, base[::-1], base[:, ::-1], base.T]
+    return np.stack(variants[:n])
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> Path:
+    """A folder holding one .npz with 3 images of 32x32 (3 cases)."""
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    np.savez(folder / "images.npz", images=_small_images())
+    return folder
+
+
+class CountingAdjoint:
+    """``A^H y``, counting its calls and remembering the measurements it saw."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.measurements: list[torch.Tensor] = []
+
+    def solve(self, y, physics, prior=None, *, generator=None, callback=None):
+        self.calls += 1
+        self.measurements.append(y.clone())
+        x = physics.A_adjoint(y)
+        return Reconstruction(estimate=x, residual=physics.residual(x, y))
+
+
+class BrokenSolver:
+    """Always raises, like a solver with a bug."""
+
+    name = "broken"
+
+    def solve(self, y, physics, prior=None, *, generator=None, callback=None):
+        raise RuntimeError("deliberately broken solver")
+
+
+class FlakySolver(CountingAdjoint):
+    """Fails its first ``n_failures`` calls, then works."""
+
+    name = "flaky"
+
+    def __init__(self, n_failures: int) -> None:
+        super().__init__()
+        self.n_failures = n_failures
+
+    def solve(self, y, physics, prior=None, *, generator=None, callback=None):
+        if self.n_failures > 0:
+            self.n_failures -= 1
+            raise RuntimeError("transient failure")
+        return super().solve(y, physics, prior, generator=generator, callback=callback)
+
+
+class Identity(LinearPhysics):
+    def A(self, x):
+        return x
+
+    def A_adjoint(self, y):
+        return y
+
+
+class IdentityFactory:
+    name = "identity"
+
+    def build(self, image_shape, generator, device):
+        return Identity()
+
+
+def _rows(output_dir: Path) -> list[dict[str, str]]:
+    with open(output_dir / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _keys(rows: list[dict[str, str]]) -> list[tuple[str, ...]]:
+    return [(r["dataset"], r["case"], r["operator"], r["solver"], r["seed"]) for r in rows]
+
+
+# --- Python API ---------------------------------------------------------------------------
+def test_python_api_runs_tiny_grid_and_writes_results_and_reports(cohort, tmp_path):
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        CaseSource(root=str(cohort)),
+        ["inpaint_random", "mri_4x"],
+        ["zero_filled", "cg"],
+        [0, 1],
+        out,
+        device="cpu",
+        progress=False,
+    )
+    assert (summary.cases, summary.computed, summary.failed) == (3, 24, 0)
+    rows = _rows(out)
+    assert len(rows) == 24 and len(set(_keys(rows))) == 24
+    assert {r["status"] for r in rows} == {"ok"}
+    for row in rows:
+        assert np.isfinite(float(row["psnr"])) and -1 <= float(row["ssim"]) <= 1
+        assert float(row["nmse"]) >= 0 and float(row["seconds"]) >= 0
+        assert float(row["peak_mem_mb"]) >= 0 and row["nfe"] == "0"
+        assert row["shape"] == "32x32" and row["device"] == "cpu"
+    assert {r["operator"] for r in rows} == {"inpaint_random", "mri_4x"}
+    # Measurement view + each solver's estimate, for the first seed only.
+    assert len(list((out / "cases").glob("*/*.npz"))) == 3 * 2 * (1 + 2)
+
+    markdown, html = write_report(out)
+    text = markdown.read_text()
+    assert METRIC_CONVENTION in text
+    assert "| cohort | mri_4x | cg | 6 |" in text and "24 ok, 0 failed" in text
+    assert "figures/cohort/" in text and list((out / "figures").glob("*/*.png"))
+    page = html.read_text()
+    assert "data:image/png;base64," in page and "<table>" in page
+
+
+def test_measurement_is_simulated_once_and_shared_by_all_solvers(cohort, tmp_path):
+    first, second = CountingAdjoint(), CountingAdjoint()
+    run_benchmark(
+        CaseSource(root=str(cohort), limit=1),
+        ["mri_4x"],
+        {"first": first, "second": second},
+        [0, 1],
+        tmp_path / "out",
+        progress=False,
+    )
+    assert first.calls == second.calls == 2
+    for y_first, y_second in zip(first.measurements, second.measurements, strict=True):
+        assert torch.equal(y_first, y_second)
+    assert not torch.equal(first.measurements[0], first.measurements[1])  # seeds differ
+
+
+def test_rerun_skips_completed_rows_without_duplicates(cohort, tmp_path):
+    out = tmp_path / "out"
+    solver = CountingAdjoint()
+    grid = (CaseSource(root=str(cohort)), ["inpaint_box"], {"counting": solver}, [0, 1], out)
+    run_benchmark(*grid, progress=False)
+    assert solver.calls == 6
+    before = _rows(out)
+
+    summary = run_benchmark(*grid, progress=False)
+    assert solver.calls == 6  # nothing recomputed
+    assert (summary.computed, summary.skipped_done) == (0, 6)
+    assert _rows(out) == before  # same rows, same timestamps, no duplicates
+
+    run_benchmark(grid[0], grid[1], grid[2], [0, 1, 2], out, progress=False)  # one more seed
+    assert solver.calls == 9
+    rows = _rows(out)
+    assert len(rows) == 9 and len(set(_keys(rows))) == 9
+
+
+def test_rerun_flags_rows_made_with_since_edited_presets(cohort, tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    (configs / "physics").mkdir(parents=True)
+    (configs / "solver").mkdir()
+    preset = (REPO / "configs" / "physics" / "inpaint_box.yaml").read_text()
+    (configs / "physics" / "inpaint_box.yaml").write_text(preset)
+    solver_preset = configs / "solver" / "cg.yaml"
+    solver_preset.write_text("_target_: medldm.solvers.cg.ConjugateGradient\nn_iter: 5\n")
+    monkeypatch.setenv("MEDLDM_CONFIG_DIR", str(configs))
+    grid = (CaseSource(root=str(cohort)), ["inpaint_box"], ["cg"], [0], tmp_path / "out")
+    run_benchmark(*grid, progress=False)
+    assert run_benchmark(*grid, progress=False).skipped_stale == 0
+
+    solver_preset.write_text("_target_: medldm.solvers.cg.ConjugateGradient\nn_iter: 9\n")
+    summary = run_benchmark(*grid, progress=False)
+    assert (summary.computed, summary.skipped_done, summary.skipped_stale) == (0, 3, 3)
+    assert {r["solver_preset"] for r in _rows(tmp_path / "out")} == {"cg"}
+
+
+def test_failing_solver_is_recorded_and_the_run_goes_on(cohort, tmp_path):
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        CaseSource(root=str(cohort)),
+        {"identity": IdentityFactory()},
+        {"broken": BrokenSolver(), "counting": CountingAdjoint()},
+        [0],
+        out,
+        progress=False,
+    )
+    assert (summary.computed, summary.failed) == (3, 3)
+    rows = _rows(out)
+    broken = [r for r in rows if r["solver"] == "broken"]
+    assert {r["status"] for r in broken} == {"failed"}
+    assert all("deliberately broken solver" in r["error"] for r in broken)
+    assert {r["status"] for r in rows if r["solver"] == "counting"} == {"ok"}
+    markdown, _ = write_report(out)
+    assert "3 ok, 3 failed" in markdown.read_text()
+    assert "deliberately broken solver" in markdown.read_text()
+
+
+def test_failed_rows_are_retried_and_replaced_on_rerun(cohort, tmp_path):
+    out = tmp_path / "out"
+    grid = (CaseSource(root=str(cohort)), {"identity": IdentityFactory()})
+    run_benchmark(*grid, {"flaky": FlakySolver(n_failures=99)}, [0], out, progress=False)
+    assert {r["status"] for r in _rows(out)} == {"failed"}
+
+    solver = FlakySolver(n_failures=0)
+    run_benchmark(*grid, {"flaky": solver}, [0], out, progress=False)
+    rows = _rows(out)
+    assert solver.calls == 3
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_corrupt_file_in_folder_is_recorded_as_failed_and_others_run(cohort, tmp_path):
+    (cohort / "broken.nii.gz").write_bytes(b"this is not a NIfTI file")
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        CaseSource(root=str(cohort)),
+        ["inpaint_box"],
+        ["zero_filled", "biharmonic"],
+        [0, 1],
+        out,
+        progress=False,
+    )
+    assert summary.case_failures == 1
+    rows = _rows(out)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert {r["case"] for r in failed} == {"broken.nii.gz"}
+    assert len(failed) == 2 * 2  # two solvers x two seeds
+    assert all("broken.nii.gz" in r["error"] for r in failed)
+    assert sum(r["status"] == "ok" for r in rows) == 3 * 2 * 2
+
+
+def test_same_seed_gives_same_numbers(cohort, tmp_path):
+    def numbers(out: Path, seeds: list[int]) -> list[tuple[str, ...]]:
+        run_benchmark(
+            CaseSource(root=str(cohort), limit=2),
+            ["mri_multicoil_8x", "inpaint_random"],
+            ["zero_filled"],
+            seeds,
+            out,
+            progress=False,
+        )
+        return [
+            (*k, r["psnr"], r["ssim"], r["nmse"])
+            for k, r in zip(_keys(_rows(out)), _rows(out), strict=True)
+        ]
+
+    assert numbers(tmp_path / "a", [3]) == numbers(tmp_path / "b", [3])
+    other = numbers(tmp_path / "c", [4])
+    assert [n[5:] for n in other] != [n[5:] for n in numbers(tmp_path / "a", [3])]
+
+
+def test_inapplicable_solver_is_skipped_not_failed(cohort, tmp_path):
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        CaseSource(root=str(cohort), limit=1),
+        ["mri_4x", "inpaint_box"],
+        ["biharmonic", "zero_filled"],
+        [0],
+        out,
+        progress=False,
+    )
+    assert summary.skipped_inapplicable == 1 and summary.failed == 0
+    pairs = {(r["operator"], r["solver"]) for r in _rows(out)}
+    assert pairs == {
+        ("mri_4x", "zero_filled"),
+        ("inpaint_box", "zero_filled"),
+        ("inpaint_box", "biharmonic"),
+    }
+
+
+def test_applicability_prefers_the_solvers_own_supports_method():
+    class Picky:
+        name = "biharmonic"
+
+        def supports(self, physics):
+            return isinstance(physics, Identity)
+
+    assert is_applicable(Picky(), Identity())
+    assert not is_applicable(type("RL", (), {"name": "richardson_lucy"})(), Identity())
+
+
+# --- presets ------------------------------------------------------------------------------
+def test_every_issue_physics_preset_exists():
+    assert set(STANDARD_PHYSICS) <= set(available_presets("physics"))
+
+
+@pytest.mark.parametrize("name", STANDARD_PHYSICS)
+def test_physics_preset_builds_a_seeded_operator_with_finite_measurements(name):
+    if name == "microscopy_deconv":
+        pytest.importorskip("medldm.physics.blur")
+    factory = load_physics(name)
+    x = torch.from_numpy(_small_images(1) / 255.0).float()[None]
+
+    def measure(seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        physics = factory.build((32, 32), generator, "cpu")
+        return physics(factory.prepare_object(x, generator), generator)
+
+    y = measure(0)
+    assert torch.isfinite(torch.view_as_real(y) if y.is_complex() else y).all()
+    assert torch.equal(y, measure(0)) and not torch.equal(y, measure(1))
+
+
+def test_per_operator_solver_preset_wins_over_the_generic_one(tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    (configs / "solver").mkdir(parents=True)
+    (configs / "solver" / "cg.yaml").write_text(
+        "_target_: medldm.solvers.cg.ConjugateGradient\nn_iter: 5\n"
+    )
+    (configs / "solver" / "cg_mri_4x.yaml").write_text(
+        "_target_: medldm.solvers.cg.ConjugateGradient\nn_iter: 7\n"
+    )
+    monkeypatch.setenv("MEDLDM_CONFIG_DIR", str(configs))
+    assert solver_for_operator("cg", "mri_4x")[1] == "cg_mri_4x"
+    assert solver_for_operator("cg", "mri_8x")[1] == "cg"
+    assert solver_for_operator("zero_filled", "mri_8x")[1] == "registry:zero_filled"
+
+
+# --- cases --------------------------------------------------------------------------------
+def test_npz_images_array_counts_as_n_cases_normalised_to_unit_range(cohort):
+    cases = list(CaseSource(root=str(cohort)))
+    assert [c.case_id for c in cases] == [f"images.npz[{i}]" for i in range(3)]
+    for case in cases:
+        assert isinstance(case, Case) and case.image.dtype == np.float32
+        assert case.image.min() >= 0 and case.image.max() == 1.0
+        assert case.normalization.method == "percentile 0.5-99.5"
+
+
+def test_volume_gives_its_central_slices_padded_to_size(tmp_path):
+    volume = np.random.default_rng(0).random((20, 24, 10)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0])), tmp_path / "vol.nii.gz")
+    cases = list(CaseSource(root=str(tmp_path), slices=3, size=32))
+    assert [c.case_id for c in cases] == [f"vol.nii.gz/slice{i:03d}" for i in (3, 4, 5)]
+    assert all(c.image.shape == (32, 32) for c in cases)
+    # Slices share the volume's normalisation; the inverse gives back the input's units.
+    assert len({c.normalization for c in cases}) == 1
+    assert np.isclose(cases[0].in_physical_units(cases[0].image).max(), volume.max(), rtol=0.02)
+
+
+def test_npz_without_images_array_is_a_case_failure(tmp_path):
+    np.savez(tmp_path / "other.npz", volumes=np.zeros((2, 8, 8)))
+    (failure,) = list(CaseSource(root=str(tmp_path)))
+    assert isinstance(failure, CaseFailure) and "'images'" in failure.error
+
+
+def test_case_source_needs_exactly_one_of_card_and_root():
+    with pytest.raises(ValueError, match="exactly one"):
+        CaseSource()
+
+
+# --- results table --------------------------------------------------------------------------
+def _append_rows(path: str, worker: int) -> None:
+    table = ResultsTable(path)
+    for index in range(15):
+        table.append(
+            {
+                "dataset": "d",
+                "case": f"{worker}-{index}",
+                "operator": "o",
+                "solver": "s",
+                "seed": 0,
+                "status": "ok",
+                "psnr": float(index),
+            }
+        )
+
+
+def test_concurrent_processes_append_to_one_file_safely(tmp_path):
+    path = str(tmp_path / "results.csv")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_rows, args=(path, w)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    lines = Path(path).read_text().splitlines()
+    assert lines[0].startswith("dataset,case,operator") and len(lines) == 1 + 45
+    assert sum(line.startswith("dataset,") for line in lines) == 1
+
+
+# --- command line ---------------------------------------------------------------------------
+def _bench(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "medldm.bench.cli", *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_console_script_is_declared():
+    assert 'medldm-bench = "medldm.bench.cli:main"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_cli_contract_writes_results_and_reports(cohort, tmp_path):
+    volume = np.random.default_rng(1).random((24, 24, 12)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), cohort / "volume.nii.gz")
+    result = _bench(
+        f"data.root={cohort}",
+        "data.slices=2",
+        "data.size=32",
+        "physics=[mri_4x,inpaint_box]",
+        "solvers=[zero_filled,cg]",
+        "seeds=[0,1]",
+        "output_dir=out/",
+        "progress=false",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    rows = _rows(out)
+    assert len(rows) == (3 + 2) * 2 * 2 * 2 and {r["status"] for r in rows} == {"ok"}
+    assert {r["case"] for r in rows} >= {"volume.nii.gz/slice005", "volume.nii.gz/slice006"}
+    report = (out / "report.md").read_text()
+    assert METRIC_CONVENTION in report and "physics=[mri_4x,inpaint_box]" in report
+    assert (out / "report.html").is_file() and (out / "hydra").is_dir()
+
+
+def test_cli_joblib_multirun_jobs_share_one_results_file(cohort, tmp_path):
+    result = _bench(
+        "-m",
+        f"data.root={cohort}",
+        "data.limit=2",
+        "physics=[inpaint_box],[inpaint_random]",
+        "solvers=[zero_filled]",
+        "seeds=[0]",
+        f"output_dir={tmp_path / 'out'}",
+        "progress=false",
+        "threads=1",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        cwd=tmp_path,
+    )
+    log = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, log
+    lines = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert sum(line.startswith("dataset,") for line in lines) == 1, log
+    assert len(lines) == 1 + 4, "\n".join(lines) + log
+    assert {r["operator"] for r in _rows(tmp_path / "out")} == {"inpaint_box", "inpaint_random"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "inpaint_box" in report and "inpaint_random" in report, report + log
