@@ -27,6 +27,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import overload
 
 import numpy as np
@@ -205,13 +206,26 @@ def crop_or_pad(
     array = np.asarray(array2d)
     if array.ndim < 2:
         raise InvalidInputError(f"need at least 2 axes, got shape {array.shape}")
+    return crop_or_pad_to(array, (size, size), pad_value)
+
+
+def crop_or_pad_to(array: np.ndarray, shape: Sequence[int], pad_value: float = 0.0) -> np.ndarray:
+    """Centre-crop and/or pad the leading ``len(shape)`` axes of ``array`` to ``shape``
+    (2D slices or 3D volumes); trailing axes are untouched.
+
+    Example
+    -------
+    >>> crop_or_pad_to(np.ones((2, 4, 3)), (4, 2, 3)).shape
+    (4, 2, 3)
+    """
+    array = np.asarray(array)
     crops, pads = [], []
-    for axis in range(2):
-        start, before, after = _centred_bounds(array.shape[axis], size)
-        crops.append(slice(start, start + min(size, array.shape[axis])))
+    for axis, target in enumerate(shape):
+        start, before, after = _centred_bounds(array.shape[axis], int(target))
+        crops.append(slice(start, start + min(int(target), array.shape[axis])))
         pads.append((before, after))
     array = array[tuple(crops)]
-    pads += [(0, 0)] * (array.ndim - 2)
+    pads += [(0, 0)] * (array.ndim - len(shape))
     if any(p != (0, 0) for p in pads):
         array = np.pad(array, pads, mode="constant", constant_values=pad_value)
     return array

@@ -36,20 +36,10 @@ from medldm.errors import DataNotFoundError, InvalidInputError
 
 
 def _pad_or_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Centred pad (zeros) or crop of every axis to ``size``."""
-    out = np.zeros(tuple(size), dtype=np.float32)
-    src, dst = [], []
-    for length, target in zip(array.shape, size, strict=True):
-        if length >= target:
-            start = (length - target) // 2
-            src.append(slice(start, start + target))
-            dst.append(slice(0, target))
-        else:
-            start = (target - length) // 2
-            src.append(slice(0, length))
-            dst.append(slice(start, start + length))
-    out[tuple(dst)] = array[tuple(src)]
-    return out
+    """Centred zero pad / crop of every axis to ``size``, as float32."""
+    from medldm.data.slices import crop_or_pad_to
+
+    return crop_or_pad_to(np.asarray(array, np.float32), size).astype(np.float32, copy=False)
 
 
 def ixi_slices(
