@@ -430,7 +430,7 @@ def test_callbacks_are_called_each_iteration(camera_small):
 
 
 def test_registry_builds_every_solver_and_rejects_unknown_names():
-    assert set(SOLVERS) == {"zero_filled", "cg", "tv", "biharmonic", "richardson_lucy"}
+    assert {"zero_filled", "cg", "tv", "biharmonic", "richardson_lucy"} <= set(SOLVERS)
     for name, cls in SOLVERS.items():
         solver = get_solver(name)
         assert isinstance(solver, cls) and isinstance(solver, Solver) and solver.name == name

@@ -177,6 +177,13 @@ class Prior:
         steps = np.linspace(self.num_train_timesteps - 1, 0, n_steps).round().astype(int)
         return [int(s) for s in steps]
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sizes must be multiples of this: the autoencoder's downsampling factor times
+        the UNet's own downsampling (``2**(levels - 1)``)."""
+        levels = len(self.config.unet.channels) if self.unet is not None else 1
+        return self.downsampling_factor * 2 ** (levels - 1)
+
     def latent_shape(self, image_shape: Sequence[int] | None = None) -> tuple[int, ...]:
         """Latent shape (without batch) for an image of ``image_shape`` (default: training)."""
         size = image_shape or self.image_size

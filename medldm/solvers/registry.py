@@ -6,7 +6,7 @@ Example
 >>> solver.name, solver.weight
 ('tv', 0.02)
 >>> sorted(SOLVERS)
-['biharmonic', 'cg', 'richardson_lucy', 'tv', 'zero_filled']
+['biharmonic', 'cg', 'latent_daps', 'latent_dds', 'latent_dps', 'psld', 'resample', 'richardson_lucy', 'tv', 'zero_filled']
 """
 
 from __future__ import annotations
@@ -16,15 +16,26 @@ from typing import Any
 from medldm.errors import InvalidInputError
 from medldm.solvers.biharmonic import Biharmonic
 from medldm.solvers.cg import ConjugateGradient
+from medldm.solvers.latent_daps import LatentDAPS
+from medldm.solvers.latent_dds import LatentDDS
+from medldm.solvers.latent_dps import LatentDPS
+from medldm.solvers.psld import PSLD
+from medldm.solvers.resample import ReSample
 from medldm.solvers.richardson_lucy import RichardsonLucy
 from medldm.solvers.tv import TotalVariation
 from medldm.solvers.zero_filled import ZeroFilled
 
-#: Solver name -> class. Classical solvers only; LDM solvers register here as they land.
-SOLVERS: dict[str, type] = {
-    cls.name: cls  # type: ignore[attr-defined]
-    for cls in (ZeroFilled, ConjugateGradient, TotalVariation, Biharmonic, RichardsonLucy)
-}
+#: Classical solvers (they ignore the prior).
+CLASSICAL = (ZeroFilled, ConjugateGradient, TotalVariation, Biharmonic, RichardsonLucy)
+#: Latent-diffusion solvers (they need a trained prior).
+LATENT = (LatentDPS, PSLD, ReSample, LatentDAPS, LatentDDS)
+#: Solver name -> class.
+SOLVERS: dict[str, type] = {cls.name: cls for cls in CLASSICAL + LATENT}  # type: ignore[attr-defined]
+
+
+def needs_prior(name: str) -> bool:
+    """Whether the solver called ``name`` uses a trained LDM prior."""
+    return name in {cls.name for cls in LATENT}  # type: ignore[attr-defined]
 
 
 def get_solver(name: str, **params: Any) -> Any:

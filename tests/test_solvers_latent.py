@@ -1,0 +1,192 @@
+"""The latent-diffusion solvers on every operator, in 2D and 3D, with tiny untrained priors
+(medldm.models.testing): these test the machinery (shapes, phase, padding, slicing,
+samples/std, data consistency, NFE, errors), not reconstruction quality — that is measured
+with the trained priors in benchmarks/."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medldm.errors import InvalidInputError, MedLDMError
+from medldm.models.testing import tiny_prior
+from medldm.physics.factory import (
+    CTFactory,
+    InpaintingFactory,
+    MRIPhysicsFactory,
+)
+from medldm.physics.inpainting import Inpainting
+from medldm.solvers import (
+    PSLD,
+    LatentDAPS,
+    LatentDDS,
+    LatentDPS,
+    ReSample,
+    get_solver,
+    needs_prior,
+)
+from medldm.solvers.latent_problem import LatentProblem
+
+FAST = {
+    "latent_dds": lambda: LatentDDS(n_steps=3, n_samples=2),
+    "latent_dps": lambda: LatentDPS(n_steps=3, n_samples=2),
+    "psld": lambda: PSLD(n_steps=3, n_samples=2),
+    "resample": lambda: ReSample(
+        n_steps=4, skip=1, dc_window=(0.0, 1.0), latent_iter=2, cg_iter=3, n_samples=2
+    ),
+    "latent_daps": lambda: LatentDAPS(n_anneal=3, n_ode=2, n_langevin=2, n_samples=2),
+}
+
+
+def _phantom(shape: tuple[int, ...]) -> torch.Tensor:
+    """A smooth positive blob image in [0, 1], ``(1, 1, *shape)``."""
+    axes = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing="ij")
+    radius2 = sum(a**2 for a in axes)
+    return (0.8 * torch.exp(-3 * radius2) + 0.1 * (axes[0] > 0)).reshape(1, 1, *shape)
+
+
+def _case(factory, shape, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    physics = factory.build(shape, generator, "cpu")
+    x = factory.prepare_object(_phantom(shape), generator)
+    return physics, physics(x, generator), x
+
+
+OPERATORS = {
+    "mri": MRIPhysicsFactory(acceleration=4, center_fraction=0.15, noise_sigma=0.005),
+    "ct": CTFactory(n_views=12),
+    "inpaint": InpaintingFactory(kind="box", box_fraction=0.3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("operator", sorted(OPERATORS))
+def test_every_latent_solver_runs_on_every_operator(name, operator):
+    physics, y, _ = _case(OPERATORS[operator], (16, 16))
+    rec = FAST[name]().solve(y, physics, tiny_prior(), generator=torch.Generator().manual_seed(1))
+    assert rec.estimate.shape == (1, 1, 16, 16)
+    assert rec.estimate.is_complex() == y.is_complex()  # MRI gets its phase back
+    assert rec.samples.shape == (2, 1, 1, 16, 16) and rec.std.shape == (1, 1, 16, 16)
+    assert torch.isfinite(rec.estimate).all() and torch.isfinite(rec.std).all()
+    assert 1 <= rec.nfe <= 8 and rec.seconds > 0 and rec.info["n_samples"] == 2
+    assert rec.residual == pytest.approx(physics.residual(rec.estimate, y))
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_same_generator_seed_gives_the_same_reconstruction(name):
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    runs = [
+        FAST[name]().solve(y, physics, tiny_prior(), generator=torch.Generator().manual_seed(3))
+        for _ in range(2)
+    ]
+    assert torch.allclose(runs[0].estimate, runs[1].estimate, atol=1e-5)
+
+
+def test_final_data_consistency_fits_the_measured_pixels():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    solver = LatentDDS(n_steps=2, n_samples=1, final_dc_weight=1e-4)
+    rec = solver.solve(y, physics, tiny_prior())
+    without = LatentDDS(n_steps=2, n_samples=1, final_dc=False, dc_weight=10.0)
+    loose = without.solve(y, physics, tiny_prior())
+    assert rec.residual < 0.01 < loose.residual
+
+
+def test_std_is_higher_inside_the_box_than_on_measured_pixels():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    rec = LatentDDS(n_steps=4, n_samples=4, final_dc_weight=1e-3).solve(
+        y, physics, tiny_prior(), generator=torch.Generator().manual_seed(0)
+    )
+    mask = physics.mask.expand_as(rec.std) > 0
+    assert rec.std[~mask].mean() > 10 * rec.std[mask].mean()
+
+
+def test_image_sizes_that_are_not_a_multiple_of_the_downsampling_factor_are_padded():
+    physics, y, _ = _case(OPERATORS["mri"], (18, 22))
+    rec = LatentDDS(n_steps=2, n_samples=1).solve(y, physics, tiny_prior())
+    assert rec.estimate.shape == (1, 1, 18, 22)
+
+
+def test_a_volume_with_a_2d_prior_is_solved_slice_by_slice_and_coupled():
+    factory = MRIPhysicsFactory(acceleration=4, center_fraction=0.2, noise_sigma=0.0)
+    physics, y, _ = _case(factory, (8, 16, 16))
+    problem = LatentProblem(y, physics, tiny_prior(), slice_axis=0)
+    u = torch.rand(1, 1, 8, 16, 16)
+    batch = problem.to_prior_batch(u)
+    assert batch.shape == (8, 1, 16, 16)
+    assert torch.equal(problem.from_prior_batch(batch), u)
+    for axis in (0, 1, 2):
+        other = LatentProblem(y, physics, tiny_prior(), slice_axis=axis)
+        assert torch.equal(other.from_prior_batch(other.to_prior_batch(u)), u)
+    rec = LatentDDS(n_steps=2, n_samples=2, slice_weight=0.5, slice_axis=0).solve(
+        y, physics, tiny_prior()
+    )
+    assert rec.estimate.shape == (1, 1, 8, 16, 16) and rec.std.shape == (1, 1, 8, 16, 16)
+
+
+def test_slice_coupling_smooths_along_the_slice_axis():
+    mask = torch.zeros(1, 1, 4, 8, 8, dtype=torch.bool)
+    mask[..., -1, -1, -1] = True  # one corner pixel: the anchor and the coupling do the rest
+    physics = Inpainting(mask, spatial_dims=3)
+    anchor = torch.zeros(1, 1, 4, 8, 8)
+    anchor[:, :, 1] = 1.0
+    problem = LatentProblem(
+        physics(torch.zeros(1, 1, 4, 8, 8)), physics, slice_axis=0, downsampling_factor=4
+    )
+    plain = problem.data_consistency(anchor, 1.0, n_iter=50)
+    coupled = problem.data_consistency(anchor, 1.0, n_iter=50, slice_weight=1.0)
+    assert torch.allclose(plain[..., :3, :, :], anchor[..., :3, :, :], atol=1e-5)
+    assert coupled[:, :, 0].mean() > 0.1 and coupled[:, :, 1].mean() < 0.9
+
+
+def test_native_3d_prior_on_a_volume():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16, 16))
+    rec = LatentDDS(n_steps=2, n_samples=1).solve(y, physics, tiny_prior(spatial_dims=3))
+    assert rec.estimate.shape == (1, 1, 16, 16, 16)
+
+
+def test_slicewise_ct_volume_with_a_2d_prior():
+    physics, y, _ = _case(CTFactory(n_views=10), (3, 16, 16))
+    rec = LatentDDS(n_steps=2, n_samples=1, slice_axis=0, slice_weight=0.1).solve(
+        y, physics, tiny_prior()
+    )
+    assert rec.estimate.shape == (1, 1, 3, 16, 16) and torch.isfinite(rec.estimate).all()
+
+
+def test_a_3d_prior_refuses_a_2d_image():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    with pytest.raises(InvalidInputError, match="3D prior"):
+        LatentDDS(n_steps=2).solve(y, physics, tiny_prior(spatial_dims=3))
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_latent_solvers_need_a_prior_with_a_diffusion_model(name):
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    assert needs_prior(name) and not needs_prior("tv")
+    with pytest.raises(InvalidInputError, match="needs a trained LDM prior"):
+        get_solver(name).solve(y, physics, None)
+    with pytest.raises(InvalidInputError, match="no diffusion model"):
+        get_solver(name).solve(y, physics, tiny_prior(with_unet=False))
+
+
+def test_a_diverging_solver_stops_with_a_clear_error():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    with pytest.raises(MedLDMError, match="NaN/Inf"):
+        LatentDPS(n_steps=6, step_size=1e30, n_samples=1).solve(y, physics, tiny_prior())
+
+
+def test_nan_measurements_are_reported_not_propagated():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    y = y.clone()
+    y[..., 0, 0] = float("nan")
+    with pytest.raises(MedLDMError, match="NaN/Inf"):
+        LatentDDS(n_steps=2, n_samples=1).solve(y, physics, tiny_prior())
+
+
+def test_fit_normalization_undoes_the_intensity_scale():
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    prior = tiny_prior()
+    scaled = LatentProblem(1000 * y, physics, prior, normalization="fit")
+    plain = LatentProblem(y, physics, prior, normalization="none")
+    assert scaled.span > 100 and plain.span == 1.0
+    with pytest.raises(InvalidInputError, match="normalization"):
+        LatentProblem(y, physics, prior, normalization="zscore")
