@@ -5,8 +5,10 @@ Example
 >>> solver = get_solver("tv", weight=0.02, n_iter=50)
 >>> solver.name, solver.weight
 ('tv', 0.02)
->>> sorted(SOLVERS)
-['biharmonic', 'cg', 'latent_daps', 'latent_dds', 'latent_dps', 'psld', 'resample', 'richardson_lucy', 'tv', 'zero_filled']
+>>> sorted(SOLVERS)[:6]
+['biharmonic', 'cg', 'latent_daps', 'latent_dds', 'latent_dps', 'psld']
+>>> needs_prior("latent_dds"), needs_prior("tv")
+(True, False)
 """
 
 from __future__ import annotations
