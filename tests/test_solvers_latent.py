@@ -190,3 +190,39 @@ def test_fit_normalization_undoes_the_intensity_scale():
     assert scaled.span > 100 and plain.span == 1.0
     with pytest.raises(InvalidInputError, match="normalization"):
         LatentProblem(y, physics, prior, normalization="zscore")
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_solver_presets_instantiate_their_solver(name):
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from medldm.solvers import SOLVERS
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "solver"
+    for preset in sorted(configs.glob(f"{name}*.yaml")):
+        solver = instantiate(OmegaConf.load(preset))
+        assert isinstance(solver, SOLVERS[name]), preset.name
+
+
+def test_bench_runs_a_latent_solver_with_a_prior_folder(tmp_path):
+    from medldm.bench.cli import load_bench_prior
+    from medldm.models.checkpoint import save_prior_checkpoint
+
+    prior = tiny_prior()
+    folder = save_prior_checkpoint(
+        tmp_path / "tiny",
+        config=prior.config,
+        autoencoder=prior.autoencoder,
+        unet=prior.unet,
+        scale_factor=1.0,
+    )
+    loaded = load_bench_prior(str(folder), "cpu")
+    physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
+    rec = get_solver("latent_dds", n_steps=2, n_samples=1).solve(y, physics, loaded)
+    assert rec.nfe == 2
+    assert load_bench_prior(None, "cpu") is None
+    with pytest.raises(MedLDMError, match="no prior named"):
+        load_bench_prior("no_such_prior", "cpu")

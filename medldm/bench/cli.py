@@ -73,13 +73,25 @@ def _overrides() -> list[str]:
         return []
 
 
+def load_bench_prior(spec: Any, device: str) -> Any:
+    """``prior=`` as a shipped name / checkpoint folder, or a config with a ``_target_``."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        from medldm.models.prior import load_prior
+
+        path = Path(to_absolute_path(spec))
+        return load_prior(path if path.exists() else spec, device=device)
+    return instantiate(spec)
+
+
 def run_from_config(cfg: DictConfig) -> RunSummary:
     """Run the benchmark described by a composed config, then rewrite the report."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     output_dir = Path(to_absolute_path(str(cfg.output_dir)))
     source = instantiate(cfg.data, _convert_="all")
-    prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
+    prior = load_bench_prior(cfg.get("prior"), str(cfg.device))
     arguments = " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     summary = run_benchmark(
         source,
