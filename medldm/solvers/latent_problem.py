@@ -124,6 +124,7 @@ class LatentProblem:
             self.phase_map = lowres_phase(y, physics)
             physics = PhaseConstrained(physics, self.phase_map)
         self.physics = physics
+        self._repeated: dict[int, Any] = {}
         self.x_init = initial_estimate(y, physics)
         if self.x_init.is_complex():
             self.x_init = self.x_init.abs()
@@ -214,18 +215,31 @@ class LatentProblem:
         return (n * probe.shape[0], *self.prior.latent_shape(tuple(spatial)))
 
     # --- data terms ---------------------------------------------------------------------
+    def physics_for(self, n: int) -> Any:
+        """The (real) operator applied to ``n`` stacked copies of the batch: a per-case
+        phase map is repeated ``n`` times; everything else broadcasts."""
+        if n == 1 or self.phase_map is None or self.phase_map.shape[0] == 1:
+            return self.physics
+        if n not in self._repeated:
+            from medldm.physics.phase import PhaseConstrained
+
+            self._repeated[n] = PhaseConstrained(
+                self.original_physics, self.repeat(self.phase_map, n)
+            )
+        return self._repeated[n]
+
     def repeat(self, tensor: torch.Tensor, n: int) -> torch.Tensor:
         """``n`` copies of a per-case tensor along the batch axis (sample-major)."""
         return tensor.repeat(n, *([1] * (tensor.ndim - 1))) if n > 1 else tensor
 
     def data_loss(self, x: torch.Tensor, n: int = 1) -> torch.Tensor:
         """``sum ||A x_k - y||^2`` over the ``n`` copies (real scalar, differentiable)."""
-        diff = self.physics.A(x) - self.repeat(self.y, n)
+        diff = self.physics_for(n).A(x) - self.repeat(self.y, n)
         return (diff.abs() ** 2).sum() if diff.is_complex() else (diff**2).sum()
 
     def data_norm(self, x: torch.Tensor, n: int = 1) -> torch.Tensor:
         """``||A x_k - y||`` per copy, shape ``(n * B,)``."""
-        diff = self.physics.A(x) - self.repeat(self.y, n)
+        diff = self.physics_for(n).A(x) - self.repeat(self.y, n)
         return torch.linalg.vector_norm(diff.reshape(diff.shape[0], -1), dim=1)
 
     def _slice_difference_normal(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,11 +267,13 @@ class LatentProblem:
         lam = float(weight) * self.normal_scale
         mu = float(slice_weight) * self.normal_scale if self.spatial_dims == 3 else 0.0
 
+        physics = self.physics_for(n)
+
         def normal(x: torch.Tensor) -> torch.Tensor:
-            out = self.physics.A_AH(x) + lam * x
+            out = physics.A_AH(x) + lam * x
             return out + mu * self._slice_difference_normal(x) if mu else out
 
-        rhs = self.physics.A_adjoint(self.repeat(self.y, n)) + lam * x_anchor
+        rhs = physics.A_adjoint(self.repeat(self.y, n)) + lam * x_anchor
         if rhs.is_complex():
             rhs = rhs.real
         x, _ = conjugate_gradient(normal, rhs, x_anchor, n_iter=n_iter, tol=1e-7)
@@ -289,7 +305,7 @@ class LatentProblem:
         mean = stacked.mean(dim=0)
         std = stacked.std(dim=0, unbiased=True) if n > 1 else torch.zeros_like(mean)
         if self.phase_map is not None:
-            stacked = stacked.to(self.phase_map.dtype) * self.phase_map
+            stacked = stacked.to(self.phase_map.dtype) * self.phase_map[None]
             mean = mean.to(self.phase_map.dtype) * self.phase_map
         physics = self.original_physics
         return Reconstruction(

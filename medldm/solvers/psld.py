@@ -59,7 +59,7 @@ class PSLD(LatentDPS):
     def extra_loss(
         self, problem: LatentProblem, z0: torch.Tensor, x0: torch.Tensor, n: int
     ) -> torch.Tensor:
-        physics = problem.physics
+        physics = problem.physics_for(n)
         y = problem.repeat(problem.y, n)
         glued = x0 + physics.A_adjoint(y - physics.A(x0)) / problem.normal_scale
         if glued.is_complex():

@@ -1,0 +1,2 @@
+"""The reconstruction app: presets, the pipeline behind ``medldm.reconstruct`` and
+``medldm-recon``, run-folder outputs and the HTML report."""

@@ -1,0 +1,384 @@
+"""``medldm.reconstruct``: one image (or measured k-space) in, a reconstruction out.
+
+Steps (each visible in :class:`ReconResult`):
+
+1. read the input (``medldm.io.load``) and bring it to RAS+ canonical voxel order, so an
+   axial slice has rows towards A and columns towards R — the orientation the 2D priors
+   were trained in; world geometry is unchanged;
+2. take the preset's central slab of axial slices (or the whole volume), scale
+   intensities the way the prior's training data was scaled (per volume), and map the
+   slices to the prior's grid (:class:`~medldm.recon.grid.GridPlan`: resampling only when
+   the spacing differs, and said so);
+3. simulate the measurement with the preset's physics (``configs/physics``) and seed —
+   or, for measured k-space, use it as given;
+4. run the LDM solver (``configs/solver``, with the prior) and the classical baseline on
+   the *same* measurement; score both against the input (simulations only);
+5. map everything back to the input's grid and intensity units.
+
+Example
+-------
+>>> import numpy as np
+>>> from medldm.io import MedImage
+>>> from medldm.models.testing import tiny_prior
+>>> volume = MedImage(np.random.default_rng(0).random((20, 24, 3)).astype(np.float32),
+...                   np.diag([2.0, 2.0, 2.0, 1.0]), modality="MR")
+>>> result = reconstruct(volume, "mri_brain_4x", prior=tiny_prior(), slices=2,
+...                      grid={"size": [32, 32], "spacing_mm": 2.0},
+...                      solver_options={"n_steps": 2, "n_samples": 2}, baseline=False)
+>>> result.reconstruction.shape, result.std.shape, "psnr_db" in result.metrics["ldm"]
+((2, 24, 20), (2, 24, 20), True)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medldm.errors import InvalidInputError
+from medldm.io import MedImage
+from medldm.recon.grid import GridPlan
+from medldm.recon.presets import Preset, load_preset
+
+
+@dataclass
+class ReconResult:
+    """Everything a reconstruction produced, on the input's grid and in its units.
+
+    Stacks are ``(S, rows, cols)``: ``S`` axial slices of the slab, rows towards A,
+    columns towards R (see :meth:`slab_image` for the geometry).
+    """
+
+    preset: Preset
+    source: MedImage  # the input as read (its own orientation)
+    canonical: MedImage  # the input in RAS+ voxel order
+    slab_start: int
+    truth: np.ndarray | None
+    reconstruction: np.ndarray
+    std: np.ndarray
+    direct: np.ndarray
+    baseline: np.ndarray | None
+    measurement: np.ndarray
+    sampling_mask: np.ndarray | None
+    metrics: dict[str, Any]
+    grid: GridPlan
+    samples: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    simulated: bool = True
+
+    def slab_image(self, stack: np.ndarray, unit: str | None = None) -> MedImage:
+        """A ``(S, rows, cols)`` stack as a MedImage with the slab's world geometry."""
+        affine = self.canonical.affine.copy()
+        if self.canonical.n_spatial == 3:
+            affine[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, self.slab_start]) + affine[:3, 3]
+            array = np.ascontiguousarray(np.asarray(stack, np.float32).transpose(2, 1, 0))
+            axes: tuple[str, ...] = ("x", "y", "z")
+        else:
+            array = np.ascontiguousarray(np.asarray(stack, np.float32)[0].T)
+            axes = ("x", "y")
+        return MedImage(
+            array,
+            affine,
+            axes=axes,
+            modality=self.canonical.modality,
+            unit=unit or self.canonical.unit,
+            metadata=dict(self.source.metadata),
+        )
+
+
+def canonical_image(image: MedImage) -> MedImage:
+    """The image with voxel axes permuted/flipped to RAS+ (world geometry unchanged)."""
+    import nibabel as nib
+
+    n = image.n_spatial
+    affine3 = image.affine
+    ornt = nib.orientations.io_orientation(affine3)[:n] if n == 3 else None
+    if n != 3:
+        return image
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return image
+    array = nib.orientations.apply_orientation(image.array, ornt)
+    shape = image.array.shape[:3]
+    affine = affine3 @ nib.orientations.inv_ornt_aff(ornt, shape)
+    return image.replace(array=np.ascontiguousarray(array), affine=affine)
+
+
+def _as_single_image(image: MedImage) -> MedImage:
+    """Drop trailing non-spatial axes of size 1; refuse real multi-channel/time data."""
+    extra = [
+        (name, size)
+        for name, size in zip(image.axes, image.array.shape, strict=True)
+        if name not in ("x", "y", "z")
+    ]
+    big = [f"{name}={size}" for name, size in extra if size > 1]
+    if big:
+        raise InvalidInputError(
+            f"the input has non-spatial axes {', '.join(big)}; one image is reconstructed "
+            "at a time",
+            path=image.metadata.get("source_path"),
+            fix="select one channel / time point first (e.g. save it as its own file)",
+        )
+    n = image.n_spatial
+    array = image.array.reshape(image.array.shape[:n])
+    return image.replace(array=array, axes=image.axes[:n])
+
+
+def slab_bounds(n_total: int, slices: Any) -> tuple[int, int]:
+    """``(start, stop)`` of the central ``slices`` of ``n_total`` (``"all"``/``"volume"``:
+    every slice)."""
+    if slices in (None, "all", "volume"):
+        return 0, n_total
+    count = int(slices)
+    if count < 1:
+        raise InvalidInputError(f"slices must be >= 1, 'all' or 'volume', got {slices!r}")
+    count = min(count, n_total)
+    start = (n_total - count) // 2
+    return start, start + count
+
+
+def _normalizer(prior: Any) -> Any:
+    from medldm.data.normalize import PercentileNormalizer
+
+    return getattr(prior, "normalizer", None) or PercentileNormalizer(0.5, 99.5)
+
+
+def _magnitude(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach()
+    tensor = tensor.abs() if tensor.is_complex() else tensor
+    return tensor.to("cpu", torch.float32).numpy()
+
+
+def _stack(tensor: torch.Tensor, volume_mode: bool) -> np.ndarray:
+    """Solver layout -> ``(S, H, W)``: ``(S, 1, H, W)`` or ``(1, 1, S, H, W)``."""
+    array = _magnitude(tensor)
+    return array[0, 0] if volume_mode else array[:, 0]
+
+
+def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min)."""
+    from medldm.metrics import psnr, ssim
+
+    values = {"psnr_db": [], "ssim": []}
+    for est, ref in zip(estimate, truth, strict=True):
+        data_range = float(ref.max() - ref.min()) or 1.0
+        values["psnr_db"].append(float(psnr(est, ref, data_range=data_range)))
+        values["ssim"].append(float(ssim(est, ref, data_range=data_range)))
+    return {key: float(np.mean(v)) for key, v in values.items()}
+
+
+def resolve_prior(spec: Any, device: str | torch.device) -> Any:
+    """A Prior object as is, else a shipped name / checkpoint folder loaded on ``device``."""
+    if spec is None or hasattr(spec, "predict_eps"):
+        return spec
+    from medldm.models.prior import load_prior
+
+    return load_prior(spec, device=device)
+
+
+def configure_solver(solver: Any, options: Mapping[str, Any]) -> Any:
+    """Set solver hyper-parameters by name; unknown names are an error, not ignored."""
+    for key, value in dict(options or {}).items():
+        if not hasattr(solver, key):
+            raise InvalidInputError(
+                f"solver {solver.name!r} has no option {key!r}",
+                fix=f"see configs/solver/{solver.name}.yaml for its options",
+            )
+        current = getattr(solver, key)
+        setattr(
+            solver,
+            key,
+            type(current)(value)
+            if isinstance(current, int | float) and not isinstance(current, bool)
+            else value,
+        )
+    return solver
+
+
+def reconstruct(
+    image_or_path: MedImage | str | Path | None = None,
+    preset: str | Preset = "mri_brain_4x",
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    baseline: bool = True,
+    progress: bool = False,
+    kspace: str | Path | None = None,
+    mask: str | Path | None = None,
+    **overrides: Any,
+) -> ReconResult:
+    """Reconstruct ``image_or_path`` with a preset; see the module docstring.
+
+    Parameters
+    ----------
+    image_or_path:
+        A :class:`~medldm.io.MedImage`, or a NIfTI / DICOM / TIFF path; ``None`` uses the
+        preset's example input (or the geometry-free measured ``kspace``).
+    preset:
+        A preset name (``configs/recon/preset``) or a :class:`Preset`.
+    device, seed, baseline, progress:
+        ``"auto"`` picks the GPU when present; the seed of the simulated measurement and of
+        the sampler; run the classical baseline too; show progress bars.
+    kspace, mask:
+        Measured single-coil k-space (``.npy`` / fastMRI ``.h5``) and its sampling mask:
+        no simulation; only the data residual can be reported.
+    overrides:
+        Preset fields (``slices=16``, ``solver="psld"``, ``prior=...`` — a name, a folder
+        or a loaded Prior) and ``solver_options={...}``.
+    """
+    from medldm.models.prior import resolve_device
+
+    started = time.perf_counter()
+    preset = preset if isinstance(preset, Preset) else load_preset(preset)
+    preset = preset.with_overrides(**overrides)
+    torch_device = resolve_device(device)
+    prior = None
+    solver = preset.build_solver()
+    from medldm.solvers import needs_prior
+
+    if needs_prior(solver.name):
+        prior = resolve_prior(preset.prior, torch_device)
+    if kspace is not None:
+        from medldm.recon.measured import reconstruct_measured
+
+        return reconstruct_measured(
+            kspace, mask, preset, solver, prior, torch_device, seed, baseline, progress, started
+        )
+    if image_or_path is None:
+        from medldm.recon.examples import example_input
+
+        image_or_path = example_input(preset.example)
+    source = image_or_path if isinstance(image_or_path, MedImage) else None
+    if source is None:
+        from medldm.io import load
+
+        source = load(image_or_path)
+        source.metadata.setdefault("source_path", str(image_or_path))
+    source = _as_single_image(source)
+    canonical = canonical_image(source)
+    array = np.asarray(canonical.array, np.float32)
+    if not np.all(np.isfinite(array)):
+        raise InvalidInputError(
+            "the input image contains NaN or Inf values",
+            path=source.metadata.get("source_path"),
+            fix="fill or mask them before reconstructing",
+        )
+    normalization = _normalizer(prior).fit(np.abs(array))
+    if canonical.n_spatial == 3:
+        start, stop = slab_bounds(array.shape[2], preset.slices)
+        stack = array[:, :, start:stop].transpose(2, 1, 0)  # (S, rows=y, cols=x)
+        spacing = (canonical.spacing[1], canonical.spacing[0])
+    else:
+        start, stack = 0, array.T[None]
+        spacing = (canonical.spacing[1], canonical.spacing[0])
+    truth_units = stack
+    truth = np.asarray(normalization.forward(stack, clip=False), np.float32)
+    plan = GridPlan.make(
+        truth.shape, spacing, size=preset.grid_size, spacing_mm=preset.grid_spacing
+    )
+    working = plan.to_working(truth)
+    volume_mode = preset.slices == "volume" and working.shape[0] > 1
+    x = torch.from_numpy(working).to(torch_device)
+    x = x[None, None] if volume_mode else x[:, None]
+    shape = tuple(x.shape[2:])
+
+    factory = preset.build_physics()
+    generator = torch.Generator().manual_seed(int(seed))
+    physics = factory.build(shape, generator, torch_device)
+    measured_object = factory.prepare_object(x, generator)
+    with torch.no_grad():
+        y = physics(measured_object, generator)
+    if volume_mode and hasattr(solver, "slice_axis"):
+        solver.slice_axis = 0
+    from medldm.solvers.common import initial_estimate
+
+    with torch.no_grad():
+        direct = initial_estimate(y, physics)
+    sampler = torch.Generator(device=torch_device).manual_seed(int(seed))
+    solve_start = time.perf_counter()
+    rec = solver.solve(y, physics, prior, generator=sampler)
+    ldm_seconds = time.perf_counter() - solve_start
+    baseline_stack, baseline_seconds = None, None
+    if baseline:
+        base_solver = preset.build_baseline()
+        base_start = time.perf_counter()
+        base_rec = base_solver.solve(y, physics, None, generator=sampler)
+        baseline_seconds = time.perf_counter() - base_start
+        baseline_stack = plan.from_working(_stack(base_rec.estimate, volume_mode))
+
+    def back(tensor_or_stack: Any) -> np.ndarray:
+        stack_ = (
+            tensor_or_stack
+            if isinstance(tensor_or_stack, np.ndarray)
+            else _stack(tensor_or_stack, volume_mode)
+        )
+        return plan.from_working(stack_)
+
+    estimate = back(rec.estimate)
+    std = back(rec.std) if rec.std is not None else np.zeros_like(estimate)
+    direct_stack = back(direct)
+    metrics: dict[str, Any] = {
+        "preset": preset.name,
+        "solver": solver.name,
+        "baseline_solver": preset.baseline if baseline else None,
+        "prior": getattr(prior, "name", None),
+        "physics": preset.physics,
+        "slices": int(truth.shape[0]),
+        "volume_mode": bool(volume_mode),
+        "grid": plan.describe(),
+        "convention": "magnitude; PSNR/SSIM per slice against the input, data range = the "
+        "slice's max - min after the prior's intensity scaling; mean over slices",
+        "ldm": {
+            "nfe": rec.nfe,
+            "seconds": round(ldm_seconds, 3),
+            "residual": rec.residual,
+            "residual_over_noise": rec.residual_over_noise,
+            "n_samples": rec.info.get("n_samples"),
+        },
+        "seed": int(seed),
+        "device": str(torch_device),
+    }
+    metrics["ldm"].update(_scores(estimate, truth))
+    metrics["direct"] = _scores(direct_stack, truth)
+    if baseline_stack is not None:
+        metrics["baseline"] = {
+            **_scores(baseline_stack, truth),
+            "seconds": round(float(baseline_seconds or 0.0), 3),
+        }
+        metrics["ldm_minus_baseline_psnr_db"] = (
+            metrics["ldm"]["psnr_db"] - metrics["baseline"]["psnr_db"]
+        )
+    metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+    span = normalization.high - normalization.low
+    samples = None
+    if rec.samples is not None:
+        sample_stacks = [back(s) for s in rec.samples]
+        samples = np.stack([normalization.inverse(s) for s in sample_stacks])
+    return ReconResult(
+        preset=preset,
+        source=source,
+        canonical=canonical,
+        slab_start=start,
+        truth=truth_units,
+        reconstruction=np.asarray(normalization.inverse(estimate), np.float32),
+        std=np.asarray(std * span, np.float32),
+        direct=np.asarray(normalization.inverse(direct_stack), np.float32),
+        baseline=None
+        if baseline_stack is None
+        else np.asarray(normalization.inverse(baseline_stack), np.float32),
+        measurement=y.detach().cpu().numpy(),
+        sampling_mask=_sampling_mask(physics),
+        metrics=metrics,
+        grid=plan,
+        samples=samples,
+        notes=[plan.describe()],
+    )
+
+
+def _sampling_mask(physics: Any) -> np.ndarray | None:
+    mask = getattr(physics, "mask", None)
+    return None if mask is None else mask.detach().cpu().numpy()

@@ -1,0 +1,122 @@
+"""Reconstruction presets: ``configs/recon/preset/<name>.yaml``.
+
+A preset names a physics preset (``configs/physics``), an LDM solver and a classical
+baseline (``configs/solver``; the per-operator file ``<solver>_<physics>.yaml`` wins), the
+prior, how many central slices to reconstruct, the prior's grid and the example input.
+
+Example
+-------
+>>> preset = load_preset("mri_brain_4x")
+>>> preset.physics, preset.solver, preset.prior
+('mri_4x', 'latent_dds', 'brain_t1_2d')
+>>> preset.with_overrides(slices=4, solver_options={"n_steps": 10}).slices
+4
+>>> sorted(available_recon_presets())[:2]
+['ct_sparse_30', 'inpaint_box']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from medldm.bench.presets import config_dir, load_physics, solver_for_operator
+from medldm.errors import InvalidInputError
+
+
+def preset_folder() -> Path:
+    return config_dir() / "recon" / "preset"
+
+
+def available_recon_presets() -> list[str]:
+    """Names of the presets in ``configs/recon/preset``."""
+    return sorted(p.stem for p in preset_folder().glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One reconstruction setup (fields as in the YAML files)."""
+
+    name: str
+    physics: str
+    solver: str = "latent_dds"
+    baseline: str = "tv"
+    prior: Any = None
+    plane: str = "axial"
+    slices: Any = 8
+    grid: dict[str, Any] = field(default_factory=dict)
+    example: str = "mni152_t1_2mm"
+    solver_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def grid_size(self) -> tuple[int, int] | None:
+        size = self.grid.get("size")
+        return None if size is None else (int(size[0]), int(size[1]))
+
+    @property
+    def grid_spacing(self) -> float | None:
+        spacing = self.grid.get("spacing_mm")
+        return None if spacing is None else float(spacing)
+
+    def with_overrides(self, **changes: Any) -> Preset:
+        """A copy with fields replaced; ``solver_options`` and ``grid`` are merged."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown preset option(s) {unknown}", fix=f"use any of {sorted(known)}"
+            )
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "solver_options" in changes:
+            changes["solver_options"] = {**self.solver_options, **dict(changes["solver_options"])}
+        if "grid" in changes:
+            changes["grid"] = {**self.grid, **dict(changes["grid"])}
+        if self.plane != "axial" or changes.get("plane", "axial") != "axial":
+            raise InvalidInputError(
+                "only axial slices are supported by the shipped 2D priors",
+                fix="use plane=axial (the input is reoriented to RAS+ first)",
+            )
+        return dataclasses.replace(self, **changes)
+
+    def build_physics(self) -> Any:
+        return load_physics(self.physics)
+
+    def build_solver(self) -> Any:
+        from medldm.recon.pipeline import configure_solver
+
+        solver, _ = solver_for_operator(self.solver, self.physics)
+        return configure_solver(solver, self.solver_options)
+
+    def build_baseline(self) -> Any:
+        solver, _ = solver_for_operator(self.baseline, self.physics)
+        return solver
+
+
+def load_preset(name: str) -> Preset:
+    """The preset ``configs/recon/preset/<name>.yaml`` (or a YAML path)."""
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = preset_folder() / f"{name}.yaml"
+    if not path.is_file():
+        raise InvalidInputError(
+            f"unknown reconstruction preset {name!r}",
+            fix=f"use one of {available_recon_presets()} or a YAML file path",
+        )
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return preset_from_dict(data, source=path)  # type: ignore[arg-type]
+
+
+def preset_from_dict(data: dict[str, Any], source: Path | str = "<config>") -> Preset:
+    """A Preset from a plain mapping (a Hydra ``preset`` group node)."""
+    try:
+        return Preset(**{k: v for k, v in data.items()})
+    except TypeError as error:
+        raise InvalidInputError(
+            f"bad reconstruction preset: {error}",
+            path=source,
+            fix="see configs/recon/preset/mri_brain_4x.yaml for the fields",
+        ) from error
