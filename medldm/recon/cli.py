@@ -31,15 +31,12 @@ STUDY_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".dcm", ".npy", ".h5")
 
 
 def _is_single_study(path: Path) -> bool:
-    """A file, or a folder that is itself a DICOM series (files directly inside it)."""
+    """A file, or a DICOM series folder (files only, none of them NIfTI/TIFF/arrays)."""
     if path.is_file():
         return True
-    from medldm.io import detect_format
-
-    try:
-        return detect_format(path) == "dicom"
-    except MedLDMError:
-        return False
+    children = [c for c in path.iterdir() if not c.name.startswith(".")]
+    batch_like = (".nii", ".nii.gz", ".tif", ".tiff", ".npy", ".h5")
+    return not any(c.is_dir() or c.name.lower().endswith(batch_like) for c in children)
 
 
 def list_studies(folder: Path) -> list[Path]:

@@ -1,0 +1,301 @@
+"""medldm-recon and medldm.reconstruct: every preset on small real inputs with a tiny
+untrained prior (the machinery, not the quality), DICOM in -> valid DICOM out with the
+same geometry, batch mode with a corrupt study, dry run, measured k-space."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import medldm
+from medldm.errors import InvalidInputError, MedLDMError, OutputExistsError
+from medldm.io import MedImage, load
+from medldm.models.checkpoint import save_prior_checkpoint
+from medldm.models.testing import tiny_prior
+from medldm.recon.outputs import write_run_folder
+from medldm.recon.presets import available_recon_presets, load_preset
+
+FAST = {"n_steps": 2, "n_samples": 2}
+RECON = [sys.executable, "-m", "medldm.recon"]
+
+
+@pytest.fixture(scope="module")
+def tiny_prior_folder(tmp_path_factory) -> Path:
+    prior = tiny_prior()
+    return save_prior_checkpoint(
+        tmp_path_factory.mktemp("prior") / "tiny",
+        config=prior.config,
+        autoencoder=prior.autoencoder,
+        unet=prior.unet,
+        scale_factor=1.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_brain(tmp_path_factory) -> Path:
+    """The MNI152 template (nilearn), 4 mm, cut to 40 x 48 x 6 voxels around the centre."""
+    from nilearn.datasets import load_mni152_template
+
+    image = load_mni152_template(resolution=4)
+    data = np.asarray(image.get_fdata(), np.float32)
+    cx, cy, cz = (s // 2 for s in data.shape)
+    cut = data[cx - 20 : cx + 20, cy - 24 : cy + 24, cz - 3 : cz + 3]
+    affine = image.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ np.array([cx - 20, cy - 24, cz - 3])
+    path = tmp_path_factory.mktemp("brain") / "brain.nii.gz"
+    nib.save(nib.Nifti1Image(cut, affine), str(path))
+    return path
+
+
+def _grid(size: int = 32, spacing: float | None = 4.0) -> dict:
+    return {"size": [size, size], "spacing_mm": spacing}
+
+
+@pytest.mark.parametrize("preset", ["mri_brain_4x", "mri_brain_8x", "inpaint_box"])
+def test_brain_presets_on_a_nifti_volume(preset, small_brain, tiny_prior_folder, tmp_path):
+    result = medldm.reconstruct(
+        small_brain,
+        preset,
+        prior=str(tiny_prior_folder),
+        slices=2,
+        grid=_grid(),
+        solver_options=FAST,
+    )
+    assert result.reconstruction.shape == (2, 48, 40)
+    assert result.std.shape == result.reconstruction.shape
+    m = result.metrics
+    assert {"psnr_db", "ssim", "nfe", "seconds"} <= set(m["ldm"]) and m["ldm"]["nfe"] == 2
+    assert {"psnr_db", "ssim"} <= set(m["baseline"]) and "ldm_minus_baseline_psnr_db" in m
+    paths = write_run_folder(
+        result, tmp_path / "run", config={"preset": preset}, inputs=[small_brain]
+    )
+    written = load(paths["reconstruction"])
+    source = load(small_brain)
+    # the slab: 2 central axial slices of 6, same in-plane geometry and world positions
+    assert written.spatial_shape == (40, 48, 2)
+    expected = source.affine.copy()
+    expected[:3, 3] += expected[:3, :3] @ np.array([0, 0, 2])
+    np.testing.assert_allclose(written.affine, expected, atol=1e-4)
+    assert json.loads(paths["metrics"].read_text())["preset"] == preset
+    html = paths["report"].read_text()
+    assert '<table id="metrics"' in html and "data:image/png;base64" in html
+
+
+def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_prior_folder):
+    result = medldm.reconstruct(
+        small_brain,
+        "mri_brain_3d",
+        prior=str(tiny_prior_folder),
+        slices="volume",
+        grid=_grid(),
+        solver_options=FAST,
+        baseline=False,
+    )
+    assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
+
+
+def test_ct_preset_on_pydicom_ct_small_writes_a_valid_dicom_series(tiny_prior_folder, tmp_path):
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    from tests.test_io_dicom_write import _assert_dciodvfy_clean
+
+    source_path = Path(get_testdata_file("CT_small.dcm"))
+    result = medldm.reconstruct(
+        source_path,
+        "ct_sparse_30",
+        prior=str(tiny_prior_folder),
+        grid={"size": [32, 32], "spacing_mm": None},
+        solver_options=FAST,
+    )
+    assert result.grid.resampled  # 128x128 -> the prior's 32x32 grid, and said so
+    assert "RESAMPLED" in result.metrics["grid"]
+    paths = write_run_folder(result, tmp_path / "ct", inputs=[source_path])
+    files = sorted(paths["reconstruction"].glob("*.dcm"))
+    assert len(files) == 1
+    _assert_dciodvfy_clean(files)
+    original, written = dcmread(source_path), dcmread(files[0])
+    assert written.StudyInstanceUID == original.StudyInstanceUID
+    assert written.SeriesInstanceUID != original.SeriesInstanceUID
+    back, source = load(paths["reconstruction"]), load(source_path)
+    np.testing.assert_allclose(back.affine, source.affine, atol=1e-3)
+    assert back.spatial_shape[:2] == source.spatial_shape[:2]
+
+
+def test_microscopy_preset_on_a_tiff_writes_a_tiff(tiny_prior_folder, tmp_path):
+    import tifffile
+    from skimage.data import cell
+
+    path = tmp_path / "cell.tif"
+    tifffile.imwrite(path, cell()[:48, :40])
+    result = medldm.reconstruct(
+        path, "microscopy_deconv", prior=str(tiny_prior_folder), solver_options=FAST
+    )
+    assert not result.grid.resampled and result.reconstruction.shape == (1, 48, 40)
+    paths = write_run_folder(result, tmp_path / "run")
+    assert paths["reconstruction"].suffix == ".tif"
+    assert load(paths["reconstruction"]).spatial_shape == (40, 48)
+
+
+def test_every_preset_file_loads_and_is_tested():
+    names = available_recon_presets()
+    assert set(names) == {
+        "mri_brain_4x",
+        "mri_brain_8x",
+        "inpaint_box",
+        "ct_sparse_30",
+        "microscopy_deconv",
+        "mri_brain_3d",
+    }
+    for name in names:
+        preset = load_preset(name)
+        preset.build_physics(), preset.build_solver(), preset.build_baseline()
+    with pytest.raises(InvalidInputError, match="unknown reconstruction preset"):
+        load_preset("mri_knee")
+    with pytest.raises(InvalidInputError, match="no option"):
+        load_preset("mri_brain_4x").with_overrides(solver_options={"bogus": 1}).build_solver()
+
+
+def test_a_resampled_grid_is_reported_and_undone(small_brain, tiny_prior_folder):
+    result = medldm.reconstruct(
+        small_brain,
+        "mri_brain_4x",
+        prior=str(tiny_prior_folder),
+        slices=1,
+        grid=_grid(32, 2.0),
+        solver_options=FAST,
+        baseline=False,
+    )
+    assert result.grid.resampled and result.grid.resampled_shape == (96, 80)
+    assert result.grid.working_shape == (96, 80)  # larger than 32: own grid, not cropped
+    assert result.reconstruction.shape == (1, 48, 40)
+
+
+def test_nan_input_is_refused_with_the_file_named(tiny_prior_folder, tmp_path):
+    data = np.ones((16, 16, 3), np.float32)
+    data[3, 3, 1] = np.nan
+    path = tmp_path / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.raises(MedLDMError, match="NaN") as error:
+        medldm.reconstruct(path, prior=str(tiny_prior_folder), solver_options=FAST)
+    assert "nan.nii.gz" in str(error.value)
+
+
+def test_run_folder_is_not_overwritten(small_brain, tiny_prior_folder, tmp_path):
+    result = medldm.reconstruct(
+        small_brain,
+        prior=str(tiny_prior_folder),
+        slices=1,
+        grid=_grid(),
+        solver_options=FAST,
+        baseline=False,
+    )
+    write_run_folder(result, tmp_path / "run")
+    with pytest.raises(OutputExistsError):
+        write_run_folder(result, tmp_path / "run")
+    write_run_folder(result, tmp_path / "run", overwrite=True)
+
+
+def test_measured_kspace_reports_the_residual_only(tiny_prior_folder, tmp_path):
+    from medldm.physics.mri import fft2c
+
+    image = torch.from_numpy(np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    np.save(tmp_path / "k.npy", fft2c(image.to(torch.complex64)).numpy())
+    mask = np.zeros(32, bool)
+    mask[::3] = True
+    mask[13:19] = True
+    np.save(tmp_path / "mask.npy", mask)
+    result = medldm.reconstruct(
+        kspace=tmp_path / "k.npy",
+        mask=tmp_path / "mask.npy",
+        prior=str(tiny_prior_folder),
+        solver_options=FAST,
+    )
+    assert not result.simulated and "psnr_db" not in result.metrics["ldm"]
+    paths = write_run_folder(result, tmp_path / "run")
+    assert "only the data residual" in paths["report"].read_text()
+    np.save(tmp_path / "bad.npy", np.ones((32, 32), np.float32))
+    with pytest.raises(InvalidInputError, match="complex"):
+        medldm.reconstruct(
+            kspace=tmp_path / "bad.npy", mask=tmp_path / "mask.npy", prior=str(tiny_prior_folder)
+        )
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*RECON, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def test_cli_batch_mode_skips_a_corrupt_study_and_resumes(small_brain, tiny_prior_folder, tmp_path):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for name in ("a", "b"):
+        (studies / f"{name}.nii.gz").write_bytes(small_brain.read_bytes())
+    (studies / "corrupt.nii.gz").write_bytes(small_brain.read_bytes()[:300])
+    out = tmp_path / "out"
+    args = [
+        f"input={studies}",
+        f"output_dir={out}",
+        f"preset.prior={tiny_prior_folder}",
+        "preset.slices=1",
+        "preset.grid.size=[32,32]",
+        "preset.grid.spacing_mm=4.0",
+        "solver_options={n_steps:2,n_samples:1}",
+        "progress=false",
+    ]
+    run = _cli(*args, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "batch_report.json").read_text())
+    assert sorted(report["done"]) == ["a.nii.gz", "b.nii.gz"]
+    assert [f["study"] for f in report["failed"]] == ["corrupt.nii.gz"]
+    assert "corrupt.nii.gz" in report["failed"][0]["error"]
+    assert (out / "a" / "report.html").exists() and not (out / "corrupt" / "metrics.json").exists()
+    again = _cli(*args, cwd=tmp_path)
+    report = json.loads((out / "batch_report.json").read_text())
+    assert again.returncode == 0 and sorted(report["skipped"]) == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_cli_dry_run_prints_an_estimate_and_writes_nothing(
+    small_brain, tiny_prior_folder, tmp_path
+):
+    out = tmp_path / "dry"
+    run = _cli(
+        f"input={small_brain}",
+        f"output_dir={out}",
+        f"preset.prior={tiny_prior_folder}",
+        "dry_run=true",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "dry run" in run.stdout and "estimated" in run.stdout
+    assert not (out / "metrics.json").exists()
+
+
+def test_cli_reports_a_missing_input_clearly(tmp_path):
+    run = _cli("input=/no/such/scan.nii.gz", f"output_dir={tmp_path / 'o'}", cwd=tmp_path)
+    assert run.returncode == 2 and "input not found" in run.stderr
+
+
+def test_medimage_converts_to_and_from_monai_and_nibabel(small_brain):
+    from medldm.io.convert import from_metatensor, from_nibabel, to_metatensor, to_nibabel
+
+    image = load(small_brain)
+    tensor = to_metatensor(image)
+    assert tuple(tensor.shape) == image.spatial_shape
+    back = from_metatensor(tensor)
+    np.testing.assert_allclose(back.affine, image.affine, atol=1e-6)
+    np.testing.assert_array_equal(back.array, image.array)
+    nifti = to_nibabel(image)
+    again = from_nibabel(nifti)
+    np.testing.assert_allclose(again.affine, image.affine, atol=1e-6)
+    assert isinstance(again, MedImage) and again.modality == image.modality
