@@ -115,7 +115,7 @@ def write_report(result: ReconResult, out: Path, *, overwrite: bool = False) -> 
     verdict = ""
     if gain is not None:
         verdict = (
-            f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')))} on "
+            f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')).upper())} on "
             f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>"
         )
     residual = m["ldm"].get("residual_over_noise")
@@ -153,6 +153,15 @@ with prior {html.escape(str(m.get("prior")))}; {m.get("slices")} slice(s)
 <li>Grid: {html.escape(result.grid.describe())}.</li>
 <li>Device {html.escape(str(m.get("device")))}; total {m.get("total_seconds")} s.</li>
 </ul>
+<script>
+// For automated checks (headless browsers): did every figure decode?
+window.addEventListener("load", function () {{
+  var images = Array.from(document.images);
+  document.body.dataset.figures = images.length;
+  document.body.dataset.figuresLoaded =
+    images.every(function (i) {{ return i.complete && i.naturalWidth > 0; }});
+}});
+</script>
 </body></html>
 """
     path = out / "report.html"
