@@ -160,8 +160,11 @@ def run_batch(cfg: DictConfig, folder: Path, out: Path) -> dict[str, Any]:
         if (target / "metrics.json").exists() and not cfg.overwrite:
             report["skipped"].append(study.name)
             continue
+        unfinished = target.exists() and any(target.iterdir())
         try:
-            run_one(cfg, study, target)
+            # killed mid-write: redo it (each file there is complete or absent)
+            study_cfg = OmegaConf.merge(cfg, {"overwrite": True}) if unfinished else cfg
+            run_one(study_cfg, study, target)
             report["done"].append(study.name)
         except MedLDMError as error:
             log.error("study %s failed: %s", study, error)

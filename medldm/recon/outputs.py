@@ -9,7 +9,9 @@ series (new series, same study) per image; NIfTI in -> NIfTI; TIFF in -> TIFF. F
 * ``metrics.json``, ``report.html`` (+ ``figures/``), ``config.yaml``, and the provenance
   sidecar of the reconstruction (inputs' SHA-256, versions, config).
 
-Every file is written atomically; an existing run folder is refused unless ``overwrite``.
+Every file is written atomically, ``metrics.json`` last (a folder without it is an
+unfinished run); every image is checked finite before anything is written; an existing run
+folder is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from medldm.errors import OutputExistsError
+from medldm.errors import MedLDMError, OutputExistsError
 from medldm.recon.pipeline import ReconResult
 from medldm.utils.files import atomic_output
 
@@ -91,7 +93,6 @@ def write_run_folder(
             path=out,
             fix="choose another output_dir or pass overwrite=true",
         )
-    out.mkdir(parents=True, exist_ok=True)
     direct_name = "fbp" if result.preset.physics.startswith("ct") else "zero_filled"
     images = {
         "reconstruction": (result.reconstruction, f"{result.metrics['solver']} LDM recon"),
@@ -100,6 +101,14 @@ def write_run_folder(
     }
     if result.baseline is not None:
         images[result.preset.baseline] = (result.baseline, f"{result.preset.baseline} baseline")
+    for name, (stack, _) in images.items():  # nothing is written unless all is finite
+        if not np.all(np.isfinite(stack)):
+            raise MedLDMError(
+                f"the {name} image contains NaN/Inf values; nothing was written",
+                path=out,
+                fix="the solver diverged: lower its step sizes (configs/solver) or report it",
+            )
+    out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for name, (stack, description) in images.items():
         paths[name] = _write_image(result, stack, name, out, overwrite, description)
