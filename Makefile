@@ -25,7 +25,7 @@ $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
 	touch $@
 
 demo: $(VENV)/.stamp-base
-	$(VENV)/bin/medldm-io-demo --output-dir demo_output
+	$(VENV)/bin/medldm-recon output_dir=demo_output/recon overwrite=true
 
 # The report browser test needs headless Chromium: install Debian's package when missing
 # (needs root and apt; without it that one test skips, or fails under CI=true).
