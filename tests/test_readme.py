@@ -14,7 +14,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert block, "the README lost its Python example"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(block.group(1), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
     result = namespace["result"]
     assert "psnr_db" in result.metrics["ldm"] and "psnr_db" in result.metrics["baseline"]
     assert (tmp_path / "api_demo_output" / "report.html").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import recon_memory  # noqa: E402
+import recon_memory
 
 
 def test_200_case_batch_runs_with_flat_memory():

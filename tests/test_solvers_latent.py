@@ -226,3 +226,32 @@ def test_bench_runs_a_latent_solver_with_a_prior_folder(tmp_path):
     assert load_bench_prior(None, "cpu") is None
     with pytest.raises(MedLDMError, match="no prior named"):
         load_bench_prior("no_such_prior", "cpu")
+
+
+@pytest.mark.parametrize("operator", sorted(OPERATORS))
+def test_tv_regularised_final_step_fits_data_and_keeps_shapes(operator):
+    physics, y, _ = _case(OPERATORS[operator], (16, 16))
+    prior = tiny_prior()
+    plain = LatentDDS(n_steps=2, n_samples=2).solve(y, physics, prior)
+    with_tv = LatentDDS(n_steps=2, n_samples=2, final_tv_weight=0.002).solve(y, physics, prior)
+    assert with_tv.estimate.shape == plain.estimate.shape
+    assert with_tv.info["final_tv_weight"] == 0.002
+    assert torch.isfinite(with_tv.estimate).all()
+
+    def total_variation(image: torch.Tensor) -> float:
+        image = image.abs()
+        return float(image.diff(dim=-1).abs().sum() + image.diff(dim=-2).abs().sum())
+
+    assert total_variation(with_tv.estimate) < total_variation(plain.estimate)
+
+
+def test_anchored_physics_adjoint_is_exact():
+    from medldm.solvers.latent_problem import AnchoredPhysics
+
+    physics, y, _ = _case(OPERATORS["ct"], (16, 16))
+    anchored = AnchoredPhysics(physics, 0.3)
+    x = torch.rand(2, 1, 16, 16)
+    r = anchored.measurement(torch.rand(2, *y.shape[1:]), torch.rand(2, 1, 16, 16))
+    lhs = (anchored.A(x) * r).sum()
+    rhs = (x * anchored.A_adjoint(r)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-4)

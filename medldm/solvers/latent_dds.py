@@ -13,7 +13,8 @@ back-propagation through the network is needed. Carried to a latent prior:
         x0  = argmin_x ||A x - y||^2 + lam ||x - x0||^2   (a few CG steps)    # data fit
         z0  = E(x0)                                                           # re-encode
         z_t' = sqrt(a_t') z0 + sqrt(1 - a_t' - s^2) eps_hat + s noise          # DDIM, eta
-    x = the last data-consistent x0, then an optional final CG data-consistency step.
+    x = the last data-consistent x0, then an optional final CG data-consistency step
+    (and optionally a TV-regularised one on the posterior mean, ``final_tv_weight``).
 
 The CG step runs in image space on the real physics (k-space lines, sinogram, mask,
 PSF), so no Jacobian of the decoder is ever formed: one network evaluation per step.
@@ -70,7 +71,12 @@ class LatentDDS:
     n_samples:
         Posterior samples; their mean is the estimate, their std the uncertainty map.
     final_dc, final_dc_weight, final_dc_iter:
-        The last data-consistency step on the returned image.
+        The last data-consistency step on each sample (CG, proximal weight relative to
+        ``||A^H A||``).
+    final_tv_weight:
+        When > 0, the posterior mean then goes through a TV-regularised data-consistency
+        step anchored at it (``1/2||Ax-y||^2 + lam/2||x-mean||^2 + tv TV(x)``, PDHG); 0
+        (default) keeps the plain LDM estimate. Reported in ``info``.
     slice_weight:
         Quadratic coupling of neighbouring slices in the CG step (volumes, 2D prior).
     normalization, phase, slice_axis:
@@ -91,6 +97,7 @@ class LatentDDS:
         final_dc: bool = True,
         final_dc_weight: float = 0.01,
         final_dc_iter: int = 30,
+        final_tv_weight: float = 0.0,
         slice_weight: float = 0.0,
         normalization: str = "none",
         phase: str | None = "lowres",
@@ -105,6 +112,7 @@ class LatentDDS:
         self.final_dc = bool(final_dc)
         self.final_dc_weight = float(final_dc_weight)
         self.final_dc_iter = int(final_dc_iter)
+        self.final_tv_weight = float(final_tv_weight)
         self.slice_weight = float(slice_weight)
         self.normalization = normalization
         self.phase = phase
@@ -161,5 +169,6 @@ class LatentDDS:
             final_dc=self.final_dc,
             final_dc_weight=self.final_dc_weight,
             final_dc_iter=self.final_dc_iter,
+            final_tv_weight=self.final_tv_weight,
             info={"n_steps": self.n_steps, "dc_weight": self.dc_weight, "eta": self.eta},
         )
