@@ -29,16 +29,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tune_classical import (  # noqa: E402
+from tune_classical import (
     _only_cases,
     psnr_ssim,
     simulate,
     write_preset,
 )
 
-from medldm.bench.card_cases import card_cases  # noqa: E402
-from medldm.bench.presets import config_dir, load_preset_config  # noqa: E402
-from medldm.models.prior import load_prior  # noqa: E402
+from medldm.bench.card_cases import card_cases
+from medldm.bench.presets import config_dir, load_preset_config
+from medldm.models.prior import load_prior
 
 GRIDS: dict[str, dict[str, Sequence[float]]] = {
     "latent_dds": {"dc_weight": (0.01, 0.05, 0.2), "final_dc_weight": (0.003, 0.03)},
