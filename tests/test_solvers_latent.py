@@ -255,3 +255,11 @@ def test_anchored_physics_adjoint_is_exact():
     lhs = (anchored.A(x) * r).sum()
     rhs = (x * anchored.A_adjoint(r)).sum()
     assert torch.allclose(lhs, rhs, rtol=1e-4)
+
+
+def test_starting_from_the_noised_direct_reconstruction():
+    physics, y, _ = _case(OPERATORS["mri"], (16, 16))
+    rec = LatentDDS(n_steps=3, n_samples=1, start_fraction=0.4).solve(y, physics, tiny_prior())
+    assert rec.nfe == 3 and rec.info["start_fraction"] == 0.4
+    with pytest.raises(InvalidInputError, match="start_fraction"):
+        LatentDDS(start_fraction=0.0)
