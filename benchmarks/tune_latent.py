@@ -11,8 +11,9 @@ benchmark's scoring, and the best mean PSNR is written to
     .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d \\
         --operators mri_4x mri_8x inpaint_box --solver latent_dds --slices 2
 
-Grids (``GRIDS``): latent_dds over ``dc_weight`` x ``final_dc_weight``; the others over
-their main step size. The remaining parameters are those of ``configs/solver/<solver>.yaml``.
+Grids (``GRIDS``): latent_dds over ``dc_weight`` x ``start_fraction`` x
+``final_tv_weight`` (0 or the operator's tuned TV weight); the others over their main step
+size. The remaining parameters are those of ``configs/solver/<solver>.yaml``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,13 @@ from medldm.bench.card_cases import card_cases
 from medldm.bench.presets import config_dir, load_preset_config
 from medldm.models.prior import load_prior
 
-GRIDS: dict[str, dict[str, Sequence[float]]] = {
-    "latent_dds": {"dc_weight": (0.01, 0.05, 0.2), "final_dc_weight": (0.003, 0.03)},
+#: "tv" stands for the operator's tuned TV weight (configs/solver/tv_<operator>.yaml).
+GRIDS: dict[str, dict[str, Sequence[float | str]]] = {
+    "latent_dds": {
+        "dc_weight": (0.02, 0.1),
+        "start_fraction": (1.0, 0.5),
+        "final_tv_weight": (0.0, "tv"),
+    },
     "latent_dps": {"step_size": (0.3, 1.0, 3.0)},
     "psld": {"step_size": (0.3, 1.0, 3.0)},
     "resample": {"dc_weight": (0.01, 0.05, 0.2)},
@@ -69,8 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for item in args.set:
         key, value = item.split("=", 1)
         base[key] = type(base[key])(value) if base.get(key) is not None else float(value)
-    command = "python benchmarks/tune_latent.py " + " ".join(sys.argv[1:] if argv is None
-                                                             else argv)
+    command = "python benchmarks/tune_latent.py " + " ".join(sys.argv[1:] if argv is None else argv)
     module, name = target.rsplit(".", 1)
     solver_class = getattr(__import__(module, fromlist=[name]), name)
     grid = GRIDS[args.solver]
@@ -79,21 +84,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         measurements = simulate(operator, cases)
         rows = []
-        for values in itertools.product(*(grid[k] for k in keys)):
+        tv_weight = float(load_preset_config("solver", f"tv_{operator}")["weight"])
+        for raw in itertools.product(*(grid[k] for k in keys)):
+            values = tuple(tv_weight if v == "tv" else v for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
             solver = solver_class(**params)
             scores = []
             for m in measurements:
                 generator = torch.Generator(device=prior.device).manual_seed(m.seed)
                 y = m.y.to(prior.device)
-                estimate = solver.solve(y, m.physics.to(prior.device), prior,
-                                        generator=generator).estimate
+                estimate = solver.solve(
+                    y, m.physics.to(prior.device), prior, generator=generator
+                ).estimate
                 scores.append(psnr_ssim(estimate.cpu(), m.case))
             psnr = float(np.mean([s[0] for s in scores]))
             ssim = float(np.mean([s[1] for s in scores]))
             rows.append((values, psnr, ssim))
-            print(f"{operator} {dict(zip(keys, values, strict=True))}: {psnr:.2f} dB / {ssim:.4f}",
-                  flush=True)
+            print(
+                f"{operator} {dict(zip(keys, values, strict=True))}: {psnr:.2f} dB / {ssim:.4f}",
+                flush=True,
+            )
         best = max(range(len(rows)), key=lambda i: rows[i][1])
         chosen = {**base, **dict(zip(keys, rows[best][0], strict=True))}
         listed = ", ".join(c.case_id for c in cases)
@@ -105,13 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Validation cases ({len(cases)}): {listed}",
             "Scoring: the benchmark's (magnitude, data_range = ground truth max - min).",
             f"{' x '.join(keys)} -> mean PSNR dB / SSIM:",
-            *[f"  {values}: {psnr:.2f} / {ssim:.4f}{'  <- chosen' if i == best else ''}"
-              for i, (values, psnr, ssim) in enumerate(rows)],
+            *[
+                f"  {values}: {psnr:.2f} / {ssim:.4f}{'  <- chosen' if i == best else ''}"
+                for i, (values, psnr, ssim) in enumerate(rows)
+            ],
             f"Tuning time: {time.perf_counter() - started:.0f} s on {prior.device}.",
             "",
         ]
-        path = write_preset(config_dir() / "solver", f"{args.solver}_{operator}", target,
-                            chosen, header)
+        path = write_preset(
+            config_dir() / "solver", f"{args.solver}_{operator}", target, chosen, header
+        )
         print(f"wrote {path}")
     return 0
 

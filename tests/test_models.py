@@ -142,3 +142,28 @@ def test_prior_refuses_images_it_cannot_encode(checkpoint):
         prior.encode(torch.rand(1, 1, 30, 30))
     with pytest.raises(InvalidInputError, match="expected images"):
         prior.encode(torch.rand(30, 30))
+
+
+def test_a_pickle_checkpoint_loads_only_when_explicitly_allowed(tmp_path):
+    import dataclasses
+
+    from medldm.models.testing import tiny_prior
+
+    prior = tiny_prior()
+    path = tmp_path / "imported.pt"
+    torch.save(
+        {
+            "model": dataclasses.asdict(prior.config),
+            "autoencoder": prior.autoencoder.state_dict(),
+            "unet": prior.unet.state_dict(),
+        },
+        path,
+    )
+    with pytest.raises(InvalidInputError, match="allow_pickle=True"):
+        load_prior_checkpoint(path)
+    loaded = load_prior_checkpoint(path, allow_pickle=True)
+    z = torch.zeros(1, 4, 4, 4)
+    torch.testing.assert_close(loaded.unet(z, torch.tensor([5])), prior.unet(z, torch.tensor([5])))
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(InvalidInputError, match="must be a dict"):
+        load_prior_checkpoint(tmp_path / "other.pt", allow_pickle=True)

@@ -158,13 +158,41 @@ def read_checkpoint_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _load_pickled(path: Path, device: str | torch.device) -> LoadedPrior:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"cannot read the pickle checkpoint safely ({exc})",
+            path=path,
+            fix="it must hold only tensors and plain containers (weights_only=True)",
+        ) from exc
+    if not isinstance(payload, dict) or "model" not in payload or "autoencoder" not in payload:
+        raise InvalidInputError(
+            "a pickle checkpoint must be a dict with 'model' and 'autoencoder'", path=path
+        )
+    config = LDMConfig.from_dict(payload["model"])
+    autoencoder = build_autoencoder(config.autoencoder)
+    try:
+        autoencoder.load_state_dict(payload["autoencoder"])
+        unet = None
+        if payload.get("unet") is not None:
+            unet = build_unet(config.unet, config.autoencoder.latent_channels)
+            unet.load_state_dict(payload["unet"])
+            unet = unet.to(device).eval()
+    except RuntimeError as exc:
+        raise InvalidInputError(f"weights do not match the config: {exc}", path=path) from exc
+    meta = {"format": FORMAT, "model": payload["model"], **dict(payload.get("meta") or {})}
+    return LoadedPrior(config, autoencoder.to(device).eval(), unet, meta, path)
+
+
 def _refuse_pickle(path: Path) -> None:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise InvalidInputError(
             "pickle-based checkpoints are refused: loading them can execute code",
             path=path,
-            fix="convert it to a medldm checkpoint folder (safetensors), or load it yourself "
-            "with torch.load(weights_only=True) if you trust it",
+            fix="convert it to a medldm checkpoint folder (safetensors), or pass "
+            "allow_pickle=True to read it with torch.load(weights_only=True)",
         )
 
 
@@ -208,9 +236,21 @@ def _load_weights(folder: Path, name: str, expected_sha: str, module: nn.Module)
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-def load_prior_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> LoadedPrior:
-    """Read a checkpoint folder: verify hashes and shapes, rebuild and load the networks."""
+def load_prior_checkpoint(
+    folder: str | Path, device: str | torch.device = "cpu", *, allow_pickle: bool = False
+) -> LoadedPrior:
+    """Read a checkpoint folder: verify hashes and shapes, rebuild and load the networks.
+
+    A pickle-format file (``.pt``, ``.pth``, ``.ckpt``, ...) is refused unless
+    ``allow_pickle=True``; even then it is read with ``torch.load(weights_only=True)``
+    (tensors and plain containers only, never code) and must hold a dict with ``model``
+    (the LDM config as in ``config.json``), ``autoencoder`` and optionally ``unet`` (state
+    dicts) and optionally ``meta`` — for importing weights trained elsewhere; save it as a
+    folder with :func:`save_prior_checkpoint` afterwards.
+    """
     folder = Path(folder)
+    if allow_pickle and folder.suffix.lower() in PICKLE_SUFFIXES and folder.is_file():
+        return _load_pickled(folder, device)
     meta = read_checkpoint_meta(folder)
     config = LDMConfig.from_dict(meta["model"])
     files = meta.get("files", {})
