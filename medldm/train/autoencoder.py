@@ -232,7 +232,7 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
             d_loss.backward()
             disc_optimizer.step()
             terms["d_loss"] = d_loss.item()
-        ema.update(autoencoder)
+        ema.update(autoencoder, step)
         step += 1
         seen += len(x) * context.world_size
         progress.update(1)

@@ -225,7 +225,7 @@ def train_diffusion(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), training.grad_clip)
         optimizer.step()
-        ema.update(unet)
+        ema.update(unet, step)
         step += 1
         seen += len(x) * context.world_size
         progress.update(1)

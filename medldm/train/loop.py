@@ -108,17 +108,27 @@ def broadcast_float(value: float, context: DistributedContext) -> float:
 # EMA and batches
 # --------------------------------------------------------------------------------------
 class EMA:
-    """Exponential moving average of a model's parameters (buffers are copied)."""
+    """Exponential moving average of a model's parameters (buffers are copied).
+
+    With ``step`` given, the decay warms up as ``min(decay, (1 + step) / (10 + step))``, so
+    early averages are not dominated by the random initial weights (with 0.999 and no
+    warm-up, 13% of the weights after 2000 steps would still be the initial ones)."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = float(decay)
         self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
 
+    def decay_at(self, step: int | None) -> float:
+        if step is None:
+            return self.decay
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
         source = unwrap(model)
+        decay = self.decay_at(step)
         for ema_param, param in zip(self.module.parameters(), source.parameters(), strict=True):
-            ema_param.lerp_(param.detach(), 1.0 - self.decay)
+            ema_param.lerp_(param.detach(), 1.0 - decay)
         for ema_buffer, buffer in zip(self.module.buffers(), source.buffers(), strict=True):
             ema_buffer.copy_(buffer)
 
