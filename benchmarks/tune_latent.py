@@ -13,7 +13,8 @@ benchmark's scoring, and the best mean PSNR is written to
 
 Grids (``GRIDS``): latent_dds over ``dc_weight`` x ``start_fraction`` x
 ``final_tv_weight`` (0 or the operator's tuned TV weight); the others over their main step
-size. The remaining parameters are those of ``configs/solver/<solver>.yaml``.
+size. ``--set`` fixes other parameters for the whole grid (they are written to the preset
+too); the rest come from ``configs/solver/<solver>.yaml``.
 """
 
 from __future__ import annotations

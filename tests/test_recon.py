@@ -299,3 +299,20 @@ def test_medimage_converts_to_and_from_monai_and_nibabel(small_brain):
     again = from_nibabel(nifti)
     np.testing.assert_allclose(again.affine, image.affine, atol=1e-6)
     assert isinstance(again, MedImage) and again.modality == image.modality
+
+
+def test_cli_selects_a_preset_by_name(small_brain, tiny_prior_folder, tmp_path):
+    run = _cli(
+        "preset=inpaint_box",
+        f"input={small_brain}",
+        f"output_dir={tmp_path / 'o'}",
+        f"preset.prior={tiny_prior_folder}",
+        "preset.slices=1",
+        "preset.grid.size=[32,32]",
+        "preset.grid.spacing_mm=4.0",
+        "solver_options={n_steps:1,n_samples:1}",
+        "baseline=false",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["preset"] == "inpaint_box"

@@ -263,3 +263,30 @@ def test_starting_from_the_noised_direct_reconstruction():
     assert rec.nfe == 3 and rec.info["start_fraction"] == 0.4
     with pytest.raises(InvalidInputError, match="start_fraction"):
         LatentDDS(start_fraction=0.0)
+
+
+def test_shipped_prior_std_is_higher_inside_an_inpainted_box_on_a_real_brain():
+    """The trained brain_t1_2d prior on a real brain slice (MNI152, nilearn): the posterior
+    std inside the missing box exceeds the std on measured pixels several times over."""
+    import numpy as np
+
+    from medldm.io import load
+    from medldm.models import load_prior
+    from medldm.recon.examples import example_input
+    from medldm.recon.grid import GridPlan
+
+    volume = load(example_input("mni152_t1_2mm"))
+    array = np.asarray(volume.array, np.float32)
+    stack = array[:, :, array.shape[2] // 2].T[None] / np.percentile(array, 99.5)
+    working = GridPlan.make(stack.shape, (2.0, 2.0), size=(128, 128), spacing_mm=2.0)
+    x = torch.from_numpy(working.to_working(stack))[:, None]
+    factory = InpaintingFactory(kind="box", box_fraction=0.3)
+    generator = torch.Generator().manual_seed(0)
+    physics = factory.build((128, 128), generator, "cpu")
+    y = physics(x, generator)
+    rec = LatentDDS(n_steps=10, n_samples=3).solve(
+        y, physics, load_prior("brain_t1_2d", device="cpu"), generator=generator
+    )
+    mask = physics.mask.expand_as(rec.std) > 0
+    inside, outside = rec.std[~mask].mean(), rec.std[mask].mean()
+    assert inside > 5 * outside, (float(inside), float(outside))

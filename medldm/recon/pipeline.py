@@ -219,7 +219,7 @@ def reconstruct(
         A :class:`~medldm.io.MedImage`, or a NIfTI / DICOM / TIFF path; ``None`` uses the
         preset's example input (or the geometry-free measured ``kspace``).
     preset:
-        A preset name (``configs/recon/preset``) or a :class:`Preset`.
+        A preset name (``configs/preset``) or a :class:`Preset`.
     device, seed, baseline, progress:
         ``"auto"`` picks the GPU when present; the seed of the simulated measurement and of
         the sampler; run the classical baseline too; show progress bars.
@@ -281,7 +281,7 @@ def reconstruct(
         truth.shape, spacing, size=preset.grid_size, spacing_mm=preset.grid_spacing
     )
     working = plan.to_working(truth)
-    volume_mode = preset.slices == "volume" and working.shape[0] > 1
+    volume_mode = bool(preset.volume) and working.shape[0] > 1
     x = torch.from_numpy(working).to(torch_device)
     x = x[None, None] if volume_mode else x[:, None]
     shape = tuple(x.shape[2:])

@@ -1,4 +1,4 @@
-"""Reconstruction presets: ``configs/recon/preset/<name>.yaml``.
+"""Reconstruction presets: ``configs/preset/<name>.yaml``.
 
 A preset names a physics preset (``configs/physics``), an LDM solver and a classical
 baseline (``configs/solver``; the per-operator file ``<solver>_<physics>.yaml`` wins), the
@@ -29,11 +29,11 @@ from medldm.errors import InvalidInputError
 
 
 def preset_folder() -> Path:
-    return config_dir() / "recon" / "preset"
+    return config_dir() / "preset"
 
 
 def available_recon_presets() -> list[str]:
-    """Names of the presets in ``configs/recon/preset``."""
+    """Names of the presets in ``configs/preset``."""
     return sorted(p.stem for p in preset_folder().glob("*.yaml"))
 
 
@@ -48,6 +48,7 @@ class Preset:
     prior: Any = None
     plane: str = "axial"
     slices: Any = 8
+    volume: bool = False
     grid: dict[str, Any] = field(default_factory=dict)
     example: str = "mni152_t1_2mm"
     solver_options: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class Preset:
 
 
 def load_preset(name: str) -> Preset:
-    """The preset ``configs/recon/preset/<name>.yaml`` (or a YAML path)."""
+    """The preset ``configs/preset/<name>.yaml`` (or a YAML path)."""
     path = Path(name)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = preset_folder() / f"{name}.yaml"
@@ -118,5 +119,5 @@ def preset_from_dict(data: dict[str, Any], source: Path | str = "<config>") -> P
         raise InvalidInputError(
             f"bad reconstruction preset: {error}",
             path=source,
-            fix="see configs/recon/preset/mri_brain_4x.yaml for the fields",
+            fix="see configs/preset/mri_brain_4x.yaml for the fields",
         ) from error
