@@ -36,7 +36,6 @@ Example
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -44,8 +43,7 @@ import torch
 
 from medldm.solvers.base import Callback, Reconstruction
 from medldm.solvers.latent_problem import (
-    LatentProblem,
-    check_prior,
+    LatentSolverBase,
     ddim_update,
     ensure_finite,
     gaussian_like,
@@ -54,7 +52,7 @@ from medldm.solvers.latent_problem import (
 )
 
 
-class LatentDAPS:
+class LatentDAPS(LatentSolverBase):
     """Decoupled annealing with Langevin data steps on a latent prior.
 
     Parameters
@@ -102,14 +100,16 @@ class LatentDAPS:
         self.lr = float(lr)
         self.rho = float(rho)
         self.measurement_sigma = measurement_sigma
-        self.n_samples = int(n_samples)
-        self.final_dc = bool(final_dc)
-        self.final_dc_weight = float(final_dc_weight)
-        self.final_dc_iter = int(final_dc_iter)
-        self.normalization = normalization
-        self.phase = phase
-        self.slice_axis = int(slice_axis)
-        self.progress = bool(progress)
+        self._set_common(
+            n_samples=n_samples,
+            final_dc=final_dc,
+            final_dc_weight=final_dc_weight,
+            final_dc_iter=final_dc_iter,
+            normalization=normalization,
+            phase=phase,
+            slice_axis=slice_axis,
+            progress=progress,
+        )
 
     def _ode_to_clean(self, prior: Any, z: torch.Tensor, t: int) -> torch.Tensor:
         """Prior-only estimate of the clean latent: ``n_ode`` DDIM steps from ``t`` to 0."""
@@ -132,21 +132,11 @@ class LatentDAPS:
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Reconstruction:
-        check_prior(prior, self.name)
-        started, nfe_before = time.perf_counter(), prior.nfe
-        problem = LatentProblem(
-            y,
-            physics,
-            prior,
-            normalization=self.normalization,
-            phase=self.phase,
-            slice_axis=self.slice_axis,
-        )
+        problem, z, clock = self.begin(y, physics, prior, generator)
         n = self.n_samples
         s_y = self.measurement_sigma
         if s_y is None:
             s_y = max(float(getattr(physics, "sigma", 0.0) or 0.0), 0.01)
-        z = gaussian_like(torch.empty(problem.latent_shape(n), device=prior.device), generator)
         levels = prior.ddim_timesteps(self.n_anneal)
         z0 = z
         for i, t in enumerate(progress_over(levels, self.progress, self.name)):
@@ -169,15 +159,11 @@ class LatentDAPS:
             if callback is not None:
                 callback(i, problem.decode(z0))
         x = problem.decode(z0)
-        return problem.reconstruction(
+        return self.end(
+            problem,
             x,
-            solver=self.name,
-            started=started,
-            nfe=prior.nfe - nfe_before,
+            clock,
             iterations=len(levels),
-            final_dc=self.final_dc,
-            final_dc_weight=self.final_dc_weight,
-            final_dc_iter=self.final_dc_iter,
             info={
                 "n_anneal": self.n_anneal,
                 "n_ode": self.n_ode,

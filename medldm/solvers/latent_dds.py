@@ -38,7 +38,6 @@ Example
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -47,17 +46,15 @@ import torch
 from medldm.errors import InvalidInputError
 from medldm.solvers.base import Callback, Reconstruction
 from medldm.solvers.latent_problem import (
-    LatentProblem,
-    check_prior,
+    LatentSolverBase,
     ddim_update,
     ensure_finite,
-    gaussian_like,
     progress_over,
     timestep_pairs,
 )
 
 
-class LatentDDS:
+class LatentDDS(LatentSolverBase):
     """DDIM in latent space + image-space CG data consistency at each step (no backprop).
 
     Parameters
@@ -116,19 +113,21 @@ class LatentDDS:
         self.dc_weight = float(dc_weight)
         self.cg_iter = int(cg_iter)
         self.eta = float(eta)
-        self.n_samples = int(n_samples)
-        self.final_dc = bool(final_dc)
-        self.final_dc_weight = float(final_dc_weight)
-        self.final_dc_iter = int(final_dc_iter)
-        self.final_tv_weight = float(final_tv_weight)
         self.slice_weight = float(slice_weight)
         if not 0.0 < float(start_fraction) <= 1.0:
             raise InvalidInputError(f"start_fraction must be in (0, 1], got {start_fraction}")
         self.start_fraction = float(start_fraction)
-        self.normalization = normalization
-        self.phase = phase
-        self.slice_axis = int(slice_axis)
-        self.progress = bool(progress)
+        self._set_common(
+            n_samples=n_samples,
+            final_dc=final_dc,
+            final_dc_weight=final_dc_weight,
+            final_dc_iter=final_dc_iter,
+            normalization=normalization,
+            phase=phase,
+            slice_axis=slice_axis,
+            progress=progress,
+            final_tv_weight=final_tv_weight,
+        )
 
     @torch.no_grad()
     def solve(
@@ -140,18 +139,8 @@ class LatentDDS:
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Reconstruction:
-        check_prior(prior, self.name)
-        started, nfe_before = time.perf_counter(), prior.nfe
-        problem = LatentProblem(
-            y,
-            physics,
-            prior,
-            normalization=self.normalization,
-            phase=self.phase,
-            slice_axis=self.slice_axis,
-        )
+        problem, z, clock = self.begin(y, physics, prior, generator)
         n = self.n_samples
-        z = gaussian_like(torch.empty(problem.latent_shape(n), device=prior.device), generator)
         x0 = problem.repeat(problem.x_init, n)
         steps = prior.ddim_timesteps(self.n_steps)
         if self.start_fraction < 1.0:  # start from the noised direct reconstruction (CCDF)
@@ -177,16 +166,11 @@ class LatentDDS:
             )
             if callback is not None:
                 callback(step, x0)
-        return problem.reconstruction(
+        return self.end(
+            problem,
             x0,
-            solver=self.name,
-            started=started,
-            nfe=prior.nfe - nfe_before,
+            clock,
             iterations=len(pairs),
-            final_dc=self.final_dc,
-            final_dc_weight=self.final_dc_weight,
-            final_dc_iter=self.final_dc_iter,
-            final_tv_weight=self.final_tv_weight,
             info={
                 "n_steps": self.n_steps,
                 "dc_weight": self.dc_weight,

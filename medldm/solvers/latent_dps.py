@@ -31,7 +31,6 @@ Example
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -39,16 +38,15 @@ import torch
 from medldm.solvers.base import Callback, Reconstruction
 from medldm.solvers.latent_problem import (
     LatentProblem,
-    check_prior,
+    LatentSolverBase,
     ddim_update,
     ensure_finite,
-    gaussian_like,
     progress_over,
     timestep_pairs,
 )
 
 
-class LatentDPS:
+class LatentDPS(LatentSolverBase):
     """DPS in latent space (gradient of ``||y - A D(z0(z_t))||`` through the networks).
 
     Parameters
@@ -83,14 +81,16 @@ class LatentDPS:
         self.n_steps = int(n_steps)
         self.step_size = float(step_size)
         self.eta = float(eta)
-        self.n_samples = int(n_samples)
-        self.final_dc = bool(final_dc)
-        self.final_dc_weight = float(final_dc_weight)
-        self.final_dc_iter = int(final_dc_iter)
-        self.normalization = normalization
-        self.phase = phase
-        self.slice_axis = int(slice_axis)
-        self.progress = bool(progress)
+        self._set_common(
+            n_samples=n_samples,
+            final_dc=final_dc,
+            final_dc_weight=final_dc_weight,
+            final_dc_iter=final_dc_iter,
+            normalization=normalization,
+            phase=phase,
+            slice_axis=slice_axis,
+            progress=progress,
+        )
 
     def extra_loss(
         self, problem: LatentProblem, z0: torch.Tensor, x0: torch.Tensor, n: int
@@ -107,18 +107,8 @@ class LatentDPS:
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Reconstruction:
-        check_prior(prior, self.name)
-        started, nfe_before = time.perf_counter(), prior.nfe
-        problem = LatentProblem(
-            y,
-            physics,
-            prior,
-            normalization=self.normalization,
-            phase=self.phase,
-            slice_axis=self.slice_axis,
-        )
+        problem, z, clock = self.begin(y, physics, prior, generator)
         n = self.n_samples
-        z = gaussian_like(torch.empty(problem.latent_shape(n), device=prior.device), generator)
         pairs = timestep_pairs(prior.ddim_timesteps(self.n_steps))
         x0 = problem.repeat(problem.x_init, n)
         for step, (t, t_prev) in enumerate(progress_over(pairs, self.progress, self.name)):
@@ -139,14 +129,10 @@ class LatentDPS:
                 callback(step, x0)
         with torch.no_grad():
             x = problem.decode(z)
-        return problem.reconstruction(
+        return self.end(
+            problem,
             x,
-            solver=self.name,
-            started=started,
-            nfe=prior.nfe - nfe_before,
+            clock,
             iterations=len(pairs),
-            final_dc=self.final_dc,
-            final_dc_weight=self.final_dc_weight,
-            final_dc_iter=self.final_dc_iter,
             info={"n_steps": self.n_steps, "step_size": self.step_size, "eta": self.eta},
         )

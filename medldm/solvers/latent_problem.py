@@ -401,6 +401,78 @@ class AnchoredPhysics:
         return None
 
 
+class LatentSolverBase:
+    """What every LDM solver shares around its paper-specific main loop: the common options,
+    :meth:`begin` (checks, the problem, the starting noise) and :meth:`end` (final data
+    consistency, samples, std, residuals, NFE and time in a Reconstruction)."""
+
+    name = "latent"
+
+    def _set_common(
+        self,
+        *,
+        n_samples: int,
+        final_dc: bool,
+        final_dc_weight: float,
+        final_dc_iter: int,
+        normalization: str,
+        phase: str | None,
+        slice_axis: int,
+        progress: bool,
+        final_tv_weight: float = 0.0,
+    ) -> None:
+        self.n_samples = int(n_samples)
+        self.final_dc = bool(final_dc)
+        self.final_dc_weight = float(final_dc_weight)
+        self.final_dc_iter = int(final_dc_iter)
+        self.final_tv_weight = float(final_tv_weight)
+        self.normalization = normalization
+        self.phase = phase
+        self.slice_axis = int(slice_axis)
+        self.progress = bool(progress)
+
+    def begin(
+        self, y: torch.Tensor, physics: Any, prior: Any, generator: torch.Generator | None
+    ) -> tuple[LatentProblem, torch.Tensor, tuple[float, int]]:
+        """``(problem, z_T noise for n_samples copies, clock)`` after checking the prior."""
+        check_prior(prior, self.name)
+        clock = (time.perf_counter(), prior.nfe)
+        problem = LatentProblem(
+            y,
+            physics,
+            prior,
+            normalization=self.normalization,
+            phase=self.phase,
+            slice_axis=self.slice_axis,
+        )
+        shape = problem.latent_shape(self.n_samples)
+        noise = gaussian_like(torch.empty(shape, device=prior.device), generator)
+        return problem, noise, clock
+
+    def end(
+        self,
+        problem: LatentProblem,
+        x: torch.Tensor,
+        clock: tuple[float, int],
+        *,
+        iterations: int,
+        info: dict[str, Any],
+    ) -> Reconstruction:
+        started, nfe_before = clock
+        return problem.reconstruction(
+            x,
+            solver=self.name,
+            started=started,
+            nfe=problem.prior.nfe - nfe_before,
+            iterations=iterations,
+            final_dc=self.final_dc,
+            final_dc_weight=self.final_dc_weight,
+            final_dc_iter=self.final_dc_iter,
+            final_tv_weight=self.final_tv_weight,
+            info=info,
+        )
+
+
 def check_prior(prior: Any, solver: str) -> None:
     """A clear error when an LDM solver runs without a trained prior."""
     if prior is None or not hasattr(prior, "predict_eps"):

@@ -35,7 +35,6 @@ Example
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -44,7 +43,7 @@ from medldm.errors import InvalidInputError
 from medldm.solvers.base import Callback, Reconstruction
 from medldm.solvers.latent_problem import (
     LatentProblem,
-    check_prior,
+    LatentSolverBase,
     ddim_update,
     ensure_finite,
     gaussian_like,
@@ -53,7 +52,7 @@ from medldm.solvers.latent_problem import (
 )
 
 
-class ReSample:
+class ReSample(LatentSolverBase):
     """Latent DDIM with hard data consistency at chosen steps and stochastic resampling.
 
     Parameters
@@ -112,14 +111,16 @@ class ReSample:
         self.latent_iter = int(latent_iter)
         self.latent_lr = float(latent_lr)
         self.gamma = float(gamma)
-        self.n_samples = int(n_samples)
-        self.final_dc = bool(final_dc)
-        self.final_dc_weight = float(final_dc_weight)
-        self.final_dc_iter = int(final_dc_iter)
-        self.normalization = normalization
-        self.phase = phase
-        self.slice_axis = int(slice_axis)
-        self.progress = bool(progress)
+        self._set_common(
+            n_samples=n_samples,
+            final_dc=final_dc,
+            final_dc_weight=final_dc_weight,
+            final_dc_iter=final_dc_iter,
+            normalization=normalization,
+            phase=phase,
+            slice_axis=slice_axis,
+            progress=progress,
+        )
 
     def hard_data_consistency(
         self, problem: LatentProblem, z0: torch.Tensor, n: int
@@ -152,18 +153,8 @@ class ReSample:
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Reconstruction:
-        check_prior(prior, self.name)
-        started, nfe_before = time.perf_counter(), prior.nfe
-        problem = LatentProblem(
-            y,
-            physics,
-            prior,
-            normalization=self.normalization,
-            phase=self.phase,
-            slice_axis=self.slice_axis,
-        )
+        problem, z, clock = self.begin(y, physics, prior, generator)
         n = self.n_samples
-        z = gaussian_like(torch.empty(problem.latent_shape(n), device=prior.device), generator)
         pairs = timestep_pairs(prior.ddim_timesteps(self.n_steps))
         total = prior.num_train_timesteps
         dc_steps = 0
@@ -183,15 +174,11 @@ class ReSample:
             if callback is not None:
                 callback(step, problem.decode(z0))
         x = problem.decode(z)
-        return problem.reconstruction(
+        return self.end(
+            problem,
             x,
-            solver=self.name,
-            started=started,
-            nfe=prior.nfe - nfe_before,
+            clock,
             iterations=len(pairs),
-            final_dc=self.final_dc,
-            final_dc_weight=self.final_dc_weight,
-            final_dc_iter=self.final_dc_iter,
             info={
                 "n_steps": self.n_steps,
                 "mode": self.mode,
