@@ -56,8 +56,19 @@ GRIDS: dict[str, dict[str, Sequence[float | str]]] = {
 }
 
 
-def validation_cases(slices: int) -> list:
-    return list(_only_cases(card_cases("ixi_t1", "validation", slices=slices, size=128)))
+def validation_cases(card: str, slices: int, n: int = 6) -> list:
+    """IXI: the central ``slices`` of each validation subject; MedNIST CT: ``n`` images
+    spread over the HeadCT/ChestCT/AbdomenCT validation blocks."""
+    if card == "ixi_t1":
+        return list(_only_cases(card_cases("ixi_t1", "validation", slices=slices, size=128)))
+    from tune_classical import _spread
+
+    cases = [
+        c
+        for c in _only_cases(card_cases("mednist", "validation"))
+        if c.case_id.split("/")[0] in ("HeadCT", "ChestCT", "AbdomenCT")
+    ]
+    return _spread(cases, n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,11 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--solver", default="latent_dds", choices=sorted(GRIDS))
     parser.add_argument("--operators", nargs="+", default=["mri_4x", "mri_8x", "inpaint_box"])
     parser.add_argument("--slices", type=int, default=2, help="central slices per subject")
+    parser.add_argument(
+        "--card",
+        default="ixi_t1",
+        choices=["ixi_t1", "mednist"],
+        help="validation cases: IXI subjects or the MedNIST CT blocks",
+    )
+    parser.add_argument("--cases", type=int, default=6, help="MedNIST validation images")
     parser.add_argument("--set", nargs="*", default=[], help="fixed overrides key=value")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     prior = load_prior(args.prior, device="auto")
-    cases = validation_cases(args.slices)
+    cases = validation_cases(args.card, args.slices, args.cases)
     base = dict(load_preset_config("solver", args.solver))
     target = base.pop("_target_")
     for item in args.set:
@@ -109,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = {**base, **dict(zip(keys, rows[best][0], strict=True))}
         listed = ", ".join(c.case_id for c in cases)
         header = [
-            "Tuned on IXI VALIDATION cases by benchmarks/tune_latent.py; rerun it, do not edit.",
+            f"Tuned on {'IXI' if args.card == 'ixi_t1' else 'MedNIST CT'} VALIDATION cases by "
+            "benchmarks/tune_latent.py; rerun it, do not edit.",
             f"Command: {command}",
             f"Prior: {args.prior}. Operator: {operator} (configs/physics/{operator}.yaml); "
             "seed i for case i.",
