@@ -56,11 +56,18 @@ GRIDS: dict[str, dict[str, Sequence[float | str]]] = {
 }
 
 
+CARD_LABELS = {"ixi_t1": "IXI", "mednist": "MedNIST CT", "microscopy": "microscopy"}
+
+
 def validation_cases(card: str, slices: int, n: int = 6) -> list:
     """IXI: the central ``slices`` of each validation subject; MedNIST CT: ``n`` images
-    spread over the HeadCT/ChestCT/AbdomenCT validation blocks."""
+    spread over the HeadCT/ChestCT/AbdomenCT validation blocks; microscopy: the central
+    256 x 256 crop of the validation image (maize_clsm.tif), as the benchmark crops its test
+    image."""
     if card == "ixi_t1":
         return list(_only_cases(card_cases("ixi_t1", "validation", slices=slices, size=128)))
+    if card == "microscopy":
+        return list(_only_cases(card_cases("microscopy", "validation", size=256)))
     from tune_classical import _spread
 
     cases = [
@@ -68,7 +75,11 @@ def validation_cases(card: str, slices: int, n: int = 6) -> list:
         for c in _only_cases(card_cases("mednist", "validation"))
         if c.case_id.split("/")[0] in ("HeadCT", "ChestCT", "AbdomenCT")
     ]
-    return _spread(cases, n)
+    # MedNIST has a few blank (constant) images, e.g. HeadCT/007200: no PSNR is defined on them
+    blank = [c.case_id for c in cases if float(np.ptp(c.image)) == 0.0]
+    if blank:
+        print(f"  skipped {len(blank)} blank validation images: {', '.join(blank[:5])} ...")
+    return _spread([c for c in cases if c.case_id not in set(blank)], n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--card",
         default="ixi_t1",
-        choices=["ixi_t1", "mednist"],
-        help="validation cases: IXI subjects or the MedNIST CT blocks",
+        choices=["ixi_t1", "mednist", "microscopy"],
+        help="validation cases: IXI subjects, the MedNIST CT blocks or the microscopy image",
     )
     parser.add_argument("--cases", type=int, default=6, help="MedNIST validation images")
     parser.add_argument("--set", nargs="*", default=[], help="fixed overrides key=value")
@@ -127,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = {**base, **dict(zip(keys, rows[best][0], strict=True))}
         listed = ", ".join(c.case_id for c in cases)
         header = [
-            f"Tuned on {'IXI' if args.card == 'ixi_t1' else 'MedNIST CT'} VALIDATION cases by "
+            f"Tuned on {CARD_LABELS[args.card]} VALIDATION cases by "
             "benchmarks/tune_latent.py; rerun it, do not edit.",
             f"Command: {command}",
             f"Prior: {args.prior}. Operator: {operator} (configs/physics/{operator}.yaml); "

@@ -141,10 +141,13 @@ def slab_bounds(n_total: int, slices: Any) -> tuple[int, int]:
     return start, start + count
 
 
-def _normalizer(prior: Any) -> Any:
+def _normalizer(prior: Any, intensity: str = "prior") -> Any:
+    """The rule scaling the input to the prior's range: the prior's own training rule, or
+    (``intensity="percentile"``, or a prior without one) the input's 0.5-99.5 percentiles."""
     from medldm.data.normalize import PercentileNormalizer
 
-    return getattr(prior, "normalizer", None) or PercentileNormalizer(0.5, 99.5)
+    own = getattr(prior, "normalizer", None) if intensity == "prior" else None
+    return own or PercentileNormalizer(0.5, 99.5)
 
 
 def _magnitude(tensor: torch.Tensor) -> np.ndarray:
@@ -267,7 +270,10 @@ def reconstruct(
             path=source.metadata.get("source_path"),
             fix="fill or mask them before reconstructing",
         )
-    normalization = _normalizer(prior).fit(np.abs(array))
+    # fitted on the signed values: a CT in HU has negative air, |HU| would rank it as bright
+    normalization = _normalizer(prior, preset.intensity).fit(
+        array, unit=getattr(source, "unit", None) or "unknown"
+    )
     if canonical.n_spatial == 3:
         start, stop = slab_bounds(array.shape[2], preset.slices)
         stack = array[:, :, start:stop].transpose(2, 1, 0)  # (S, rows=y, cols=x)
@@ -330,6 +336,8 @@ def reconstruct(
         "slices": int(truth.shape[0]),
         "volume_mode": bool(volume_mode),
         "grid": plan.describe(),
+        "intensity": f"{preset.intensity}: input {normalization.low:.6g} -> 0, "
+        f"{normalization.high:.6g} -> 1 ({normalization.unit})",
         "convention": "magnitude; PSNR/SSIM per slice against the input, data range = the "
         "slice's max - min after the prior's intensity scaling; mean over slices",
         "ldm": {

@@ -2,7 +2,13 @@
 
 A preset names a physics preset (``configs/physics``), an LDM solver and a classical
 baseline (``configs/solver``; the per-operator file ``<solver>_<physics>.yaml`` wins), the
-prior, how many central slices to reconstruct, the prior's grid and the example input.
+prior, how many central slices to reconstruct, the prior's grid, how the input's intensities
+are scaled to the prior's range (``intensity``) and the example input.
+
+``intensity``: ``"prior"`` (default) uses the prior's own training normalisation (e.g. the
+per-volume 0.5-99.5 percentiles of brain_t1_2d); ``"percentile"`` maps the input's own 0.5th
+and 99.5th percentiles to 0 and 1 — for priors whose training rule does not apply to the
+input's units (ct_2d learned 8-bit windowed MedNIST grey levels, a DICOM CT is in HU).
 
 Example
 -------
@@ -26,6 +32,9 @@ from omegaconf import OmegaConf
 
 from medldm.bench.presets import config_dir, load_physics, solver_for_operator
 from medldm.errors import InvalidInputError
+
+#: How a preset scales the input's intensities to the prior's range (see the module text).
+INTENSITY_RULES = ("prior", "percentile")
 
 
 def preset_folder() -> Path:
@@ -51,7 +60,15 @@ class Preset:
     volume: bool = False
     grid: dict[str, Any] = field(default_factory=dict)
     example: str = "mni152_t1_2mm"
+    intensity: str = "prior"
     solver_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.intensity not in INTENSITY_RULES:
+            raise InvalidInputError(
+                f"preset {self.name!r}: unknown intensity rule {self.intensity!r}",
+                fix=f"use one of {list(INTENSITY_RULES)}",
+            )
 
     @property
     def grid_size(self) -> tuple[int, int] | None:

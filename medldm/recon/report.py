@@ -151,6 +151,7 @@ LDM data residual ||Ax-y||/(sigma sqrt(m)) = {"n/a" if residual is None else f"{
 with prior {html.escape(str(m.get("prior")))}; {m.get("slices")} slice(s)
 {"as one 3D problem" if m.get("volume_mode") else "as independent 2D problems"}.</li>
 <li>Grid: {html.escape(result.grid.describe())}.</li>
+<li>Intensities: {html.escape(str(m.get("intensity")))}; outputs are mapped back.</li>
 <li>Device {html.escape(str(m.get("device")))}; total {m.get("total_seconds")} s.</li>
 </ul>
 <script>
