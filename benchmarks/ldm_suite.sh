@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The LDM suite (configs/bench/ldm.yaml): brain_t1_2d + latent_dds against zero-filled, TV
-# and biharmonic on the IXI test subjects (MRI 4x, 8x, box inpainting), and ct_2d +
-# latent_dds against FBP and TV on the MedNIST CT test block (30 and 60 views), 3 seeds; then the
-# autoencoders' ceilings on the same test data. Any medldm-bench override may follow, e.g. solvers=[tv,latent_dds,psld].
-# Output: benchmarks/results/ldm/ (results.csv, report.md, report.html, ceiling.json).
+# The LDM suite (configs/bench/ldm.yaml), 3 seeds, the test splits only:
+# - brain_t1_2d + latent_dds against zero-filled, TV and biharmonic on the IXI test subjects
+#   (MRI 4x and 8x single- and multi-coil, box and random inpainting);
+# - ct_2d + latent_dds against FBP and TV on the MedNIST CT test block (30 and 60 views);
+# - microscopy_2d + latent_dds against TV and Richardson-Lucy on the held-out image;
+# then the autoencoders' ceilings on the same test data. Any medldm-bench override may
+# follow, e.g. solvers=[tv,latent_dds,psld].
+# Output: benchmarks/results/ldm/ (results.csv, report.md, report.html, ceiling*.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
@@ -13,6 +16,11 @@ start=$(date +%s)
 # CT part: the MedNIST CT test block (8 images per class) at 30 and 60 views with the ct_2d prior
 "$bin/medldm-bench" --config-name ldm data=mednist_ct_test physics=[ct_sparse_30,ct_sparse_60] \
     solvers=[zero_filled,tv,latent_dds] prior=ct_2d "$@"
+# microscopy part: widefield deconvolution of the held-out image (BPAE_mito, 256x256 centre)
+"$bin/medldm-bench" --config-name ldm data=microscopy_test physics=[microscopy_deconv] \
+    solvers=[zero_filled,tv,richardson_lucy,latent_dds] prior=microscopy_2d "$@"
 "$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_2d --json benchmarks/results/ldm/ceiling.json
 "$bin/python" benchmarks/autoencoder_ceiling.py ct_2d --json benchmarks/results/ldm/ceiling_ct.json
+"$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d \
+    --json benchmarks/results/ldm/ceiling_microscopy.json
 echo "ldm suite: $(( $(date +%s) - start )) s; report: benchmarks/results/ldm/report.md"
