@@ -1,0 +1,93 @@
+"""The priors shipped in medldm/models/weights: each loads by name with its hashes verified,
+has a model card and samples, and its autoencoder reproduces a real image it never saw
+(a broken, truncated or untrained checkpoint would not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medldm.metrics import psnr
+from medldm.models.prior import load_prior, shipped_priors
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "medldm" / "models" / "weights"
+
+
+def _mni(resolution: int) -> np.ndarray:
+    from nilearn.datasets import load_mni152_template
+
+    data = np.asarray(load_mni152_template(resolution=resolution).get_fdata(), np.float32)
+    low, high = np.percentile(data, [0.5, 99.5])
+    return np.clip((data - low) / (high - low), 0, 1)
+
+
+def _centre(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Centre crop or zero-pad ``array`` to ``shape``."""
+    out = np.zeros(shape, np.float32)
+    src, dst = [], []
+    for have, want in zip(array.shape, shape, strict=True):
+        if have >= want:
+            start = (have - want) // 2
+            src.append(slice(start, start + want))
+            dst.append(slice(0, want))
+        else:
+            start = (want - have) // 2
+            src.append(slice(0, have))
+            dst.append(slice(start, start + have))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+def _real_image(name: str) -> np.ndarray:
+    """A real image in [0, 1] from outside the prior's training data, on its grid."""
+    if name == "brain_t1_2d":  # MNI152 at 2 mm, central axial slice (rows = y)
+        volume = _mni(2)
+        return _centre(volume[:, :, volume.shape[2] // 2].T, (128, 128))
+    if name == "brain_t1_3d":  # MNI152 at 4 mm, as the prior's 64x64x48 grid
+        return _centre(_mni(4), (64, 64, 48))
+    if name == "ct_2d":  # pydicom's CT_small.dcm, percentiles -> [0, 1], 128 -> 64
+        from pydicom import dcmread
+        from pydicom.data import get_testdata_file
+        from skimage.transform import resize
+
+        ct = dcmread(get_testdata_file("CT_small.dcm")).pixel_array.astype(np.float32)
+        low, high = np.percentile(ct, [0.5, 99.5])
+        return resize(np.clip((ct - low) / (high - low), 0, 1), (64, 64), anti_aliasing=True)
+    if name == "microscopy_2d":  # scikit-image's bundled cell (the app's example input)
+        from skimage.data import cell
+
+        image = cell()[200:456, 150:406].astype(np.float32)
+        low, high = np.percentile(image, [0.1, 99.9])
+        return np.clip((image - low) / (high - low), 0, 1)
+    raise AssertionError(f"no real test image for the shipped prior {name!r}")
+
+
+def test_every_shipped_folder_is_a_listed_prior_with_card_and_samples():
+    folders = sorted(p.name for p in WEIGHTS.iterdir() if p.is_dir())
+    assert folders == sorted(shipped_priors())
+    assert {"brain_t1_2d", "ct_2d", "microscopy_2d"} <= set(folders)
+    total = sum(f.stat().st_size for f in WEIGHTS.rglob("*") if f.is_file())
+    assert total <= 40_000_000  # the budget for all shipped priors: 40 MB
+    for name in folders:
+        card = (WEIGHTS / name / "MODEL_CARD.md").read_text()
+        assert "Licence" in card and "medldm-train-autoencoder" in card
+        assert (WEIGHTS / name / "samples.png").stat().st_size > 1000
+
+
+# PSNR (dB) the autoencoder must reach on the real image above, a few dB under what the
+# shipped weights measured (brain_t1_2d 31.6, ct_2d 23.9, microscopy_2d 32.0).
+MIN_PSNR = {"brain_t1_2d": 27.0, "ct_2d": 20.0, "microscopy_2d": 27.0, "brain_t1_3d": 15.0}
+
+
+@pytest.mark.parametrize("name", shipped_priors())
+def test_shipped_autoencoder_reproduces_an_unseen_real_image(name):
+    prior = load_prior(name, device="cpu")  # verifies every file's SHA-256
+    image = _real_image(name)
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
+    with torch.no_grad():
+        x_hat = prior.decode(prior.encode(x)).clamp(0, 1)[0, 0].numpy()
+    assert np.isfinite(x_hat).all()
+    assert psnr(x_hat, image) > MIN_PSNR[name]
