@@ -6,7 +6,8 @@ held-out test split of its data card and report PSNR/SSIM with medldm's metric c
 
 * ``ixi_t1``: the central ``--slices`` axial slices of each test subject at 128x128;
 * ``mednist``: the HeadCT/ChestCT/AbdomenCT test blocks (every ``--stride``-th image);
-* ``microscopy``: the whole held-out test image on its own grid (convolutional prior);
+* ``microscopy``: the whole held-out test image on its own grid (convolutional prior), or
+  with ``--crop 256`` its central 256x256 crop, the image the LDM benchmark scores;
 * ``ixi_t1`` with a 3D prior: the whole test volumes at 4 mm.
 
 Run::
@@ -29,7 +30,9 @@ from medldm.models.prior import load_prior
 from medldm.train.data import _pad_or_crop, ixi_slices, ixi_volumes, mednist_images
 
 
-def held_out_images(prior, n_slices: int, stride: int) -> tuple[np.ndarray, str]:
+def held_out_images(
+    prior, n_slices: int, stride: int, crop: int | None = None
+) -> tuple[np.ndarray, str]:
     """Test-split images in [0, 1] shaped like the prior's training images."""
     card = prior.meta.get("data_card")
     if card == "ixi_t1" and prior.spatial_dims == 3:
@@ -51,6 +54,12 @@ def held_out_images(prior, n_slices: int, stride: int) -> tuple[np.ndarray, str]
 
         # whole planes on their own grid (the prior is convolutional): 64x64 tiles of mostly
         # background have almost no intensity range, which makes per-tile PSNR meaningless
+        if crop:
+            from medldm.bench.card_cases import card_cases
+
+            cases = card_cases("microscopy", "test", size=crop)
+            crops = [c.image for c in cases if hasattr(c, "image")]
+            return np.stack(crops), f"microscopy test image, central {crop}x{crop} crop"
         planes, _ = microscopy_images("test")
         multiple = prior.size_multiple
         cropped = [
@@ -89,11 +98,12 @@ def main() -> None:
     parser.add_argument("prior", help="shipped prior name or checkpoint folder")
     parser.add_argument("--slices", type=int, default=10)
     parser.add_argument("--stride", type=int, default=10)
+    parser.add_argument("--crop", type=int, help="microscopy: score the central crop only")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     prior = load_prior(args.prior, device=args.device)
-    images, description = held_out_images(prior, args.slices, args.stride)
+    images, description = held_out_images(prior, args.slices, args.stride, args.crop)
     result = {"prior": str(args.prior), "held_out": description, **ceiling(prior, images)}
     print(
         f"{args.prior}: {description}: "

@@ -23,4 +23,6 @@ start=$(date +%s)
 "$bin/python" benchmarks/autoencoder_ceiling.py ct_2d --json benchmarks/results/ldm/ceiling_ct.json
 "$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d \
     --json benchmarks/results/ldm/ceiling_microscopy.json
+"$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d --crop 256 \
+    --json benchmarks/results/ldm/ceiling_microscopy_crop256.json
 echo "ldm suite: $(( $(date +%s) - start )) s; report: benchmarks/results/ldm/report.md"

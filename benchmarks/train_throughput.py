@@ -11,7 +11,9 @@ pushed past the end so only training steps are timed.
 Run::
 
     .venv/bin/python benchmarks/train_throughput.py brain_t1_2d ct_2d microscopy_2d \\
-        --steps 40 --json benchmarks/results/train_throughput.json
+        --steps 40 --json benchmarks/results/train_throughput/2d.json
+    .venv/bin/python benchmarks/train_throughput.py brain_t1_3d --steps 20 \\
+        --json benchmarks/results/train_throughput/3d.json
 """
 
 from __future__ import annotations

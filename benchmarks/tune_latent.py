@@ -76,10 +76,10 @@ def validation_cases(card: str, slices: int, n: int = 6) -> list:
         if c.case_id.split("/")[0] in ("HeadCT", "ChestCT", "AbdomenCT")
     ]
     # MedNIST has a few blank (constant) images, e.g. HeadCT/007200: no PSNR is defined on them
-    blank = [c.case_id for c in cases if float(np.ptp(c.image)) == 0.0]
+    blank = [c for c in cases if float(np.ptp(c.image)) == 0.0]
     if blank:
-        print(f"  skipped {len(blank)} blank validation images: {', '.join(blank[:5])} ...")
-    return _spread([c for c in cases if c.case_id not in set(blank)], n)
+        print(f"  skipped {len(blank)} blank validation images, e.g. {blank[0].case_id}")
+    return _spread([c for c in cases if float(np.ptp(c.image)) > 0.0], n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

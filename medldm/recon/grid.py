@@ -17,7 +17,7 @@ Example
 >>> import numpy as np
 >>> plan = GridPlan.make((5, 90, 110), (2.0, 2.0), size=(128, 128), spacing_mm=2.0)
 >>> plan.resampled, plan.working_shape, plan.describe()[:40]
-(False, (128, 128), 'the 90x110 slices at 2.00x2.00 mm were n')
+(False, (128, 128), 'the 90x110 slices at 2x2 mm were not res')
 >>> stack = np.random.rand(5, 90, 110).astype(np.float32)
 >>> bool(np.allclose(plan.from_working(plan.to_working(stack)), stack))
 True
@@ -85,11 +85,11 @@ class GridPlan:
         """One sentence for logs and the report."""
         rows, cols = self.input_shape
         parts = [
-            f"the {rows}x{cols} slices at {self.input_spacing[0]:.2f}x"
-            f"{self.input_spacing[1]:.2f} mm"
+            f"the {rows}x{cols} slices at {self.input_spacing[0]:.3g}x"
+            f"{self.input_spacing[1]:.3g} mm"
         ]
         if self.resampled:
-            target = f"{self.prior_spacing:.2f} mm" if self.prior_spacing else "the prior's size"
+            target = f"{self.prior_spacing:.3g} mm" if self.prior_spacing else "the prior's size"
             parts.append(
                 f"were RESAMPLED (linear) to {self.resampled_shape[0]}x"
                 f"{self.resampled_shape[1]} ({target}) for the prior and back afterwards"
