@@ -19,10 +19,10 @@ start=$(date +%s)
 # microscopy part: widefield deconvolution of the held-out image (BPAE_mito, 256x256 centre)
 "$bin/medldm-bench" --config-name ldm data=microscopy_test physics=[microscopy_deconv] \
     solvers=[zero_filled,tv,richardson_lucy,latent_dds] prior=microscopy_2d "$@"
-"$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_2d --json benchmarks/results/ldm/ceiling.json
-"$bin/python" benchmarks/autoencoder_ceiling.py ct_2d --json benchmarks/results/ldm/ceiling_ct.json
+"$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_2d --linear-reference --json benchmarks/results/ldm/ceiling.json
+"$bin/python" benchmarks/autoencoder_ceiling.py ct_2d --linear-reference --json benchmarks/results/ldm/ceiling_ct.json
 "$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d \
     --json benchmarks/results/ldm/ceiling_microscopy.json
-"$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d --crop 256 \
+"$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d --crop 256 --linear-reference \
     --json benchmarks/results/ldm/ceiling_microscopy_crop256.json
 echo "ldm suite: $(( $(date +%s) - start )) s; report: benchmarks/results/ldm/report.md"
