@@ -102,6 +102,14 @@ def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_pri
     assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
 
 
+def test_a_3d_prior_is_refused_by_the_app_with_the_way_to_run_it(small_brain):
+    # the shipped brain_t1_3d runs natively through the solvers (benchmarks/ldm_3d_native.py);
+    # the app works on a 2D grid and must say so instead of failing inside a convolution
+    with pytest.raises(InvalidInputError, match="3D prior") as raised:
+        medldm.reconstruct(small_brain, "mri_brain_3d", prior="brain_t1_3d", baseline=False)
+    assert "brain_t1_2d" in str(raised.value.fix) and "MODEL_CARD" in str(raised.value.fix)
+
+
 def test_ct_preset_on_pydicom_ct_small_writes_a_valid_dicom_series(tiny_prior_folder, tmp_path):
     from pydicom import dcmread
     from pydicom.data import get_testdata_file

@@ -175,12 +175,31 @@ def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def resolve_prior(spec: Any, device: str | torch.device) -> Any:
-    """A Prior object as is, else a shipped name / checkpoint folder loaded on ``device``."""
-    if spec is None or hasattr(spec, "predict_eps"):
-        return spec
-    from medldm.models.prior import load_prior
+    """A Prior object as is, else a shipped name / checkpoint folder loaded on ``device``.
 
-    return load_prior(spec, device=device)
+    The app works on a 2D in-plane grid (volumes slice by slice, coupled along z in the
+    data-consistency step), so only 2D priors are accepted here; a 3D prior is refused with
+    a pointer to the solvers, which run it natively on a volume of its own grid.
+    """
+    if spec is None:
+        return spec
+    if hasattr(spec, "predict_eps"):
+        prior = spec
+    else:
+        from medldm.models.prior import load_prior
+
+        prior = load_prior(spec, device=device)
+    if getattr(prior, "spatial_dims", 2) != 2:
+        size = "x".join(str(s) for s in prior.image_size)
+        raise InvalidInputError(
+            f"prior {prior.name!r} is a {prior.spatial_dims}D prior ({size} voxels); "
+            "medldm-recon and medldm.reconstruct run 2D priors (a volume slice by slice)",
+            fix="use a 2D prior (e.g. preset.prior=brain_t1_2d with preset=mri_brain_3d), or "
+            "run the 3D prior through a solver on a volume of its grid: "
+            "LatentDDS(...).solve(physics, y, prior=load_prior('brain_t1_3d')), "
+            "see the prior's MODEL_CARD.md",
+        )
+    return prior
 
 
 def configure_solver(solver: Any, options: Mapping[str, Any]) -> Any:
