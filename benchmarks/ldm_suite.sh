@@ -21,6 +21,7 @@ start=$(date +%s)
     solvers=[zero_filled,tv,richardson_lucy,latent_dds] prior=microscopy_2d "$@"
 "$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_2d --linear-reference --json benchmarks/results/ldm/ceiling.json
 "$bin/python" benchmarks/autoencoder_ceiling.py ct_2d --linear-reference --json benchmarks/results/ldm/ceiling_ct.json
+"$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_3d --json benchmarks/results/ldm/ceiling_brain_t1_3d.json
 "$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d \
     --json benchmarks/results/ldm/ceiling_microscopy.json
 "$bin/python" benchmarks/autoencoder_ceiling.py microscopy_2d --crop 256 --linear-reference \
