@@ -54,11 +54,17 @@ def run(cases: int, prior_name: str | None, write_every: int, steps: int) -> dic
     with tempfile.TemporaryDirectory() as scratch:
         for index in range(cases):
             z = 30 + index % 40
-            image = MedImage(np.ascontiguousarray(volume.array[:, :, z]), volume.affine,
-                             modality="MR")
+            image = MedImage(
+                np.ascontiguousarray(volume.array[:, :, z]), volume.affine, modality="MR"
+            )
             result = medldm.reconstruct(
-                image, "mri_brain_4x", prior=prior, seed=index, grid=grid,
-                solver_options={"n_steps": steps, "n_samples": 2}, baseline=index % 10 == 0,
+                image,
+                "mri_brain_4x",
+                prior=prior,
+                seed=index,
+                grid=grid,
+                solver_options={"n_steps": steps, "n_samples": 2},
+                baseline=index % 10 == 0,
             )
             if write_every and index % write_every == 0:
                 write_run_folder(result, Path(scratch) / f"case{index:04d}")
@@ -86,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--prior", default=None, help="shipped prior name or folder")
     parser.add_argument("--steps", type=int, default=2, help="solver steps per case")
-    parser.add_argument("--write-every", type=int, default=1,
-                        help="write the run folder (images, report) of every n-th case; 0: never")
+    parser.add_argument(
+        "--write-every",
+        type=int,
+        default=1,
+        help="write the run folder (images, report) of every n-th case; 0: never",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = parser.parse_args(argv)
     numbers = run(args.cases, args.prior, args.write_every, args.steps)
