@@ -78,20 +78,14 @@ def held_out_images(
     raise SystemExit(f"no held-out set known for data card {card!r}")
 
 
-@torch.no_grad()
-def ceiling(prior, images: np.ndarray, batch_size: int = 16) -> dict[str, float]:
+def summarize(pairs) -> dict[str, float]:
+    """Mean/std PSNR and SSIM over (estimate, truth) pairs, skipping constant truths
+    (medldm.metrics convention: data range = truth max - min)."""
     psnrs, ssims = [], []
-    whole = images.shape[1:] != tuple(prior.image_size)  # larger planes, one at a time
-    step = 1 if whole else batch_size
-    for start in range(0, len(images), step):
-        chunk = images[start : start + step]
-        batch = chunk if whole else np.stack([_pad_or_crop(a, prior.image_size) for a in chunk])
-        x = torch.from_numpy(batch)[:, None].to(prior.device)
-        x_hat = prior.decode(prior.encode(x)).clamp(0, 1).cpu().numpy()[:, 0]
-        for estimate, truth in zip(x_hat, batch, strict=True):
-            if truth.max() > truth.min():
-                psnrs.append(psnr(estimate, truth))
-                ssims.append(ssim(estimate, truth))
+    for estimate, truth in pairs:
+        if truth.max() > truth.min():
+            psnrs.append(psnr(estimate, truth))
+            ssims.append(ssim(estimate, truth))
     return {
         "n_images": len(psnrs),
         "psnr_mean": float(np.mean(psnrs)),
@@ -99,6 +93,20 @@ def ceiling(prior, images: np.ndarray, batch_size: int = 16) -> dict[str, float]
         "ssim_mean": float(np.mean(ssims)),
         "ssim_std": float(np.std(ssims)),
     }
+
+
+@torch.no_grad()
+def ceiling(prior, images: np.ndarray, batch_size: int = 16) -> dict[str, float]:
+    pairs = []
+    whole = images.shape[1:] != tuple(prior.image_size)  # larger planes, one at a time
+    step = 1 if whole else batch_size
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        batch = chunk if whole else np.stack([_pad_or_crop(a, prior.image_size) for a in chunk])
+        x = torch.from_numpy(batch)[:, None].to(prior.device)
+        x_hat = prior.decode(prior.encode(x)).clamp(0, 1).cpu().numpy()[:, 0]
+        pairs += zip(x_hat, batch, strict=True)
+    return summarize(pairs)
 
 
 class BlockPCACodec:
@@ -161,20 +169,13 @@ def linear_reference(prior, images: np.ndarray) -> dict[str, float]:
     """PSNR/SSIM of :class:`BlockPCACodec` with the prior's latent size on ``images``."""
     factor = prior.downsampling_factor
     codec = BlockPCACodec(factor, prior.latent_channels).fit(training_images(prior))
-    psnrs, ssims = [], []
+    pairs = []
     for truth in images:
         h, w = (s // factor * factor for s in truth.shape)
         truth = truth[:h, :w]
-        estimate = np.clip(codec.reconstruct(truth[None])[0], 0, 1)
-        if truth.max() > truth.min():
-            psnrs.append(psnr(estimate, truth))
-            ssims.append(ssim(estimate, truth))
+        pairs.append((np.clip(codec.reconstruct(truth[None])[0], 0, 1), truth))
     return {
-        "n_images": len(psnrs),
-        "psnr_mean": float(np.mean(psnrs)),
-        "psnr_std": float(np.std(psnrs)),
-        "ssim_mean": float(np.mean(ssims)),
-        "ssim_std": float(np.std(ssims)),
+        **summarize(pairs),
         "codec": f"PCA of {factor}x{factor} blocks, {prior.latent_channels} components "
         "(fitted on the training split)",
     }
