@@ -23,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from medldm.metrics import psnr, ssim
 from medldm.models.prior import load_prior
+from medldm.recon.pipeline import configure_solver
 from medldm.train.data import ixi_volumes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -46,13 +48,7 @@ def run(n_volumes: int = 3, prior_name: str = "brain_t1_3d", **dds_overrides) ->
         "tv": _load("solver", "tv_mri_4x"),
         "latent_dds": _load("solver", "latent_dds_mri_4x"),
     }
-    for key, value in dds_overrides.items():
-        current = getattr(solvers["latent_dds"], key)
-        if isinstance(current, bool):
-            value = str(value).lower() in ("1", "true", "yes")
-        elif isinstance(current, int | float):
-            value = type(current)(float(value))
-        setattr(solvers["latent_dds"], key, value)
+    configure_solver(solvers["latent_dds"], dds_overrides)  # unknown names are an error
     rows = []
     for i, (volume, subject) in enumerate(zip(volumes[:n_volumes], subjects, strict=False)):
         generator = torch.Generator().manual_seed(i)
@@ -99,7 +95,7 @@ def main() -> None:
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="latent_dds option overrides"
     )
     args = parser.parse_args()
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     result = run(args.volumes, args.prior, **overrides)
     result["overrides"] = overrides
     for name, values in result["summary"].items():
