@@ -22,7 +22,11 @@ from medldm.errors import InvalidInputError
 @dataclass
 class AutoencoderConfig:
     """MONAI ``AutoencoderKL`` arguments. ``len(channels) - 1`` downsamplings by 2:
-    three levels give a downsampling factor of 4, four levels a factor of 8."""
+    three levels give a downsampling factor of 4, four levels a factor of 8.
+
+    ``shortcut="block_pca"`` builds a :class:`~medldm.models.residual_autoencoder.
+    ResidualAutoencoderKL` (the network learns a residual over a linear block-PCA codec);
+    ``"none"`` the plain MONAI ``AutoencoderKL``."""
 
     spatial_dims: int = 2
     channels: tuple[int, ...] = (32, 64, 128)
@@ -31,6 +35,7 @@ class AutoencoderConfig:
     attention_levels: tuple[bool, ...] = (False, False, False)
     norm_num_groups: int = 16
     with_nonlocal_attn: bool = False
+    shortcut: str = "none"
 
     @property
     def downsampling_factor(self) -> int:
@@ -100,10 +105,31 @@ def _tuples(data: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
+SHORTCUTS = ("none", "block_pca")
+
+
 def build_autoencoder(config: AutoencoderConfig):  # -> monai AutoencoderKL
-    """A MONAI ``AutoencoderKL`` for single-channel images."""
+    """A MONAI ``AutoencoderKL`` for single-channel images (with the block-PCA shortcut
+    when ``config.shortcut == "block_pca"``; its basis is fitted by the trainer)."""
     from monai.networks.nets import AutoencoderKL
 
+    if config.shortcut not in SHORTCUTS:
+        raise InvalidInputError(
+            f"unknown autoencoder shortcut {config.shortcut!r}",
+            fix=f"use one of {', '.join(SHORTCUTS)}",
+        )
+    if config.shortcut == "block_pca":
+        from medldm.models.residual_autoencoder import ResidualAutoencoderKL
+
+        return ResidualAutoencoderKL(
+            spatial_dims=config.spatial_dims,
+            channels=tuple(config.channels),
+            latent_channels=config.latent_channels,
+            num_res_blocks=config.num_res_blocks,
+            attention_levels=tuple(config.attention_levels),
+            norm_num_groups=config.norm_num_groups,
+            with_nonlocal_attn=config.with_nonlocal_attn,
+        )
     return AutoencoderKL(
         spatial_dims=config.spatial_dims,
         in_channels=1,

@@ -5,15 +5,22 @@ Loss per step, on images ``x`` in ``[0, 1]``::
     L = |x_hat - x|_1 + w_ssim (1 - SSIM) + w_freq |F x_hat - F x|_1 + w_kl KL(q(z|x) || N(0, I))
         + w_adv * least-squares PatchGAN loss (MONAI PatchDiscriminator), from ``adv_start``
 
-with EMA of the weights, gradient clipping, mixed precision on GPU, validation PSNR/SSIM
+with EMA of the weights, gradient clipping, bf16 autocast where the hardware runs it natively
+(CUDA, or a CPU with AVX512-BF16/AMX: ``precision="auto"``), validation PSNR/SSIM
 on validation subjects (data range = ground truth max - min, EMA weights), resumable
 state every ``checkpoint_every`` steps and the EMA autoencoder exported as a prior
 checkpoint (``<run>/prior``) that stage 2 starts from.
+
+With the block-PCA shortcut (``AutoencoderConfig.shortcut = "block_pca"``), a fresh run
+first fits the shortcut on the (unaugmented) training images, so step 0 is the linear codec.
+A :class:`~medldm.train.loop.StopRequest` (SIGTERM/SIGINT or a deadline) ends the run at
+the next step with a checkpoint, ready to resume.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +31,12 @@ from tqdm import tqdm
 
 from medldm.models.checkpoint import save_prior_checkpoint
 from medldm.models.config import LDMConfig, build_autoencoder
+from medldm.models.precision import autocast, resolve_precision
 from medldm.train.data import build_training_data
 from medldm.train.loop import (
     EMA,
     BatchSampler,
+    StopRequest,
     TrainingLog,
     barrier,
     check_replicas_identical,
@@ -36,6 +45,7 @@ from medldm.train.loop import (
     restore_training_state,
     save_training_state,
     seed_everything,
+    warm_start,
     wrap_ddp,
 )
 
@@ -54,13 +64,14 @@ class AutoencoderTraining:
     adv_start: int = 5_000
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    amp: bool = True
+    precision: str = "auto"
     seed: int = 0
     log_every: int = 50
     validate_every: int = 1_000
     checkpoint_every: int = 500
     n_validation: int = 64
     resume: bool = True
+    init_from: str | None = None
     device: str = "auto"
     data_card: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -103,15 +114,29 @@ def validate_autoencoder(
     return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}
 
 
-def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: str | Path) -> Path:
-    """Train stage 1; return the exported prior folder (``<run_dir>/prior``)."""
+def train_autoencoder(
+    model: LDMConfig,
+    training: AutoencoderTraining,
+    run_dir: str | Path,
+    stop: StopRequest | None = None,
+    on_checkpoint: Callable[[Path, int, bool], None] | None = None,
+) -> Path:
+    """Train stage 1; return the exported prior folder (``<run_dir>/prior``).
+
+    With ``stop``, the run ends early at a checkpoint when a stop is requested;
+    ``on_checkpoint(prior_dir, step, final)`` is called after each export (rank 0). Without
+    a saved state, ``training.init_from`` (a prior checkpoint folder) gives the starting
+    weights and step (a warm start with a fresh optimizer)."""
     run_dir = Path(run_dir)
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
     data = build_training_data(**training.data)
     device = context.device
 
-    autoencoder = build_autoencoder(model.autoencoder).to(device)
+    autoencoder = build_autoencoder(model.autoencoder)
+    if hasattr(autoencoder, "fit_shortcut"):  # fresh weights; a resumed state overwrites them
+        autoencoder.fit_shortcut(data.train.images)
+    autoencoder = autoencoder.to(device)
     ema = EMA(autoencoder, training.ema_decay)
     ddp_autoencoder = wrap_ddp(autoencoder, context)
     optimizer = torch.optim.Adam(autoencoder.parameters(), lr=training.lr)
@@ -147,7 +172,9 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
         step = restore_training_state(
             state, modules=modules, optimizers=optimizers, sampler=sampler, numpy_rng=numpy_rng
         )
-    use_amp = training.amp and device.type == "cuda"
+    elif training.init_from:
+        step = warm_start(training.init_from, "autoencoder", autoencoder, ema)
+    precision = resolve_precision(training.precision, device)
     log = TrainingLog(run_dir, context.is_main)
     val_rng = np.random.default_rng(12345)
     n_val = min(training.n_validation, len(data.validation))
@@ -178,11 +205,14 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
             training={
                 "autoencoder_steps": step_now,
                 "autoencoder": asdict(training),
+                "autoencoder_precision": precision,
                 "autoencoder_validation": metrics,
                 "data": data.description,
             },
             overwrite=True,
         )
+        if on_checkpoint is not None:
+            on_checkpoint(prior_dir, step_now, step_now >= training.steps)
 
     progress = tqdm(
         total=training.steps,
@@ -195,7 +225,7 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
     tic, seen = time.perf_counter(), 0
     while step < training.steps:
         x = data.train.batch(sampler.next(), numpy_rng).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast(device, precision):
             x_hat, mu, sigma = ddp_autoencoder(x)
             x_hat = x_hat.float()
             l1 = (x_hat - x).abs().mean()
@@ -221,7 +251,7 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
         torch.nn.utils.clip_grad_norm_(autoencoder.parameters(), training.grad_clip)
         optimizer.step()
         if adversarial_on:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            with autocast(device, precision):
                 fake = ddp_discriminator(x_hat.detach().contiguous())[-1]
                 real = ddp_discriminator(x.contiguous())[-1]
                 d_loss = 0.5 * (
@@ -247,9 +277,13 @@ def train_autoencoder(model: LDMConfig, training: AutoencoderTraining, run_dir: 
             progress.write(
                 f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_metrics.items())
             )
-        if step % training.checkpoint_every == 0 or step == training.steps:
+        stopping = stop is not None and stop.agreed(context)
+        if step % training.checkpoint_every == 0 or step == training.steps or stopping:
             export(step, last_metrics)
             barrier(context)
+        if stopping:
+            progress.write(f"stopped at step {step} ({stop.reason}); rerun to resume")
+            break
     progress.close()
     log.close()
     check_replicas_identical(autoencoder, context, run_dir)

@@ -6,7 +6,8 @@ checkpoint). The UNet learns the DDPM noise prediction over 1000 steps::
 
     z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps,   L = |eps_theta(z_t, t) - eps|^2,
 
-with EMA, gradient clipping, mixed precision on GPU, a validation loss at fixed noise
+with EMA, gradient clipping, bf16 autocast where the hardware runs it natively
+(``precision="auto"``; the UNet in channels_last on CPU), a validation loss at fixed noise
 and timesteps, a PNG grid of DDIM samples at each validation, resumable state, and the
 full prior (autoencoder + EMA UNet) exported to ``<run>/prior``.
 """
@@ -14,6 +15,7 @@ full prior (autoencoder + EMA UNet) exported to ``<run>/prior``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,13 @@ from tqdm import tqdm
 
 from medldm.models.checkpoint import load_prior_checkpoint, save_prior_checkpoint
 from medldm.models.config import LDMConfig, UNetConfig, build_scheduler, build_unet
+from medldm.models.precision import autocast, resolve_precision
 from medldm.models.prior import Prior
 from medldm.train.data import build_training_data
 from medldm.train.loop import (
     EMA,
     BatchSampler,
+    StopRequest,
     TrainingLog,
     barrier,
     broadcast_float,
@@ -39,6 +43,7 @@ from medldm.train.loop import (
     restore_training_state,
     save_training_state,
     seed_everything,
+    warm_start,
     wrap_ddp,
 )
 
@@ -53,7 +58,7 @@ class DiffusionTraining:
     lr: float = 1e-4
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    amp: bool = True
+    precision: str = "auto"
     seed: int = 0
     log_every: int = 50
     validate_every: int = 1_000
@@ -62,6 +67,7 @@ class DiffusionTraining:
     n_sample_grid: int = 16
     sample_steps: int = 50
     resume: bool = True
+    init_from: str | None = None
     device: str = "auto"
     half_weights: bool = False
     data: dict[str, Any] = field(default_factory=dict)
@@ -105,10 +111,19 @@ def save_sample_grid(images: torch.Tensor, path: Path) -> None:
 
 
 def train_diffusion(
-    unet_config: UNetConfig, training: DiffusionTraining, run_dir: str | Path
+    unet_config: UNetConfig,
+    training: DiffusionTraining,
+    run_dir: str | Path,
+    stop: StopRequest | None = None,
+    on_checkpoint: Callable[[Path, int, bool], None] | None = None,
 ) -> Path:
     """Train stage 2 on top of the stage-1 checkpoint ``training.autoencoder``; return the
-    exported prior folder (``<run_dir>/prior``)."""
+    exported prior folder (``<run_dir>/prior``).
+
+    With ``stop``, the run ends early at a checkpoint when a stop is requested;
+    ``on_checkpoint(prior_dir, step, final)`` is called after each export (rank 0). Without
+    a saved state, ``training.init_from`` (a full prior checkpoint) gives the starting
+    UNet weights, step and scale factor (a warm start with a fresh optimizer)."""
     run_dir = Path(run_dir)
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
@@ -121,6 +136,9 @@ def train_diffusion(
     data = build_training_data(**training.data)
 
     unet = build_unet(unet_config, model.autoencoder.latent_channels).to(device)
+    precision = resolve_precision(training.precision, device)
+    if precision == "bf16" and device.type == "cpu" and unet_config.spatial_dims == 2:
+        unet = unet.to(memory_format=torch.channels_last)  # oneDNN's fast bf16 layout
     ema = EMA(unet, training.ema_decay)
     ddp_unet = wrap_ddp(unet, context)
     optimizer = torch.optim.Adam(unet.parameters(), lr=training.lr)
@@ -136,6 +154,9 @@ def train_diffusion(
             state, modules=modules, optimizers=optimizers, sampler=sampler, numpy_rng=numpy_rng
         )
         scale_factor = float(state["extra"]["scale_factor"])
+    elif training.init_from:
+        step = warm_start(training.init_from, "diffusion", unet, ema)
+        scale_factor = float(load_prior_checkpoint(training.init_from).meta["scale_factor"])
     if scale_factor is None:
         fit_rng = np.random.default_rng(training.seed)
         count = min(len(data.train), 512)
@@ -157,7 +178,6 @@ def train_diffusion(
         device
     )
 
-    use_amp = training.amp and device.type == "cuda"
     log = TrainingLog(run_dir, context.is_main)
     prior_dir = run_dir / "prior"
     meta = stage1.meta
@@ -179,6 +199,7 @@ def train_diffusion(
             {
                 "diffusion_steps": step_now,
                 "diffusion": asdict(training),
+                "diffusion_precision": precision,
                 "diffusion_validation": metrics,
                 "diffusion_data": data.description,
             }
@@ -196,6 +217,8 @@ def train_diffusion(
             half=training.half_weights,
             overwrite=True,
         )
+        if on_checkpoint is not None:
+            on_checkpoint(prior_dir, step_now, step_now >= training.steps)
 
     @torch.no_grad()
     def validate() -> dict[str, float]:
@@ -219,7 +242,7 @@ def train_diffusion(
         noise = torch.randn_like(z0)
         t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
         z_t = scheduler.add_noise(z0, noise, t)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast(device, precision):
             loss = F.mse_loss(ddp_unet(z_t, timesteps=t).float(), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -238,7 +261,8 @@ def train_diffusion(
             metrics = validate()
             log.log(step, metrics, kind="validation")
             progress.write(f"step {step}: val_loss {metrics['val_loss']:.4f}")
-        if step % training.checkpoint_every == 0 or step == training.steps:
+        stopping = stop is not None and stop.agreed(context)
+        if step % training.checkpoint_every == 0 or step == training.steps or stopping:
             export(step, metrics)
             if context.is_main and (step % training.validate_every == 0 or step == training.steps):
                 prior = Prior(load_prior_checkpoint(prior_dir, device=device), device=device)
@@ -249,6 +273,9 @@ def train_diffusion(
                 )
                 save_sample_grid(grid.clamp(0, 1), run_dir / "samples" / f"step_{step:07d}.png")
             barrier(context)
+        if stopping:
+            progress.write(f"stopped at step {step} ({stop.reason}); rerun to resume")
+            break
     progress.close()
     log.close()
     check_replicas_identical(unet, context, run_dir)

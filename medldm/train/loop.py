@@ -105,6 +105,53 @@ def broadcast_float(value: float, context: DistributedContext) -> float:
 
 
 # --------------------------------------------------------------------------------------
+# Stopping cleanly
+# --------------------------------------------------------------------------------------
+class StopRequest:
+    """Asks a training loop to stop at its next step, with a checkpoint: on SIGTERM or
+    SIGINT (after :meth:`install`), or once ``deadline`` (``time.time()`` seconds) passes.
+
+    >>> import time
+    >>> StopRequest(deadline=time.time() - 1).requested
+    True
+    >>> StopRequest().requested
+    False
+    """
+
+    def __init__(self, deadline: float | None = None):
+        self.deadline = deadline
+        self.signal_name: str | None = None
+
+    def install(self) -> StopRequest:
+        """Catch SIGTERM and SIGINT (main thread only): the first one asks for a clean
+        stop, a second SIGINT interrupts at once."""
+        import signal
+
+        def handler(signum, frame):
+            if self.signal_name is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signal_name = signal.Signals(signum).name
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        return self
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None or (
+            self.deadline is not None and time.time() >= self.deadline
+        )
+
+    @property
+    def reason(self) -> str:
+        return self.signal_name or ("time budget spent" if self.requested else "")
+
+    def agreed(self, context: DistributedContext) -> bool:
+        """Rank 0's answer on every rank, so all replicas stop at the same step."""
+        return broadcast_float(float(self.requested), context) > 0.5
+
+
+# --------------------------------------------------------------------------------------
 # EMA and batches
 # --------------------------------------------------------------------------------------
 class EMA:
@@ -265,6 +312,23 @@ def restore_training_state(
     sampler.load(state["sampler"])
     _set_rng_state(state["rng"], numpy_rng)
     return int(state["step"])
+
+
+def warm_start(checkpoint: str | Path, stage: str, model: nn.Module, ema: EMA) -> int:
+    """Load the ``stage`` network (``"autoencoder"`` or ``"diffusion"``: the UNet) of a prior
+    checkpoint folder into ``model`` and its EMA; return the step it was saved at."""
+    from medldm.models.checkpoint import load_prior_checkpoint
+
+    loaded = load_prior_checkpoint(checkpoint)
+    source = loaded.autoencoder if stage == "autoencoder" else loaded.unet
+    if source is None:
+        raise InvalidInputError(
+            f"checkpoint has no {stage} network to start from", path=Path(checkpoint)
+        )
+    weights = source.state_dict()
+    unwrap(model).load_state_dict(weights)
+    ema.module.load_state_dict(weights)
+    return int(loaded.meta.get("training", {}).get(f"{stage}_steps", 0))
 
 
 # --------------------------------------------------------------------------------------
