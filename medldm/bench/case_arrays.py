@@ -64,10 +64,19 @@ def save_measurement(
     seed: int,
     ground_truth: np.ndarray,
     measurement: np.ndarray,
+    display_origin: str = "upper",
 ) -> Path:
-    """Write the ground truth and the measurement view of one (case, operator, seed)."""
+    """Write the ground truth and the measurement view of one (case, operator, seed);
+    ``display_origin`` is how figures show it (``"lower"`` for slices of volumes in the
+    model view, :func:`medldm.problems.model_view.display_origin`)."""
     folder = Path(output_dir) / CASES_DIR / safe_name(dataset)
-    labels = {"dataset": dataset, "case": case, "operator": operator, "seed": int(seed)}
+    labels = {
+        "dataset": dataset,
+        "case": case,
+        "operator": operator,
+        "seed": int(seed),
+        "display_origin": display_origin,
+    }
     return _save(
         folder / f"{_stem(dataset, case, operator, seed)}.npz",
         labels,
@@ -109,6 +118,7 @@ class CaseArrays:
     ground_truth: np.ndarray
     measurement: np.ndarray
     estimates: dict[str, np.ndarray] = field(default_factory=dict)
+    display_origin: str = "upper"
 
 
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -134,7 +144,12 @@ def load_case_arrays(output_dir: str | Path) -> list[CaseArrays]:
         if "solver" in labels:
             estimates.append((key, labels["solver"], arrays["estimate"]))
         else:
-            groups[key] = CaseArrays(*key, arrays["ground_truth"], arrays["measurement"])
+            groups[key] = CaseArrays(
+                *key,
+                arrays["ground_truth"],
+                arrays["measurement"],
+                display_origin=labels.get("display_origin", "upper"),
+            )
     for key, solver, estimate in estimates:
         if key in groups:
             groups[key].estimates[solver] = estimate

@@ -67,14 +67,26 @@ def case_figure(
     panels = [("ground truth", truth, None), ("measurement", arrays.measurement, None)]
     panels += [(name, arrays.estimates[name], scores.get(name)) for name in solvers]
     for column, (name, image, row_scores) in enumerate(panels):
-        axes[0, column].imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        axes[0, column].imshow(
+            image,
+            cmap="gray",
+            vmin=0.0,
+            vmax=1.0,
+            interpolation="nearest",
+            origin=arrays.display_origin,
+        )
         axes[0, column].set_title(_title(name, row_scores), fontsize=8)
     error_panels = [("measurement", np.abs(arrays.measurement - truth))]
     error_panels += [(name, errors[name]) for name in solvers]
     mappable = None
     for column, (name, error) in enumerate(error_panels, start=1):
         mappable = axes[1, column].imshow(
-            error, cmap="inferno", vmin=0.0, vmax=error_max, interpolation="nearest"
+            error,
+            cmap="inferno",
+            vmin=0.0,
+            vmax=error_max,
+            interpolation="nearest",
+            origin=arrays.display_origin,
         )
         axes[1, column].set_title(f"|error| {name}", fontsize=8)
     for axis in axes.ravel():

@@ -9,10 +9,11 @@ The steps, in order, for one :class:`~medldm.io.image.MedImage`:
 3. Volumes: with ``slices=N`` the ``N`` central slices along ``axis`` become 2D cases
    (``/slice058``: index along the volume's array axis); otherwise the volume stays 3D,
    stored ``(depth, rows, columns)`` = ``(z, y, x)``.
-4. Display orientation: 2D arrays become ``(rows, columns)`` = ``(y, x)``. Slices of
-   volumes are first reoriented by :func:`~medldm.data.slices.central_slices` (x towards
-   R, y towards A, or S for coronal and sagittal) and then flipped so that anterior
-   (superior) is at the top and the patient's right on the right (neurological view).
+4. Orientation: the model view of :mod:`medldm.problems.model_view`, the one the priors
+   were trained in: 2D arrays become ``(rows, columns)`` = ``(y, x)``; slices of volumes
+   are first reoriented to RAS+ (x towards R, y towards A, or S for coronal and sagittal),
+   so rows grow towards A. Such cases carry ``display_origin="lower"`` in their metadata
+   (figures then show anterior at the top).
 5. ``size``: the in-plane axes are centre-cropped or zero-padded to ``size x size``.
 
 Ground truths with NaN or inf values are refused (a metric against them means nothing).
@@ -36,9 +37,16 @@ import numpy as np
 
 from medldm.bench.case import Case
 from medldm.data.normalize import Normalizer
-from medldm.data.slices import central_slices, crop_or_pad
+from medldm.data.slices import crop_or_pad
 from medldm.errors import InvalidInputError
 from medldm.io.image import MedImage
+from medldm.problems.model_view import (
+    display_origin,
+    fit_intensity,
+    model_slices,
+    slice_to_model,
+    volume_to_model_stack,
+)
 
 
 def _check_finite(array: np.ndarray, source: str) -> None:
@@ -78,7 +86,7 @@ def array_cases(
         )
     values = array.astype(np.float32, copy=False)
     _check_finite(values, source)
-    normalization = normalizer.fit(values, unit=unit)
+    normalization = fit_intensity(normalizer, values, unit=unit)
     image = np.asarray(normalization.forward(values), dtype=np.float32)
     image = np.ascontiguousarray(_resize_in_plane(image, size), dtype=np.float32)
     return [Case(dataset, case_id, image, normalization, source, dict(metadata or {}))]
@@ -131,13 +139,12 @@ def image_cases(
     for suffix, part in _split_non_spatial(image):
         values = part.array.astype(np.float32, copy=False)
         _check_finite(values, source)
-        normalization = normalizer.fit(values, unit=part.unit)
+        normalization = fit_intensity(normalizer, values, unit=part.unit)
         normalised = part.replace(array=np.asarray(normalization.forward(values), np.float32))
         label = f"{case_id}{suffix}"
         if part.n_spatial == 3 and slices:
-            for item in central_slices(normalised, int(slices), axis=axis):
-                pixels = np.flipud(item.array.T)  # (y, x) with anterior/superior on top
-                index = int(item.metadata["slice_index"])
+            plane = axis if isinstance(axis, str) else f"array axis {axis}"
+            for index, pixels in model_slices(normalised, int(slices), plane=axis):
                 cases.append(
                     Case(
                         dataset,
@@ -145,11 +152,19 @@ def image_cases(
                         np.ascontiguousarray(_resize_in_plane(pixels, size), np.float32),
                         normalization,
                         source,
-                        {"slice_index": index, "plane": str(item.metadata["plane"])},
+                        {
+                            "slice_index": index,
+                            "plane": plane,
+                            "display_origin": display_origin(from_volume=True),
+                        },
                     )
                 )
             continue
-        pixels = normalised.array.T  # (x, y[, z]) -> ([z,] y, x)
+        pixels = (
+            volume_to_model_stack(normalised.array)
+            if part.n_spatial == 3
+            else slice_to_model(normalised.array)
+        )
         cases.append(
             Case(
                 dataset,

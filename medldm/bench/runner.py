@@ -264,7 +264,14 @@ class _GridRun:
             try:
                 view = measurement_view(y, physics, case.shape)
                 save_measurement(
-                    self.output_dir, case.dataset, case.case_id, operator, seed, case.image, view
+                    self.output_dir,
+                    case.dataset,
+                    case.case_id,
+                    operator,
+                    seed,
+                    case.image,
+                    view,
+                    display_origin=case.metadata.get("display_origin", "upper"),
                 )
             except Exception as error:  # figures are a nicety; the numbers go on
                 log.warning("no figure arrays for %s %s: %s", case.case_id, operator, error)

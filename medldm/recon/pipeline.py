@@ -19,6 +19,13 @@ Example
 -------
 >>> import numpy as np
 >>> from medldm.io import MedImage
+from medldm.problems.model_view import (
+    fit_intensity,
+    model_stack_to_volume,
+    model_to_slice,
+    slice_to_model,
+    volume_to_model_stack,
+)
 >>> from medldm.models.testing import tiny_prior
 >>> volume = MedImage(np.random.default_rng(0).random((20, 24, 3)).astype(np.float32),
 ...                   np.diag([2.0, 2.0, 2.0, 1.0]), modality="MR")
@@ -42,6 +49,13 @@ import torch
 
 from medldm.errors import InvalidInputError
 from medldm.io import MedImage
+from medldm.problems.model_view import (
+    fit_intensity,
+    model_stack_to_volume,
+    model_to_slice,
+    slice_to_model,
+    volume_to_model_stack,
+)
 from medldm.recon.grid import GridPlan
 from medldm.recon.presets import Preset, load_preset
 
@@ -76,10 +90,10 @@ class ReconResult:
         affine = self.canonical.affine.copy()
         if self.canonical.n_spatial == 3:
             affine[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, self.slab_start]) + affine[:3, 3]
-            array = np.ascontiguousarray(np.asarray(stack, np.float32).transpose(2, 1, 0))
+            array = np.ascontiguousarray(model_stack_to_volume(np.asarray(stack, np.float32)))
             axes: tuple[str, ...] = ("x", "y", "z")
         else:
-            array = np.ascontiguousarray(np.asarray(stack, np.float32)[0].T)
+            array = np.ascontiguousarray(model_to_slice(np.asarray(stack, np.float32)[0]))
             axes = ("x", "y")
         return MedImage(
             array,
@@ -290,15 +304,17 @@ def reconstruct(
             fix="fill or mask them before reconstructing",
         )
     # fitted on the signed values: a CT in HU has negative air, |HU| would rank it as bright
-    normalization = _normalizer(prior, preset.intensity).fit(
-        array, unit=getattr(source, "unit", None) or "unknown"
+    normalization = fit_intensity(
+        _normalizer(prior, preset.intensity),
+        array,
+        unit=getattr(source, "unit", None) or "unknown",
     )
     if canonical.n_spatial == 3:
         start, stop = slab_bounds(array.shape[2], preset.slices)
-        stack = array[:, :, start:stop].transpose(2, 1, 0)  # (S, rows=y, cols=x)
+        stack = volume_to_model_stack(array[:, :, start:stop])  # (S, rows=y, cols=x)
         spacing = (canonical.spacing[1], canonical.spacing[0])
     else:
-        start, stack = 0, array.T[None]
+        start, stack = 0, slice_to_model(array)[None]
         spacing = (canonical.spacing[1], canonical.spacing[0])
     truth_units = stack
     truth = np.asarray(normalization.forward(stack, clip=False), np.float32)

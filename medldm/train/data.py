@@ -33,6 +33,7 @@ import torch
 
 from medldm.data.cards import load_card
 from medldm.errors import DataNotFoundError, InvalidInputError
+from medldm.problems.model_view import fit_intensity, model_slices, slice_to_model
 
 
 def _pad_or_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -52,18 +53,15 @@ def ixi_slices(
     """All foreground slices of the IXI volumes of ``split``: ``(N, size, size)`` in [0, 1],
     and the subject id of each slice."""
     from medldm.data.datasets import iter_images
-    from medldm.data.slices import central_slices, plane_axis
 
     normalizer = load_card("ixi_t1").normalizer()
     slices, subjects = [], []
     for volume in iter_images("ixi_t1", split, root=root):
-        volume = volume.with_array(normalizer.fit(volume.array).forward(volume.array))
-        n_all = volume.array.shape[plane_axis(volume.affine, axis)]
-        for image in central_slices(volume, n=n_all, axis=axis):
-            array = _pad_or_crop(np.asarray(image.array, np.float32), (size, size))
+        volume = volume.with_array(fit_intensity(normalizer, volume.array).forward(volume.array))
+        for _, pixels in model_slices(volume, plane=axis):
+            array = _pad_or_crop(np.asarray(pixels, np.float32), (size, size))
             if (array > 0.1).mean() >= min_foreground:
-                # array[x, y] -> (rows=y, cols=x) so that images display upright
-                slices.append(array.T)
+                slices.append(array)
                 subjects.append(volume.metadata.get("subject", ""))
     if not slices:
         raise DataNotFoundError(f"no IXI slices found for split {split!r}")
@@ -85,7 +83,7 @@ def ixi_volumes(
     normalizer = load_card("ixi_t1").normalizer()
     volumes, subjects = [], []
     for volume in iter_images("ixi_t1", split, root=root):
-        array = normalizer.fit(volume.array).forward(volume.array).astype(np.float32)
+        array = fit_intensity(normalizer, volume.array).forward(volume.array).astype(np.float32)
         tensor = torch.from_numpy(array)[None, None]
         if downsample > 1:
             tensor = F.avg_pool3d(tensor, downsample, ceil_mode=True)
@@ -123,15 +121,16 @@ def microscopy_images(
             array = np.moveaxis(array, image.axes.index("c"), -1).reshape(*array.shape[:2], -1)
         planes = [array] if array.ndim == 2 else [array[..., k] for k in range(array.shape[2])]
         for plane in planes:
-            scaled = np.clip(normalizer.fit(plane).forward(plane), 0, 1).astype(np.float32)
-            images.append(scaled.T)
+            scaled = np.clip(fit_intensity(normalizer, plane).forward(plane), 0, 1)
+            images.append(slice_to_model(scaled.astype(np.float32)))
             names.append(str(image.metadata.get("source", "")))
     return images, names
 
 
 def folder_images(folder: str | Path, size: Sequence[int]) -> tuple[np.ndarray, list[str]]:
     """Every image in ``folder`` (any format medldm reads; .npz with ``images``), scaled to
-    [0, 1] by its 0.5-99.5 percentiles and padded/cropped to ``size``."""
+    [0, 1] by its 0.5-99.5 percentiles and padded/cropped to ``size``. A volume gives
+    every axial slice, laid out in the model view (:mod:`medldm.problems.model_view`)."""
     from medldm.data.normalize import PercentileNormalizer
     from medldm.io import load
 
@@ -146,12 +145,12 @@ def folder_images(folder: str | Path, size: Sequence[int]) -> tuple[np.ndarray, 
                 arrays = list(data["images"].astype(np.float32))
         else:
             image = load(path)
-            array = np.asarray(image.array, np.float32)
-            arrays = (
-                [array.T] if array.ndim == 2 else [array[..., k].T for k in range(array.shape[2])]
-            )
+            if image.n_spatial == 3:  # every axial slice, RAS-reoriented
+                arrays = [np.asarray(p, np.float32) for _, p in model_slices(image)]
+            else:
+                arrays = [slice_to_model(np.asarray(image.array, np.float32))]
         for array in arrays:
-            scaled = np.clip(normalizer.fit(array).forward(array), 0, 1)
+            scaled = np.clip(fit_intensity(normalizer, array).forward(array), 0, 1)
             images.append(_pad_or_crop(scaled, size))
             names.append(path.name)
     if not images:
