@@ -51,7 +51,8 @@ def _assert_rows_anterior_columns_right(
 def test_model_slices_put_anterior_along_rows_and_right_along_columns(storage):
     a_volume = _world_volume(AFFINES[storage], 1)
     r_volume = _world_volume(AFFINES[storage], 0)
-    for (_, a_slice), (_, r_slice) in zip(model_slices(a_volume, 3), model_slices(r_volume, 3)):
+    pairs = zip(model_slices(a_volume, 3), model_slices(r_volume, 3), strict=True)
+    for (_, a_slice), (_, r_slice) in pairs:
         _assert_rows_anterior_columns_right(a_slice, r_slice, storage)
 
 
@@ -62,9 +63,7 @@ def test_benchmark_cases_use_the_model_view(storage):
     cases = {}
     for axis in (0, 1):
         volume = _world_volume(AFFINES[storage], axis)
-        cases[axis] = image_cases(
-            volume, dataset="d", case_id="v", normalizer=normalizer, slices=2
-        )
+        cases[axis] = image_cases(volume, dataset="d", case_id="v", normalizer=normalizer, slices=2)
     for a_case, r_case in zip(cases[1], cases[0], strict=True):
         _assert_rows_anterior_columns_right(a_case.image, r_case.image, storage)
         assert a_case.metadata["display_origin"] == "lower"
