@@ -17,9 +17,8 @@ True
 
 from typing import Any
 
+from medldm._version import __version__
 from medldm.errors import MedLDMError
-
-__version__ = "0.1.0"
 
 __all__ = ["MedLDMError", "__version__", "reconstruct"]
 

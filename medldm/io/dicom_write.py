@@ -83,6 +83,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.valuerep import format_number_as_ds
 
+from medldm._version import __version__
 from medldm.errors import InvalidInputError, OutputExistsError
 from medldm.io.geometry import affine_to_dicom, slice_normal
 from medldm.io.image import UNIT_HU, UNIT_UNKNOWN, MedImage
@@ -111,9 +112,7 @@ _SOURCE_PURPOSE = ("DCM", "121322", "Source image for image processing operation
 
 
 def _version() -> str:
-    import medldm
-
-    return str(medldm.__version__)
+    return str(__version__)
 
 
 # --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medldm._version import __version__
 from medldm.errors import DataNotFoundError, InvalidInputError
 from medldm.utils.files import atomic_write_text, sha256_file
 
@@ -154,8 +155,6 @@ def write_provenance(
     overwrite:
         Replace an existing sidecar; otherwise :class:`~medldm.errors.OutputExistsError`.
     """
-    import medldm
-
     output_path = Path(output_path)
     sidecar = provenance_path(output_path)
     output = (
@@ -170,7 +169,7 @@ def write_provenance(
         "inputs": [_path_record(p) for p in inputs],
         "config": _jsonable(config) if config is not None else None,
         "software": {
-            "medldm": medldm.__version__,
+            "medldm": __version__,
             "python": platform.python_version(),
             **_package_versions(),
         },
