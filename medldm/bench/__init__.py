@@ -14,10 +14,10 @@ Command line: ``medldm-bench`` (:mod:`medldm.bench.cli`).
 from medldm.bench.case import Case, CaseFailure
 from medldm.bench.cases import CaseSource
 from medldm.bench.compatibility import is_applicable
-from medldm.bench.presets import load_physics, load_solver
 from medldm.bench.report import write_report
 from medldm.bench.results import COLUMNS, ResultsTable
 from medldm.bench.runner import RunSummary, run_benchmark
+from medldm.problems.configs import load_physics, load_solver
 
 __all__ = [
     "COLUMNS",

@@ -2,7 +2,7 @@
 
 The primary config is ``configs/bench/config.yaml``. ``data`` is a Hydra config group
 (the presets of ``configs/data/``); ``physics`` and ``solvers`` are *lists of preset
-names*, resolved by :mod:`medldm.bench.presets` (not config groups, so that
+names*, resolved by :mod:`medldm.problems.configs` (not config groups, so that
 ``physics=[mri_4x,mri_8x]`` is a plain list override). The contract::
 
     medldm-bench data.root=/folder data.slices=4 data.size=128 \\
@@ -40,10 +40,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from medldm.bench.presets import config_dir
 from medldm.bench.report import write_report
 from medldm.bench.results import ResultsTable
 from medldm.bench.runner import RESULTS_FILE, RunSummary, run_benchmark
+from medldm.problems.configs import config_dir
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,15 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medldm.errors import MedLDMError
+from medldm.problems.configs import config_dir
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_DIR = str(config_dir())
 log = logging.getLogger("medldm.recon")
+
+# hydra.run.dir is ``output_dir``, else a dated folder; oc.select would keep a null output_dir
+OmegaConf.register_new_resolver(
+    "medldm.if_null", lambda value, default: default if value is None else value, replace=True
+)
 
 STUDY_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".dcm", ".npy", ".h5")
 
@@ -110,11 +116,9 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
     from medldm.recon.grid import GridPlan
     from medldm.recon.pipeline import canonical_image, resolve_prior, slab_bounds
 
-    solver = preset.build_solver()
     if cfg.get("solver_options"):
-        from medldm.recon.pipeline import configure_solver
-
-        configure_solver(solver, _plain(cfg.solver_options))
+        preset = preset.with_overrides(solver_options=_plain(cfg.solver_options))
+    solver = preset.build_solver()
     prior = resolve_prior(preset.prior, str(cfg.device) if cfg.device != "auto" else "auto")
     from medldm.io import load
     from medldm.recon.examples import example_input

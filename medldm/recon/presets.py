@@ -30,8 +30,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from medldm.bench.presets import config_dir, load_physics, solver_for_operator
 from medldm.errors import InvalidInputError
+from medldm.problems.configs import config_dir, load_physics, solver_for_operator
 
 #: How a preset scales the input's intensities to the prior's range (see the module text).
 INTENSITY_RULES = ("prior", "percentile")
@@ -104,10 +104,9 @@ class Preset:
         return load_physics(self.physics)
 
     def build_solver(self) -> Any:
-        from medldm.recon.pipeline import configure_solver
-
-        solver, _ = solver_for_operator(self.solver, self.physics)
-        return configure_solver(solver, self.solver_options)
+        """The LDM solver, ``solver_options`` merged into its preset before it is made."""
+        solver, _ = solver_for_operator(self.solver, self.physics, self.solver_options)
+        return solver
 
     def build_baseline(self) -> Any:
         solver, _ = solver_for_operator(self.baseline, self.physics)

@@ -40,10 +40,11 @@ import torch
 
 from medldm.errors import InvalidInputError
 from medldm.models.config import LDMConfig, UNetConfig
+from medldm.problems.configs import config_dir
 from medldm.train.loop import StopRequest
 
 STAGES = ("autoencoder", "diffusion")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = config_dir()
 
 
 def default_root() -> Path:

@@ -21,10 +21,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medldm.models.config import LDMConfig, UNetConfig
+from medldm.problems.configs import config_dir
 from medldm.train.autoencoder import AutoencoderTraining, train_autoencoder
 from medldm.train.diffusion import DiffusionTraining, train_diffusion
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_DIR = str(config_dir())
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
