@@ -35,6 +35,7 @@ import torch
 from medldm.errors import DataNotFoundError, InvalidInputError
 from medldm.models.checkpoint import LoadedPrior, load_prior_checkpoint
 from medldm.models.config import build_scheduler
+from medldm.models.schedule import ddim_step, gaussian_like, tweedie_x0
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 
@@ -165,8 +166,12 @@ class Prior:
     def predict_x0(self, z_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Tweedie estimate of the clean latent: ``(z_t - sqrt(1-a_t) eps) / sqrt(a_t)``."""
         eps = self.predict_eps(z_t, t)
-        a = self.alpha_bar(t).reshape(-1, *[1] * (z_t.ndim - 1))
-        return (z_t - (1 - a).sqrt() * eps) / a.sqrt()
+        return tweedie_x0(z_t, eps, self.alpha_bar(t).reshape(-1, *[1] * (z_t.ndim - 1)))
+
+    @property
+    def has_diffusion_model(self) -> bool:
+        """Whether the checkpoint holds the diffusion UNet (not only the autoencoder)."""
+        return self.unet is not None
 
     def ddim_timesteps(self, n_steps: int) -> list[int]:
         """``n_steps`` evenly spaced training timesteps, from noisiest to cleanest."""
@@ -199,20 +204,18 @@ class Prior:
         image_shape: Sequence[int] | None = None,
         eta: float = 0.0,
     ) -> torch.Tensor:
-        """Unconditional DDIM samples, images ``(n, 1, *spatial)`` in ``[0, 1]``-ish range."""
+        """Unconditional DDIM samples, images ``(n, 1, *spatial)`` in ``[0, 1]``-ish range.
+
+        One standard normal draw per step from ``generator`` whatever ``eta``, so a seed
+        gives the same stream for every ``eta``."""
         shape = (n, *self.latent_shape(image_shape))
-        z = torch.randn(shape, generator=generator, device="cpu").to(self.device)
+        z = gaussian_like(torch.empty(shape, device=self.device), generator)
         steps = self.ddim_timesteps(n_steps)
         for i, t in enumerate(steps):
-            a_t = self.alpha_bar(t)
-            eps = self.predict_eps(z, t)
-            z0 = (z - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            z0 = self.predict_x0(z, t)
             a_prev = self.alpha_bar(steps[i + 1]) if i + 1 < len(steps) else torch.tensor(1.0)
-            a_prev = a_prev.to(self.device)
-            sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp_min(0).sqrt()
-            noise = torch.randn(shape, generator=generator, device="cpu").to(self.device)
-            z = a_prev.sqrt() * z0 + (1 - a_prev - sigma**2).clamp_min(0).sqrt() * eps
-            z = z + sigma * noise
+            noise = gaussian_like(z, generator)
+            z = ddim_step(z, z0, self.alpha_bar(t), a_prev.to(self.device), eta=eta, noise=noise)
         return self.decode(z)
 
     def _check_image(self, x: torch.Tensor) -> None:
