@@ -245,16 +245,19 @@ def test_tv_regularised_final_step_fits_data_and_keeps_shapes(operator):
     assert total_variation(with_tv.estimate) < total_variation(plain.estimate)
 
 
-def test_anchored_physics_adjoint_is_exact():
-    from medldm.solvers.latent_problem import AnchoredPhysics
+def test_anchored_physics_adjoint_is_exact_and_starts_from_the_anchor():
+    from medldm.physics.anchored import AnchoredPhysics
 
     physics, y, _ = _case(OPERATORS["ct"], (16, 16))
-    anchored = AnchoredPhysics(physics, 0.3)
+    anchor = torch.rand(2, 1, 16, 16)
+    anchored = AnchoredPhysics(physics, 0.3, anchor, (2, *y.shape[1:]))
     x = torch.rand(2, 1, 16, 16)
-    r = anchored.measurement(torch.rand(2, *y.shape[1:]), torch.rand(2, 1, 16, 16))
+    r = anchored.measurement(torch.rand(2, *y.shape[1:]))
     lhs = (anchored.A(x) * r).sum()
     rhs = (x * anchored.A_adjoint(r)).sum()
     assert torch.allclose(lhs, rhs, rtol=1e-4)
+    assert torch.equal(anchored.x_init(r), anchor)
+    assert anchored.residual_over_noise(x, r) is None
 
 
 def test_starting_from_the_noised_direct_reconstruction():

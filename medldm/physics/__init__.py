@@ -17,10 +17,25 @@ module                 contents
 ``ct``                 :class:`ParallelBeamCT` (sparse Joseph projector, FBP), angle sets,
                        :class:`TransmissionPoissonNoise`
 ``blur``               :class:`Blur` and PSFs (Gaussian, Airy, measured, bead fit)
+``anchored``           :class:`AnchoredPhysics`: ``[A; sqrt(lam) I]``, a data-consistency
+                       anchor stacked under an operator
 =====================  ===============================================================
+
+The base class (``base``) also holds the linear algebra every operator inherits (normal
+operator, cached norm, CG least squares, ``prox_l2``, ``x_init``) and the capability names
+a class declares in ``capabilities`` (:data:`OBSERVED_MASK`, :data:`FILTERED_BACKPROJECTION`,
+:data:`CONVOLUTION`) so that solvers need not probe for methods.
 """
 
-from medldm.physics.base import LinearPhysics, conjugate_gradient
+from medldm.physics.anchored import AnchoredPhysics
+from medldm.physics.base import (
+    CAPABILITIES,
+    CONVOLUTION,
+    FILTERED_BACKPROJECTION,
+    OBSERVED_MASK,
+    LinearPhysics,
+    conjugate_gradient,
+)
 from medldm.physics.blur import (
     Blur,
     airy_psf,
@@ -59,6 +74,11 @@ from medldm.physics.noise import GaussianNoise, NoiseModel, PoissonGaussianNoise
 from medldm.physics.phase import smooth_phase, with_smooth_phase
 
 __all__ = [
+    "CAPABILITIES",
+    "CONVOLUTION",
+    "FILTERED_BACKPROJECTION",
+    "OBSERVED_MASK",
+    "AnchoredPhysics",
     "Blur",
     "BoxMask",
     "BrushStrokeMask",

@@ -1,12 +1,23 @@
-"""Base class of every forward model, and the conjugate-gradient solver they share.
+"""Base class of every forward model, and the linear algebra they share (conjugate
+gradients, power iteration).
 
-A linear operator writes ``A`` and ``A_adjoint``; it inherits:
+A linear operator writes ``A`` and ``A_adjoint``; it inherits, as deepinv's
+``LinearPhysics`` does:
 
+* ``A_adjoint_A(x)``: the normal operator ``A^H A x``;
+* ``norm(like)``: the operator norm ``||A||`` by power iteration, cached;
 * ``A_dagger(y)``: the least-squares solution of ``A x = y`` by conjugate gradients on the
   normal equations ``A^H A x = A^H y`` (operators with a closed form override it);
+* ``prox_l2(z, y, weight)``: ``argmin_x 1/2 ||A x - y||^2 + weight/2 ||x - z||^2`` by CG;
+* ``x_init(y)``: the direct reconstruction solvers start from (``A^H y``; CT overrides it
+  with filtered back-projection);
 * ``forward(x, generator)``: the noisy measurement ``noise(A x)``;
 * ``residual(x, y)``: relative data misfit ``||A x - y|| / ||y||``;
 * ``adjointness_error(x, y)``: ``|<Ax, y> - <x, A^H y>| / (|<Ax, y>| + eps)``.
+
+Capabilities beyond ``A`` and ``A^H`` are declared, not probed: each class lists what it
+offers in the class attribute ``capabilities`` (names below), and a solver lists what it
+needs in ``requires`` (:func:`medldm.bench.compatibility.is_applicable` matches the two).
 
 Shapes: ``x`` is ``(B, C, *spatial)`` with ``spatial_dims`` spatial axes; ``y`` has an
 operator-specific shape. Complex operators (MRI) use complex tensors.
@@ -26,11 +37,23 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from medldm.physics.noise import GaussianNoise, NoiseModel
+
+#: Capability: an observed-pixel mask ``mask`` (1 = observed), ``A = diag(mask)``
+#: (inpainting); what mask-filling solvers (biharmonic) need.
+OBSERVED_MASK = "observed_mask"
+#: Capability: ``fbp(y)``, filtered back-projection, which ``x_init`` returns (CT).
+FILTERED_BACKPROJECTION = "filtered_backprojection"
+#: Capability: ``A`` is a convolution with a point-spread function (deconvolution solvers:
+#: Richardson-Lucy).
+CONVOLUTION = "convolution"
+#: Every capability a physics class may declare.
+CAPABILITIES = frozenset({OBSERVED_MASK, FILTERED_BACKPROJECTION, CONVOLUTION})
 
 
 def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -75,6 +98,48 @@ def conjugate_gradient(
     return x, iterations
 
 
+def _random_start(like: torch.Tensor) -> torch.Tensor:
+    """A fixed-seed standard normal tensor shaped like ``like`` (its dtype and device)."""
+    generator = torch.Generator().manual_seed(0)
+    real_dtype = torch.empty((), dtype=like.dtype).real.dtype
+    x = torch.randn(tuple(like.shape), generator=generator, dtype=real_dtype)
+    if like.dtype.is_complex:
+        x = torch.complex(x, torch.randn(tuple(like.shape), generator=generator, dtype=real_dtype))
+    return x.to(device=like.device, dtype=like.dtype)
+
+
+@torch.no_grad()
+def largest_eigenvalue(
+    normal_op: Callable[[torch.Tensor], torch.Tensor],
+    like: torch.Tensor,
+    *,
+    n_iter: int = 100,
+    tol: float = 1e-5,
+) -> float:
+    """Largest eigenvalue of a Hermitian positive semi-definite operator (such as
+    ``A^H A``) on tensors shaped like ``like``, by power iteration from a fixed-seed random
+    start, so the estimate is the same on every run.
+
+    Stops after ``n_iter`` iterations or when the estimate changes by less than ``tol``
+    (relative). Power iteration approaches the value from below; callers that need a bound
+    add a margin.
+    """
+    x = _random_start(like)
+    x = x / torch.linalg.vector_norm(x)
+    value = 0.0
+    for _ in range(int(n_iter)):
+        z = normal_op(x)
+        new_value = float(torch.linalg.vector_norm(z))
+        if new_value == 0:
+            break
+        x = z / new_value
+        converged = abs(new_value - value) <= tol * new_value
+        value = new_value
+        if converged:
+            break
+    return value
+
+
 class LinearPhysics(nn.Module):
     """A linear forward model ``y = noise(A x)``.
 
@@ -84,7 +149,15 @@ class LinearPhysics(nn.Module):
         2 or 3: the number of spatial axes of ``x``.
     noise_model:
         How a clean measurement becomes a noisy one (default: no noise).
+
+    Attributes
+    ----------
+    capabilities:
+        What the class offers solvers beyond ``A`` and ``A^H`` (a subset of
+        :data:`CAPABILITIES`); declared by each subclass.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, spatial_dims: int = 2, noise_model: NoiseModel | None = None):
         super().__init__()
@@ -104,9 +177,23 @@ class LinearPhysics(nn.Module):
         """Standard deviation of the measurement noise (0 for noiseless)."""
         return float(self.noise_model.sigma)
 
-    def A_AH(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^H A x``."""
+    def A_adjoint_A(self, x: torch.Tensor) -> torch.Tensor:
+        """The normal operator ``A^H A x``."""
         return self.A_adjoint(self.A(x))
+
+    def norm(self, like: torch.Tensor, *, n_iter: int = 100, tol: float = 1e-5) -> float:
+        """The operator norm ``||A||`` (largest singular value) for inputs shaped like
+        ``like`` (its shape, dtype and device; the values are not used):
+        ``sqrt`` of :func:`largest_eigenvalue` of ``A^H A``.
+
+        Cached per input shape, dtype, device and iteration settings; an operator whose
+        parameters change in place should be rebuilt rather than reused.
+        """
+        key = (tuple(like.shape), like.dtype, str(like.device), int(n_iter), float(tol))
+        cache = self.__dict__.setdefault("_norm_cache", {})
+        if key not in cache:
+            cache[key] = largest_eigenvalue(self.A_adjoint_A, like, n_iter=n_iter, tol=tol) ** 0.5
+        return cache[key]
 
     def A_dagger(
         self,
@@ -117,8 +204,44 @@ class LinearPhysics(nn.Module):
         x0: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Least-squares solution of ``A x = y`` (CG on the normal equations)."""
-        x, _ = conjugate_gradient(self.A_AH, self.A_adjoint(y), x0, n_iter=n_iter, tol=tol)
+        x, _ = conjugate_gradient(self.A_adjoint_A, self.A_adjoint(y), x0, n_iter=n_iter, tol=tol)
         return x
+
+    def prox_l2(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        weight: float,
+        *,
+        n_iter: int = 50,
+        tol: float = 1e-6,
+        penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``argmin_x 1/2 ||A x - y||^2 + weight/2 ||x - z||^2 (+ 1/2 <x, P x>)``: the
+        proximal operator of the data term (deepinv's ``prox_l2`` with ``gamma = 1/weight``),
+        by CG on ``(A^H A + weight I + P) x = A^H y + weight z`` started from ``z``.
+
+        ``penalty`` is an optional Hermitian positive semi-definite operator ``P`` (a
+        quadratic regulariser such as ``mu D^T D``). A real ``z`` asks for a real ``x`` (a
+        magnitude behind a complex operator): the normal equations keep their real part.
+        """
+        real = not z.is_complex()
+
+        def normal(x: torch.Tensor) -> torch.Tensor:
+            out = self.A_adjoint_A(x)
+            out = (out.real if real and out.is_complex() else out) + weight * x
+            return out + penalty(x) if penalty is not None else out
+
+        rhs = self.A_adjoint(y) + weight * z
+        if real and rhs.is_complex():
+            rhs = rhs.real
+        x, _ = conjugate_gradient(normal, rhs, z, n_iter=n_iter, tol=tol)
+        return x
+
+    def x_init(self, y: torch.Tensor) -> torch.Tensor:
+        """The direct reconstruction iterative solvers start from: ``A^H y`` (zero-filled
+        for MRI and inpainting); operators with a better one (CT: FBP) override it."""
+        return self.A_adjoint(y)
 
     def noise(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A noisy copy of the clean measurement ``y``."""

@@ -35,7 +35,7 @@ from scipy import ndimage, optimize, special
 
 from medldm.errors import InvalidInputError, MedLDMError
 from medldm.io.finite import check_nan_policy
-from medldm.physics.base import LinearPhysics
+from medldm.physics.base import CONVOLUTION, LinearPhysics
 from medldm.physics.noise import NoiseModel
 
 logger = logging.getLogger(__name__)
@@ -377,6 +377,8 @@ class Blur(LinearPhysics):
     >>> y.shape, round(float(y.sum()), 5)
     (torch.Size([1, 1, 8, 16, 16]), 1.0)
     """
+
+    capabilities = frozenset({CONVOLUTION})
 
     def __init__(
         self,

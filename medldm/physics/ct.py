@@ -44,7 +44,7 @@ import scipy.sparse
 import torch
 
 from medldm.errors import InvalidInputError
-from medldm.physics.base import LinearPhysics
+from medldm.physics.base import FILTERED_BACKPROJECTION, LinearPhysics
 from medldm.physics.noise import NoiseModel
 
 #: Largest number of geometries whose system matrices are kept in memory.
@@ -274,7 +274,7 @@ class ParallelBeamCT(LinearPhysics):
     ``A^H = P^T`` exactly. Units: ``y`` is ``x`` times a length in pixels (``x`` in
     attenuation per pixel gives line integrals ``p``; ``exp(-p)`` is the transmitted
     fraction). ``A_dagger`` is CG least squares (inherited); :meth:`fbp` is filtered
-    back-projection.
+    back-projection, and the direct reconstruction (:meth:`x_init`) solvers start from.
 
     Shapes: 2D ``x`` ``(B, C, H, W)`` -> ``y`` ``(B, C, n_detectors, n_views)``; 3D
     (slice-wise: every axial slice projected with the same 2D geometry) ``x``
@@ -305,6 +305,8 @@ class ParallelBeamCT(LinearPhysics):
     >>> ct.adjointness_error(x, y.double()) < 1e-10
     True
     """
+
+    capabilities = frozenset({FILTERED_BACKPROJECTION})
 
     def __init__(
         self,
@@ -397,6 +399,10 @@ class ParallelBeamCT(LinearPhysics):
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return self._matmul(self.system_matrix_t, y, self.sinogram_shape, self.image_shape)
+
+    def x_init(self, y: torch.Tensor) -> torch.Tensor:
+        """Filtered back-projection (ramp filter) of the sinogram ``y``."""
+        return self.fbp(y)
 
     def fbp(self, sinogram: torch.Tensor, filter: str | None = "ramp") -> torch.Tensor:
         """Filtered back-projection, the analytic inverse for full 180-degree data.

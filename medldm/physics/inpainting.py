@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from medldm.errors import InvalidInputError
-from medldm.physics.base import LinearPhysics
+from medldm.physics.base import OBSERVED_MASK, LinearPhysics
 from medldm.physics.masks import check_mask_observes_something
 from medldm.physics.noise import NoiseModel
 
@@ -83,6 +83,8 @@ class Inpainting(LinearPhysics):
     >>> bool(torch.equal(physics.A_dagger(y), y)), float((y != 0).float().mean()) <= 0.5
     (True, True)
     """
+
+    capabilities = frozenset({OBSERVED_MASK})
 
     def __init__(
         self, mask: torch.Tensor, spatial_dims: int = 2, noise_model: NoiseModel | None = None

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from medldm.solvers.latent_base import LatentSolverBase
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,10 @@ class CostEstimate:
         )
 
 
-def solver_nfe(solver: Any) -> int:
-    """Network evaluations per sample of a configured LDM solver."""
-    if hasattr(solver, "n_anneal"):
-        return int(solver.n_anneal) * int(solver.n_ode)
-    return int(getattr(solver, "n_steps", 0) or 0)
+def solver_nfe(solver: LatentSolverBase) -> int:
+    """Network evaluations per sample of a configured LDM solver, as it declares them
+    (:attr:`~medldm.solvers.latent_base.LatentSolverBase.nfe_per_sample`)."""
+    return int(solver.nfe_per_sample)
 
 
 @torch.no_grad()

@@ -5,9 +5,14 @@ Every solver is an object with a ``name`` and
 ``solve(y, physics, prior=None, *, generator=None, callback=None) -> Reconstruction``
 
 where ``y`` is the measurement, ``physics`` a :class:`~medldm.physics.base.LinearPhysics`,
-``prior`` an optional trained LDM prior (classical solvers ignore it), ``generator`` a
-``torch.Generator`` for every random choice, and ``callback(step, estimate)`` is called
-during the iterations (for progress bars or figures).
+``prior`` an optional trained LDM prior (a :class:`~medldm.models.prior_protocol.LatentPrior`;
+classical solvers ignore it), ``generator`` a ``torch.Generator`` for every random choice,
+and ``callback(step, estimate)`` is called during the iterations (for progress bars or
+figures).
+
+Solvers declare in the class attribute ``requires`` the physics capabilities they need
+beyond ``A`` and ``A^H`` (e.g. :data:`~medldm.physics.base.OBSERVED_MASK` for biharmonic
+inpainting); a solver that declares nothing applies to every linear operator.
 
 Example
 -------
@@ -24,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.base import LinearPhysics
 
 Callback = Callable[[int, torch.Tensor], None]
 
@@ -74,8 +82,8 @@ class Solver(Protocol):
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,

@@ -3,9 +3,9 @@
 For every batch item and channel, ``skimage.restoration.inpaint_biharmonic`` fills the
 unobserved pixels with the solution of the biharmonic equation ``Δ²x = 0`` whose boundary
 values are the observed pixels, which are kept exactly (so ``A x = y`` for noiseless
-data). 2D images and 3D volumes alike. Only for physics with a ``mask`` attribute
-(1 = observed), broadcastable to the image shape; complex images are filled per real
-and imaginary part.
+data). 2D images and 3D volumes alike. Only for physics that declare an observed-pixel
+mask (:data:`~medldm.physics.base.OBSERVED_MASK`: a ``mask`` attribute, 1 = observed,
+broadcastable to the image shape); complex images are filled per real and imaginary part.
 
 References
 ----------
@@ -15,8 +15,9 @@ functions: numerical aspects", Int. J. Math. Math. Sci. (2018).
 Example
 -------
 >>> import torch
->>> from medldm.physics.base import LinearPhysics
+>>> from medldm.physics.base import OBSERVED_MASK, LinearPhysics
 >>> class Holes(LinearPhysics):
+...     capabilities = frozenset({OBSERVED_MASK})
 ...     def __init__(self, mask): super().__init__(); self.mask = mask
 ...     def A(self, x): return self.mask * x
 ...     def A_adjoint(self, y): return self.mask * y
@@ -30,12 +31,14 @@ True
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from medldm.errors import InvalidInputError
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.base import OBSERVED_MASK, LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
 from medldm.solvers.common import finish
 
@@ -56,25 +59,26 @@ class Biharmonic:
     """Biharmonic inpainting; needs ``physics.mask`` (1 = observed)."""
 
     name = "biharmonic"
+    requires: ClassVar[frozenset[str]] = frozenset({OBSERVED_MASK})
 
     @torch.no_grad()
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Reconstruction:
         started = time.perf_counter()
-        mask = getattr(physics, "mask", None)
-        if not isinstance(mask, torch.Tensor):
+        if OBSERVED_MASK not in physics.capabilities:
             raise InvalidInputError(
-                f"biharmonic inpainting needs an inpainting physics with a `mask`; got "
-                f"{type(physics).__name__}",
+                f"biharmonic inpainting needs an inpainting physics (observed-pixel mask); "
+                f"got {type(physics).__name__}",
                 fix="use zero_filled, cg or tv for this operator",
             )
+        mask = physics.mask
         observed_image = physics.A_adjoint(y)
         missing = ~torch.broadcast_to(mask.bool(), observed_image.shape)
         image = observed_image.detach().cpu().numpy()

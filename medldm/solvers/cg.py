@@ -34,13 +34,14 @@ Example
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import ClassVar
 
 import torch
 
-from medldm.physics.base import inner
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.base import LinearPhysics, inner
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.common import finish, progress_range
+from medldm.solvers.common import finish, progress_over
 
 
 def _per_item(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -65,6 +66,7 @@ class ConjugateGradient:
     """
 
     name = "cg"
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self, n_iter: int = 30, tol: float = 1e-6, l2_weight: float = 0.0, progress: bool = False
@@ -78,8 +80,8 @@ class ConjugateGradient:
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
@@ -96,7 +98,7 @@ class ConjugateGradient:
         stop = (self.tol**2) * gamma.clamp_min(1e-30)
         history = [1.0]
         done = 0
-        for k in progress_range(self.n_iter, self.progress, "CG"):
+        for k in progress_over(range(self.n_iter), self.progress, "CG"):
             if torch.all(gamma <= stop):
                 break
             q = physics.A(p)

@@ -1,5 +1,5 @@
-"""Small helpers shared by the classical solvers: the starting image, the progress bar,
-and packing the result into a :class:`~medldm.solvers.base.Reconstruction`.
+"""Small helpers shared by the solvers: the starting image, the progress bar, the guard
+against divergence, and packing the result into a :class:`~medldm.solvers.base.Reconstruction`.
 
 Example
 -------
@@ -18,31 +18,43 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from medldm.errors import MedLDMError
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Reconstruction
 
-
-def has_fbp(physics: Any) -> bool:
-    """Whether the physics offers filtered back-projection (CT operators do)."""
-    return callable(getattr(physics, "fbp", None))
+T = TypeVar("T")
 
 
-def initial_estimate(y: torch.Tensor, physics: Any) -> torch.Tensor:
-    """The direct reconstruction: FBP for CT, ``A^H y`` (zero-filled) otherwise."""
-    return physics.fbp(y) if has_fbp(physics) else physics.A_adjoint(y)
+def initial_estimate(y: torch.Tensor, physics: LinearPhysics) -> torch.Tensor:
+    """The direct reconstruction, :meth:`~medldm.physics.base.LinearPhysics.x_init`: FBP
+    for CT, ``A^H y`` (zero-filled) otherwise."""
+    return physics.x_init(y)
 
 
-def progress_range(n_iter: int, progress: bool, description: str) -> Iterable[int]:
-    """``range(n_iter)``, wrapped in a tqdm progress bar when ``progress`` is true."""
-    steps = range(int(n_iter))
+def progress_over(items: Iterable[T], progress: bool, description: str) -> Iterable[T]:
+    """``items`` (a ``range`` of iterations, a list of timesteps), wrapped in a tqdm
+    progress bar when ``progress`` is true."""
     if not progress:
-        return steps
+        return items
     from tqdm.auto import tqdm
 
-    return tqdm(steps, desc=description, leave=False)
+    return tqdm(items, desc=description, leave=False)
+
+
+def ensure_finite(tensor: torch.Tensor, what: str, solver: str) -> torch.Tensor:
+    """``tensor`` unchanged, or a :class:`MedLDMError` when it holds NaN/Inf (a diverged
+    solver must stop instead of writing garbage)."""
+    if not bool(torch.isfinite(tensor).all()):
+        raise MedLDMError(
+            f"{solver}: the {what} became NaN/Inf (the solver diverged)",
+            fix="lower the step size / guidance weight in the solver preset, or use fewer "
+            "data-consistency iterations",
+        )
+    return tensor
 
 
 def finish(

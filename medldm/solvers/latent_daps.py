@@ -36,20 +36,16 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
+from medldm.models.prior_protocol import LatentPrior
+from medldm.models.schedule import forward_diffuse, gaussian_like, timestep_pairs
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.latent_problem import (
-    LatentSolverBase,
-    ddim_update,
-    ensure_finite,
-    gaussian_like,
-    progress_over,
-    timestep_pairs,
-)
+from medldm.solvers.common import ensure_finite, progress_over
+from medldm.solvers.ddim import ddim_update
+from medldm.solvers.latent_base import LatentSolverBase
 
 
 class LatentDAPS(LatentSolverBase):
@@ -111,7 +107,17 @@ class LatentDAPS(LatentSolverBase):
             progress=progress,
         )
 
-    def _ode_to_clean(self, prior: Any, z: torch.Tensor, t: int) -> torch.Tensor:
+    @property
+    def nfe_per_sample(self) -> int:
+        """At most ``n_ode`` network evaluations per annealing level."""
+        return self.n_anneal * self.n_ode
+
+    @property
+    def backpropagates(self) -> bool:
+        """Each Langevin step differentiates the data term through the decoder."""
+        return True
+
+    def _ode_to_clean(self, prior: LatentPrior, z: torch.Tensor, t: int) -> torch.Tensor:
         """Prior-only estimate of the clean latent: ``n_ode`` DDIM steps from ``t`` to 0."""
         steps = [int(s) for s in np.linspace(t, 0, max(self.n_ode, 1) + 1).round()[:-1]]
         steps = sorted(set(steps), reverse=True)
@@ -126,8 +132,8 @@ class LatentDAPS(LatentSolverBase):
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
@@ -136,7 +142,7 @@ class LatentDAPS(LatentSolverBase):
         n = self.n_samples
         s_y = self.measurement_sigma
         if s_y is None:
-            s_y = max(float(getattr(physics, "sigma", 0.0) or 0.0), 0.01)
+            s_y = max(physics.sigma, 0.01)
         levels = prior.ddim_timesteps(self.n_anneal)
         z0 = z
         for i, t in enumerate(progress_over(levels, self.progress, self.name)):
@@ -155,7 +161,7 @@ class LatentDAPS(LatentSolverBase):
                 z0 = ensure_finite(z0, "latent", self.name)
             if i + 1 < len(levels):
                 a_next = prior.alpha_bar(levels[i + 1])
-                z = a_next.sqrt() * z0 + (1 - a_next).sqrt() * gaussian_like(z0, generator)
+                z = forward_diffuse(z0, a_next, gaussian_like(z0, generator))
             if callback is not None:
                 callback(i, problem.decode(z0))
         x = problem.decode(z0)

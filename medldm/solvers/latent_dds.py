@@ -38,20 +38,17 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from medldm.errors import InvalidInputError
+from medldm.models.prior_protocol import LatentPrior
+from medldm.models.schedule import forward_diffuse, timestep_pairs
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.latent_problem import (
-    LatentSolverBase,
-    ddim_update,
-    ensure_finite,
-    progress_over,
-    timestep_pairs,
-)
+from medldm.solvers.common import ensure_finite, progress_over
+from medldm.solvers.ddim import ddim_update
+from medldm.solvers.latent_base import LatentSolverBase
 
 
 class LatentDDS(LatentSolverBase):
@@ -133,8 +130,8 @@ class LatentDDS(LatentSolverBase):
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
@@ -146,8 +143,7 @@ class LatentDDS(LatentSolverBase):
         if self.start_fraction < 1.0:  # start from the noised direct reconstruction (CCDF)
             t_start = round(self.start_fraction * (prior.num_train_timesteps - 1))
             steps = [int(t) for t in np.linspace(t_start, 0, self.n_steps).round()]
-            a_start = prior.alpha_bar(t_start)
-            z = a_start.sqrt() * problem.encode(x0) + (1 - a_start).sqrt() * z
+            z = forward_diffuse(problem.encode(x0), prior.alpha_bar(t_start), z)
         pairs = timestep_pairs(steps)
         for step, (t, t_prev) in enumerate(progress_over(pairs, self.progress, self.name)):
             z0 = prior.predict_x0(z, t)

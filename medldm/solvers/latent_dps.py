@@ -31,19 +31,16 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from medldm.models.prior_protocol import LatentPrior
+from medldm.models.schedule import timestep_pairs
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.latent_problem import (
-    LatentProblem,
-    LatentSolverBase,
-    ddim_update,
-    ensure_finite,
-    progress_over,
-    timestep_pairs,
-)
+from medldm.solvers.common import ensure_finite, progress_over
+from medldm.solvers.ddim import ddim_update
+from medldm.solvers.latent_base import LatentSolverBase
+from medldm.solvers.latent_problem import LatentProblem
 
 
 class LatentDPS(LatentSolverBase):
@@ -92,6 +89,11 @@ class LatentDPS(LatentSolverBase):
             progress=progress,
         )
 
+    @property
+    def backpropagates(self) -> bool:
+        """The guidance gradient goes through the decoder and the denoiser."""
+        return True
+
     def extra_loss(
         self, problem: LatentProblem, z0: torch.Tensor, x0: torch.Tensor, n: int
     ) -> torch.Tensor | None:
@@ -101,8 +103,8 @@ class LatentDPS(LatentSolverBase):
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,

@@ -1,4 +1,4 @@
-"""What every latent-diffusion solver shares: the problem seen from the prior's side.
+"""The problem seen from the prior's side: what every latent-diffusion solver works on.
 
 A :class:`LatentProblem` binds a measurement ``y``, its physics and a trained
 :class:`~medldm.models.prior.Prior`, and hides three conversions the solvers' main loops
@@ -20,7 +20,11 @@ should not have to spell out:
 It also holds the two image-space tools the solvers use: the data-fit loss (for gradients
 through the decoder) and :meth:`LatentProblem.data_consistency`, the proximal step
 ``argmin_x ||A x - y||^2 + lam ||x - x_anchor||^2 (+ mu ||D_slice x||^2)`` solved by
-conjugate gradients.
+conjugate gradients (:meth:`~medldm.physics.base.LinearPhysics.prox_l2`).
+
+The solvers' shared loop (:class:`~medldm.solvers.latent_base.LatentSolverBase`) and the
+DDIM step on the prior's schedule (:func:`~medldm.solvers.ddim.ddim_update`) live beside
+this module.
 
 Example
 -------
@@ -38,41 +42,21 @@ Example
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from medldm.errors import InvalidInputError, MedLDMError
-from medldm.physics.base import conjugate_gradient
+from medldm.errors import InvalidInputError
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.anchored import AnchoredPhysics
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Reconstruction
-from medldm.solvers.common import initial_estimate
+from medldm.solvers.common import ensure_finite
 
-
-def ensure_finite(tensor: torch.Tensor, what: str, solver: str) -> torch.Tensor:
-    """``tensor`` unchanged, or a :class:`MedLDMError` when it holds NaN/Inf (a diverged
-    solver must stop instead of writing garbage)."""
-    if not bool(torch.isfinite(tensor).all()):
-        raise MedLDMError(
-            f"{solver}: the {what} became NaN/Inf (the solver diverged)",
-            fix="lower the step size / guidance weight in the solver preset, or use fewer "
-            "data-consistency iterations",
-        )
-    return tensor
-
-
-def power_norm(normal_op: Any, like: torch.Tensor, n_iter: int = 12) -> float:
-    """Largest eigenvalue of the Hermitian operator ``normal_op`` (power iteration), used
-    to make data-consistency weights independent of the operator's scale."""
-    generator = torch.Generator().manual_seed(0)
-    v = torch.randn(like.shape, generator=generator).to(like)
-    value = 1.0
-    for _ in range(n_iter):
-        w = normal_op(v)
-        value = float(torch.linalg.vector_norm(w) / torch.linalg.vector_norm(v).clamp_min(1e-30))
-        v = w / torch.linalg.vector_norm(w).clamp_min(1e-30)
-    return max(value, 1e-12)
+#: Power iterations for ``||A^H A||``, the scale of the data-consistency weights (a fixed,
+#: small count: the weights in the solver presets were tuned with it).
+NORMAL_SCALE_ITERATIONS = 12
 
 
 class LatentProblem:
@@ -101,8 +85,8 @@ class LatentProblem:
     def __init__(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         normalization: str = "none",
         phase: str | None = "lowres",
@@ -124,8 +108,8 @@ class LatentProblem:
             self.phase_map = lowres_phase(y, physics)
             physics = PhaseConstrained(physics, self.phase_map)
         self.physics = physics
-        self._repeated: dict[int, Any] = {}
-        self.x_init = initial_estimate(y, physics)
+        self._repeated: dict[int, LinearPhysics] = {}
+        self.x_init = physics.x_init(y)
         if self.x_init.is_complex():
             self.x_init = self.x_init.abs()
         self.spatial_dims = self.x_init.ndim - 2
@@ -141,10 +125,12 @@ class LatentProblem:
         if normalization == "fit":
             from medldm.data.normalize import PercentileNormalizer
 
-            rule = getattr(prior, "normalizer", None) or PercentileNormalizer(0.5, 99.5)
+            own = prior.normalizer if prior is not None else None
+            rule = own or PercentileNormalizer(0.5, 99.5)
             norm = rule.fit(self.x_init.detach().abs().cpu().numpy())
             self.low, self.span = float(norm.low), float(norm.high - norm.low) or 1.0
-        self.normal_scale = power_norm(self.physics.A_AH, self.x_init)
+        norm = self.physics.norm(self.x_init, n_iter=NORMAL_SCALE_ITERATIONS, tol=0.0)
+        self.normal_scale = max(norm**2, 1e-12)
 
     # --- intensities and shapes ---------------------------------------------------------
     def to_image(self, u: torch.Tensor) -> torch.Tensor:
@@ -215,7 +201,7 @@ class LatentProblem:
         return (n * probe.shape[0], *self.prior.latent_shape(tuple(spatial)))
 
     # --- data terms ---------------------------------------------------------------------
-    def physics_for(self, n: int) -> Any:
+    def physics_for(self, n: int) -> LinearPhysics:
         """The (real) operator applied to ``n`` stacked copies of the batch: a per-case
         phase map is repeated ``n`` times; everything else broadcasts."""
         if n == 1 or self.phase_map is None or self.phase_map.shape[0] == 1:
@@ -267,17 +253,17 @@ class LatentProblem:
         lam = float(weight) * self.normal_scale
         mu = float(slice_weight) * self.normal_scale if self.spatial_dims == 3 else 0.0
 
-        physics = self.physics_for(n)
+        def slice_coupling(x: torch.Tensor) -> torch.Tensor:
+            return mu * self._slice_difference_normal(x)
 
-        def normal(x: torch.Tensor) -> torch.Tensor:
-            out = physics.A_AH(x) + lam * x
-            return out + mu * self._slice_difference_normal(x) if mu else out
-
-        rhs = physics.A_adjoint(self.repeat(self.y, n)) + lam * x_anchor
-        if rhs.is_complex():
-            rhs = rhs.real
-        x, _ = conjugate_gradient(normal, rhs, x_anchor, n_iter=n_iter, tol=1e-7)
-        return x
+        return self.physics_for(n).prox_l2(
+            x_anchor,
+            self.repeat(self.y, n),
+            lam,
+            n_iter=n_iter,
+            tol=1e-7,
+            penalty=slice_coupling if mu else None,
+        )
 
     @torch.no_grad()
     def tv_data_consistency(
@@ -291,13 +277,13 @@ class LatentProblem:
         from medldm.solvers.tv import TotalVariation
 
         lam = float(weight) * self.normal_scale
-        anchored = AnchoredPhysics(self.physics_for(x_anchor.shape[0] // self.image_shape[0]), lam)
         n = x_anchor.shape[0] // self.image_shape[0]
-        y = anchored.measurement(self.repeat(self.y, n), x_anchor)
+        y = self.repeat(self.y, n)
+        anchored = AnchoredPhysics(self.physics_for(n), lam, x_anchor, tuple(y.shape))
         solver = TotalVariation(
             tv_weight, n_iter, constraint="nonnegative", preconditioning="scalar"
         )
-        return solver.solve(y, anchored).estimate
+        return solver.solve(anchored.measurement(y), anchored).estimate
 
     # --- the result ---------------------------------------------------------------------
     def reconstruction(
@@ -351,183 +337,3 @@ class LatentProblem:
                 **(info or {}),
             },
         )
-
-
-class AnchoredPhysics:
-    """``x -> [A x ; sqrt(lam) x]``: a real operator with an identity block, so that a
-    solver of ``1/2 ||A' x - y'||^2 + R(x)`` minimises
-    ``1/2 ||A x - y||^2 + lam/2 ||x - anchor||^2 + R(x)`` for ``y' = [y ; sqrt(lam) anchor]``.
-    Outputs are flattened per batch item (complex when ``A`` is)."""
-
-    def __init__(self, physics: Any, lam: float):
-        self.physics, self.root = physics, float(lam) ** 0.5
-        self.spatial_dims = physics.spatial_dims
-        self._measured_shape: tuple[int, ...] | None = None
-
-    def measurement(self, y: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-        self._measured_shape = tuple(y.shape)
-        self._anchor = anchor
-        block = (self.root * anchor).reshape(anchor.shape[0], -1)
-        return torch.cat([y.reshape(y.shape[0], -1), block.to(y.dtype)], dim=1)
-
-    def A(self, x: torch.Tensor) -> torch.Tensor:
-        ax = self.physics.A(x)
-        block = (self.root * x).reshape(x.shape[0], -1)
-        return torch.cat([ax.reshape(ax.shape[0], -1), block.to(ax.dtype)], dim=1)
-
-    def A_adjoint(self, r: torch.Tensor) -> torch.Tensor:
-        m = 1
-        for size in (self._measured_shape or ())[1:]:
-            m *= size
-        measured = r[:, :m].reshape((r.shape[0], *self._measured_shape[1:]))
-        image = self.physics.A_adjoint(measured)
-        block = r[:, m:].reshape(image.shape)
-        block = block.real if block.is_complex() else block
-        return image + self.root * block
-
-    def A_AH(self, x: torch.Tensor) -> torch.Tensor:
-        return self.A_adjoint(self.A(x))
-
-    def fbp(self, y: torch.Tensor) -> torch.Tensor:
-        """The direct reconstruction solvers start from (``initial_estimate``): the anchor,
-        which already fits the data (a plain ``A'^H y'`` would be badly scaled for CT)."""
-        return self._anchor.clone()
-
-    def residual(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        diff = self.A(x) - y
-        return float(torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(y).clamp_min(1e-30))
-
-    def residual_over_noise(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        return None
-
-
-class LatentSolverBase:
-    """What every LDM solver shares around its paper-specific main loop: the common options,
-    :meth:`begin` (checks, the problem, the starting noise) and :meth:`end` (final data
-    consistency, samples, std, residuals, NFE and time in a Reconstruction)."""
-
-    name = "latent"
-
-    def _set_common(
-        self,
-        *,
-        n_samples: int,
-        final_dc: bool,
-        final_dc_weight: float,
-        final_dc_iter: int,
-        normalization: str,
-        phase: str | None,
-        slice_axis: int,
-        progress: bool,
-        final_tv_weight: float = 0.0,
-    ) -> None:
-        self.n_samples = int(n_samples)
-        self.final_dc = bool(final_dc)
-        self.final_dc_weight = float(final_dc_weight)
-        self.final_dc_iter = int(final_dc_iter)
-        self.final_tv_weight = float(final_tv_weight)
-        self.normalization = normalization
-        self.phase = phase
-        self.slice_axis = int(slice_axis)
-        self.progress = bool(progress)
-
-    def begin(
-        self, y: torch.Tensor, physics: Any, prior: Any, generator: torch.Generator | None
-    ) -> tuple[LatentProblem, torch.Tensor, tuple[float, int]]:
-        """``(problem, z_T noise for n_samples copies, clock)`` after checking the prior."""
-        check_prior(prior, self.name)
-        clock = (time.perf_counter(), prior.nfe)
-        problem = LatentProblem(
-            y,
-            physics,
-            prior,
-            normalization=self.normalization,
-            phase=self.phase,
-            slice_axis=self.slice_axis,
-        )
-        shape = problem.latent_shape(self.n_samples)
-        noise = gaussian_like(torch.empty(shape, device=prior.device), generator)
-        return problem, noise, clock
-
-    def end(
-        self,
-        problem: LatentProblem,
-        x: torch.Tensor,
-        clock: tuple[float, int],
-        *,
-        iterations: int,
-        info: dict[str, Any],
-    ) -> Reconstruction:
-        started, nfe_before = clock
-        return problem.reconstruction(
-            x,
-            solver=self.name,
-            started=started,
-            nfe=problem.prior.nfe - nfe_before,
-            iterations=iterations,
-            final_dc=self.final_dc,
-            final_dc_weight=self.final_dc_weight,
-            final_dc_iter=self.final_dc_iter,
-            final_tv_weight=self.final_tv_weight,
-            info=info,
-        )
-
-
-def check_prior(prior: Any, solver: str) -> None:
-    """A clear error when an LDM solver runs without a trained prior."""
-    if prior is None or not hasattr(prior, "predict_eps"):
-        raise InvalidInputError(
-            f"the {solver} solver needs a trained LDM prior",
-            fix="pass prior=<name or checkpoint folder> (e.g. prior=brain_t1_2d), see "
-            "medldm.models.load_prior",
-        )
-    if getattr(prior, "unet", True) is None:
-        raise InvalidInputError(
-            f"the prior at {getattr(prior, 'path', '?')} has no diffusion model",
-            fix="train the diffusion stage (medldm-train-diffusion) or use a shipped prior",
-        )
-
-
-def ddim_update(
-    prior: Any,
-    z_t: torch.Tensor,
-    z0: torch.Tensor,
-    t: int,
-    t_prev: int | None,
-    *,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """One DDIM step from ``z_t`` to ``z_{t_prev}`` given the clean estimate ``z0`` (the
-    noise is re-derived from ``z0``, so a corrected ``z0`` moves the trajectory);
-    ``t_prev=None`` returns ``z0``. ``eta=0`` is deterministic, ``eta=1`` DDPM-like."""
-    if t_prev is None:
-        return z0
-    a_t = prior.alpha_bar(t)
-    a_prev = prior.alpha_bar(t_prev)
-    eps = (z_t - a_t.sqrt() * z0) / (1 - a_t).sqrt()
-    sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp_min(0).sqrt()
-    z = a_prev.sqrt() * z0 + (1 - a_prev - sigma**2).clamp_min(0).sqrt() * eps
-    if eta > 0:
-        z = z + sigma * gaussian_like(z, generator)
-    return z
-
-
-def gaussian_like(tensor: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise shaped like ``tensor``, drawn from ``generator``'s device."""
-    device = generator.device if generator is not None else tensor.device
-    return torch.randn(tensor.shape, generator=generator, device=device).to(tensor)
-
-
-def timestep_pairs(steps: Sequence[int]) -> list[tuple[int, int | None]]:
-    """``[(t_0, t_1), ..., (t_last, None)]`` from a descending list of timesteps."""
-    return [(t, steps[i + 1] if i + 1 < len(steps) else None) for i, t in enumerate(steps)]
-
-
-def progress_over(items: Sequence[Any], progress: bool, description: str) -> Any:
-    """``items``, wrapped in a tqdm progress bar when ``progress`` is true."""
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=description, leave=False)

@@ -35,21 +35,17 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from medldm.errors import InvalidInputError
+from medldm.models.prior_protocol import LatentPrior
+from medldm.models.schedule import gaussian_like, timestep_pairs
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.latent_problem import (
-    LatentProblem,
-    LatentSolverBase,
-    ddim_update,
-    ensure_finite,
-    gaussian_like,
-    progress_over,
-    timestep_pairs,
-)
+from medldm.solvers.common import ensure_finite, progress_over
+from medldm.solvers.ddim import ddim_update
+from medldm.solvers.latent_base import LatentSolverBase
+from medldm.solvers.latent_problem import LatentProblem
 
 
 class ReSample(LatentSolverBase):
@@ -122,6 +118,11 @@ class ReSample(LatentSolverBase):
             progress=progress,
         )
 
+    @property
+    def backpropagates(self) -> bool:
+        """The latent-mode step optimises through the decoder."""
+        return self.mode in ("latent", "both") and self.latent_iter > 0
+
     def hard_data_consistency(
         self, problem: LatentProblem, z0: torch.Tensor, n: int
     ) -> torch.Tensor:
@@ -147,8 +148,8 @@ class ReSample(LatentSolverBase):
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,

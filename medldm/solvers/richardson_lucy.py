@@ -32,13 +32,15 @@ Example
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import ClassVar
 
 import torch
 
 from medldm.errors import InvalidInputError
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.base import CONVOLUTION, LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.common import finish, progress_range
+from medldm.solvers.common import finish, progress_over
 
 
 class RichardsonLucy:
@@ -57,6 +59,8 @@ class RichardsonLucy:
     """
 
     name = "richardson_lucy"
+    #: Made for deconvolution (Poisson noise on a blurred image).
+    requires: ClassVar[frozenset[str]] = frozenset({CONVOLUTION})
 
     def __init__(
         self, n_iter: int = 30, eps: float = 1e-12, normalize: bool = True, progress: bool = False
@@ -70,8 +74,8 @@ class RichardsonLucy:
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
@@ -89,7 +93,7 @@ class RichardsonLucy:
         # Any flat start gives the same iterates (the update is scale invariant); the mean
         # of y keeps intermediate values in the data's range.
         x = torch.full_like(back_projected_ones, float(counts.mean().clamp_min(self.eps)))
-        for k in progress_range(self.n_iter, self.progress, "Richardson-Lucy"):
+        for k in progress_over(range(self.n_iter), self.progress, "Richardson-Lucy"):
             ratio = counts / (physics.A(x).clamp_min(0.0) + self.eps)
             correction = physics.A_adjoint(ratio)
             if self.normalize:

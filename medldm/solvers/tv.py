@@ -23,7 +23,7 @@ an operator with negative entries but non-negative sums, e.g. a PSF with negativ
 should ask for ``"scalar"`` explicitly):
 
 * ``preconditioning="scalar"`` (any operator, complex included): the data term is
-  rescaled by ``a = ||A||`` (power iteration, cached), i.e. ``A -> A / a``,
+  rescaled by ``a = ||A||`` (``physics.norm``: power iteration, cached), i.e. ``A -> A / a``,
   ``y -> y / a``, ``lambda -> lambda / a^2`` (same minimiser), so
   ``||K||^2 <= 1 + ||grad||^2`` and ``tau = r / ||K||``, ``sigma = 1 / (r ||K||)``.
 * ``preconditioning="diagonal"`` (real operators with non-negative entries: CT
@@ -63,13 +63,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from medldm.errors import InvalidInputError
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.common import finish, initial_estimate, progress_range
+from medldm.solvers.common import finish, progress_over
 from medldm.solvers.finite_differences import (
     axis_weights,
     gradient,
@@ -78,7 +80,6 @@ from medldm.solvers.finite_differences import (
     pointwise_norm,
     total_variation,
 )
-from medldm.solvers.operator_norm import operator_norm
 
 CONSTRAINTS = (None, "real", "nonnegative")
 PRECONDITIONINGS = ("auto", "scalar", "diagonal")
@@ -114,7 +115,7 @@ class StepSizes:
 
 def scalar_steps(physics: Any, x: torch.Tensor, weights: list[float], ratio: float) -> StepSizes:
     """``tau = r / ||K||``, ``sigma = 1 / (r ||K||)`` with ``A`` rescaled to norm 1."""
-    norm_a = operator_norm(physics, x.shape, dtype=x.dtype, device=x.device)
+    norm_a = physics.norm(x)
     if norm_a <= 0:
         raise InvalidInputError("the operator is zero (||A|| = 0)", fix="check the physics")
     norm_k = NORM_MARGIN * (1.0 + gradient_norm_bound(weights) ** 2) ** 0.5
@@ -190,6 +191,7 @@ class TotalVariation:
     """
 
     name = "tv"
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -235,8 +237,8 @@ class TotalVariation:
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
@@ -264,7 +266,7 @@ class TotalVariation:
             return finish(
                 estimate, y, physics, iterations=inner.iterations, started=started, info=info
             )
-        x = project_onto_constraint(initial_estimate(y, physics), self.constraint)
+        x = project_onto_constraint(physics.x_init(y), self.constraint)
         spatial_dims = x.ndim - 2
         if spatial_dims not in (2, 3):
             raise InvalidInputError(
@@ -288,7 +290,7 @@ class TotalVariation:
         x_bar = x
         change = float("inf")
         done = 0
-        for k in progress_range(self.n_iter, self.progress, "TV (PDHG)"):
+        for k in progress_over(range(self.n_iter), self.progress, "TV (PDHG)"):
             p = (p + sigma_p * (physics.A(x_bar) / scale - y_scaled)) / (1 + sigma_p)
             q = project_onto_ball(q + sigma_q * gradient(x_bar, weights), radius)
             primal_step = physics.A_adjoint(p) / scale + gradient_adjoint(q, weights)

@@ -1,5 +1,5 @@
-"""The direct reconstruction: ``x = A^H y`` (zero-filled for MRI and inpainting), or
-filtered back-projection when the physics has one (CT).
+"""The direct reconstruction ``physics.x_init(y)``: ``x = A^H y`` (zero-filled for MRI and
+inpainting), or filtered back-projection for physics that declare it (CT).
 
 No regularisation, no iterations: the baseline every other solver must beat. The estimate
 keeps the operator's dtype (complex for MRI); benchmarks compare magnitudes.
@@ -19,32 +19,35 @@ tensor([[[[3., 0.]]]])
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import ClassVar
 
 import torch
 
+from medldm.models.prior_protocol import LatentPrior
+from medldm.physics.base import FILTERED_BACKPROJECTION, LinearPhysics
 from medldm.solvers.base import Callback, Reconstruction
-from medldm.solvers.common import finish, has_fbp, initial_estimate
+from medldm.solvers.common import finish
 
 
 class ZeroFilled:
-    """``A^H y``, or ``physics.fbp(y)`` for CT. Deterministic; ``prior`` is ignored."""
+    """``physics.x_init(y)``: ``A^H y``, or FBP for CT. Deterministic; ``prior`` is ignored."""
 
     name = "zero_filled"
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     @torch.no_grad()
     def solve(
         self,
         y: torch.Tensor,
-        physics: Any,
-        prior: Any = None,
+        physics: LinearPhysics,
+        prior: LatentPrior | None = None,
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Reconstruction:
         started = time.perf_counter()
-        x = initial_estimate(y, physics)
+        x = physics.x_init(y)
         if callback is not None:
             callback(0, x)
-        method = "fbp" if has_fbp(physics) else "adjoint"
+        method = "fbp" if FILTERED_BACKPROJECTION in physics.capabilities else "adjoint"
         return finish(x, y, physics, iterations=0, started=started, info={"method": method})
