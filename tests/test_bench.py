@@ -307,15 +307,36 @@ def test_inapplicable_solver_is_skipped_not_failed(cohort, tmp_path):
     }
 
 
-def test_applicability_prefers_the_solvers_own_supports_method():
-    class Picky:
+def test_applicability_comes_from_what_solver_and_physics_declare():
+    from medldm.physics.base import CONVOLUTION
+
+    class NeedsConvolution:
+        name = "richardson_lucy"  # the name plays no part
+        requires = frozenset({CONVOLUTION})
+
+    class Convolution(Identity):
+        capabilities = frozenset({CONVOLUTION})
+
+    class Undeclared:
         name = "biharmonic"
 
-        def supports(self, physics):
-            return isinstance(physics, Identity)
+    assert not is_applicable(NeedsConvolution(), Identity())
+    assert is_applicable(NeedsConvolution(), Convolution())
+    assert is_applicable(Undeclared(), Identity())
 
-    assert is_applicable(Picky(), Identity())
-    assert not is_applicable(type("RL", (), {"name": "richardson_lucy"})(), Identity())
+
+@pytest.mark.parametrize("physics_name", STANDARD_PHYSICS)
+def test_biharmonic_applies_to_inpainting_and_richardson_lucy_to_blur_only(physics_name):
+    from medldm.solvers import SOLVERS
+
+    physics = load_physics(physics_name).build((32, 32), torch.Generator().manual_seed(0), "cpu")
+    applicable = {name for name, cls in SOLVERS.items() if is_applicable(cls(), physics)}
+    expected = set(SOLVERS)
+    if not physics_name.startswith("inpaint"):
+        expected.discard("biharmonic")
+    if physics_name != "microscopy_deconv":
+        expected.discard("richardson_lucy")
+    assert applicable == expected
 
 
 # --- presets ------------------------------------------------------------------------------

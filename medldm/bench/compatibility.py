@@ -1,43 +1,41 @@
-"""Which solver applies to which operator.
+"""Which solver applies to which operator, from what the classes declare.
 
-A solver decides for itself when it has a ``supports(physics)`` method. Otherwise the
-table :data:`SOLVER_PHYSICS` says which operator classes (by class name, base classes
-included) a solver is made for; solvers not in it apply to every linear operator. The
-runner *skips* inapplicable pairs (biharmonic inpainting of k-space means nothing): they
-are neither run nor counted as failures.
+A solver lists the physics capabilities it needs in its class attribute ``requires``
+(biharmonic inpainting: an observed-pixel mask; Richardson-Lucy: a convolution), and a
+physics class lists what it offers in ``capabilities`` (names in
+:mod:`medldm.physics.base`). A solver applies when the physics offers everything it needs;
+objects that declare nothing need, or offer, nothing. The runner *skips* inapplicable pairs
+(biharmonic inpainting of k-space means nothing): they are neither run nor counted as
+failures.
 
 Example
 -------
->>> class Inpainting: ...
->>> class SingleCoilMRI: ...
->>> class Biharmonic:
-...     name = "biharmonic"
->>> is_applicable(Biharmonic(), Inpainting()), is_applicable(Biharmonic(), SingleCoilMRI())
+>>> import torch
+>>> from medldm.physics.inpainting import Inpainting
+>>> from medldm.physics.mri import SingleCoilMRI
+>>> from medldm.solvers import Biharmonic, ZeroFilled
+>>> mask = torch.ones(8, 8, dtype=torch.bool)
+>>> is_applicable(Biharmonic(), Inpainting(mask)), is_applicable(Biharmonic(), SingleCoilMRI(mask))
 (True, False)
+>>> is_applicable(ZeroFilled(), SingleCoilMRI(mask))
+True
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-#: Solver name -> names of the physics classes it is made for.
-SOLVER_PHYSICS: dict[str, tuple[str, ...]] = {
-    "biharmonic": ("Inpainting",),
-    "richardson_lucy": ("Blur",),
-}
+
+def requirements(solver: Any) -> frozenset[str]:
+    """The physics capabilities ``solver`` declares it needs (none if it declares nothing)."""
+    return frozenset(getattr(solver, "requires", frozenset()))
 
 
-def is_applicable(solver: Any, physics: Any, label: str | None = None) -> bool:
-    """Whether ``solver`` should run on ``physics``.
+def capabilities(physics: Any) -> frozenset[str]:
+    """The capabilities ``physics`` declares (none if it declares nothing)."""
+    return frozenset(getattr(physics, "capabilities", frozenset()))
 
-    ``label`` is the preset name the solver was loaded under (checked against the table
-    as well as ``solver.name``).
-    """
-    supports = getattr(solver, "supports", None)
-    if callable(supports):
-        return bool(supports(physics))
-    class_names = {cls.__name__ for cls in type(physics).__mro__}
-    for name in (getattr(solver, "name", None), label):
-        if name in SOLVER_PHYSICS:
-            return bool(class_names & set(SOLVER_PHYSICS[name]))
-    return True
+
+def is_applicable(solver: Any, physics: Any) -> bool:
+    """Whether ``solver`` should run on ``physics``: the physics offers all it requires."""
+    return requirements(solver) <= capabilities(physics)

@@ -67,6 +67,7 @@ from medldm.bench.results import STATUS_FAILED, STATUS_OK, ResultsTable
 from medldm.bench.run_log import record_run
 from medldm.bench.scoring import score
 from medldm.errors import InvalidInputError
+from medldm.models.prior import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,6 @@ class RunSummary:
     skipped_inapplicable: int = 0
     #: Skipped rows whose presets have changed since they were computed (see config_digest).
     skipped_stale: int = 0
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _describe(error: BaseException) -> str:
@@ -282,7 +276,7 @@ class _GridRun:
                 message = f"cannot load the solver: {_describe(error)}"
                 self._record(cell.row(name, STATUS_FAILED, error=message))
                 continue
-            applicable = is_applicable(solver, physics, name)
+            applicable = is_applicable(solver, physics)
             self.applicable[(operator, name)] = applicable
             if not applicable:
                 self.summary.skipped_inapplicable += 1
