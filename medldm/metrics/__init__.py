@@ -3,7 +3,9 @@
 All three compare magnitude images (complex inputs -> ``abs``) in the ground truth's units,
 with ``data_range`` explicit (default: ground truth ``max - min``, never the dtype), an
 optional foreground ROI mask, and one value per image/volume or per slice. The full
-convention is :data:`METRIC_CONVENTION`; benchmark reports print it.
+convention is :data:`METRIC_CONVENTION`; benchmark reports print it. :func:`score` and
+:func:`mean_slice_scores` (:mod:`medldm.metrics.scoring`) give the three at once, as the
+benchmark and the reconstruction app report them.
 
 Example
 -------
@@ -24,6 +26,16 @@ from medldm.metrics.convention import METRIC_CONVENTION
 from medldm.metrics.foreground import foreground_mask
 from medldm.metrics.nmse import nmse
 from medldm.metrics.psnr import psnr
+from medldm.metrics.scoring import mean_slice_scores, score
 from medldm.metrics.ssim import ssim, ssim_map
 
-__all__ = ["METRIC_CONVENTION", "foreground_mask", "nmse", "psnr", "ssim", "ssim_map"]
+__all__ = [
+    "METRIC_CONVENTION",
+    "foreground_mask",
+    "mean_slice_scores",
+    "nmse",
+    "psnr",
+    "score",
+    "ssim",
+    "ssim_map",
+]
