@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from medldm.metrics import psnr, ssim
 from medldm.models.prior import load_prior
-from medldm.recon.pipeline import configure_solver
+from medldm.problems.configs import instantiate as instantiate_with_options
 from medldm.train.data import ixi_volumes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -46,9 +46,11 @@ def run(n_volumes: int = 3, prior_name: str = "brain_t1_3d", **dds_overrides) ->
     solvers = {
         "zero_filled": _load("solver", "zero_filled"),
         "tv": _load("solver", "tv_mri_4x"),
-        "latent_dds": _load("solver", "latent_dds_mri_4x"),
+        # the overrides go through LatentDDS.__init__; unknown names are an error
+        "latent_dds": instantiate_with_options(
+            OmegaConf.load(CONFIGS / "solver" / "latent_dds_mri_4x.yaml"), dds_overrides
+        ),
     }
-    configure_solver(solvers["latent_dds"], dds_overrides)  # unknown names are an error
     rows = []
     for i, (volume, subject) in enumerate(zip(volumes[:n_volumes], subjects, strict=False)):
         generator = torch.Generator().manual_seed(i)

@@ -26,7 +26,7 @@ __all__ = ["MedLDMError", "__version__", "reconstruct"]
 def reconstruct(image_or_path: Any = None, preset: Any = "mri_brain_4x", **options: Any) -> Any:
     """Reconstruct an image with a preset: see :func:`medldm.recon.pipeline.reconstruct`.
 
-    Returns a :class:`~medldm.recon.pipeline.ReconResult` (reconstruction, std, baseline,
+    Returns a :class:`~medldm.recon.result.ReconResult` (reconstruction, std, baseline,
     metrics, geometry); write it with :func:`medldm.recon.outputs.write_run_folder`.
     """
     from medldm.recon.pipeline import reconstruct as _reconstruct

@@ -151,7 +151,7 @@ def merge_options(
     config: Mapping[str, Any] | DictConfig,
     options: Mapping[str, Any] | None,
     *,
-    what: str = "preset",
+    what: str | None = None,
     source: Path | None = None,
 ) -> DictConfig:
     """``config`` with ``options`` merged in, after checking each name against ``__init__``.
@@ -164,6 +164,7 @@ def merge_options(
     )
     if not options:
         return merged
+    what = what or str(merged["_target_"]).rsplit(".", 1)[-1]
     target = target_class(merged)
     defaults = option_defaults(target)
     for key, value in dict(options).items():
@@ -201,7 +202,7 @@ def instantiate(
     config: Mapping[str, Any] | DictConfig,
     options: Mapping[str, Any] | None = None,
     *,
-    what: str = "preset",
+    what: str | None = None,
     source: Path | None = None,
 ) -> Any:
     """The object a config describes, with ``options`` merged in first (:func:`merge_options`).
@@ -211,6 +212,7 @@ def instantiate(
     from hydra.utils import instantiate as hydra_instantiate
 
     merged = merge_options(config, options, what=what, source=source)
+    what = what or str(merged["_target_"]).rsplit(".", 1)[-1]
     try:
         return hydra_instantiate(merged, _convert_="all")
     except Exception as error:  # hydra wraps __init__'s own error: give that one back

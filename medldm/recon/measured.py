@@ -38,6 +38,7 @@ import torch
 
 from medldm.errors import InvalidInputError
 from medldm.io import MedImage
+from medldm.recon.result import ReconResult, solver_stack
 
 
 def _read_kspace(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -84,10 +85,9 @@ def reconstruct_measured(
     baseline: bool,
     progress: bool,
     started: float,
-) -> Any:
+) -> ReconResult:
     from medldm.physics.mri import SingleCoilMRI
     from medldm.recon.grid import GridPlan
-    from medldm.recon.pipeline import ReconResult, _stack
     from medldm.solvers.common import initial_estimate
 
     path = Path(kspace_path)
@@ -127,7 +127,7 @@ def reconstruct_measured(
     seconds = time.perf_counter() - solve_start
     base = None
     if baseline:
-        base = _stack(preset.build_baseline().solve(y, physics, None).estimate, False) * scale
+        base = solver_stack(preset.build_baseline().solve(y, physics, None).estimate, False) * scale
     plan = GridPlan.make((1, height, width), (1.0, 1.0), size=None, spacing_mm=None)
     n = kspace.shape[0]
     source = MedImage(
@@ -162,11 +162,11 @@ def reconstruct_measured(
         canonical=source,
         slab_start=0,
         truth=None,
-        reconstruction=_stack(rec.estimate, False) * scale,
-        std=(_stack(rec.std, False) * scale)
+        reconstruction=solver_stack(rec.estimate, False) * scale,
+        std=(solver_stack(rec.std, False) * scale)
         if rec.std is not None
         else np.zeros((n, height, width), np.float32),
-        direct=_stack(zero_filled, False),
+        direct=solver_stack(zero_filled, False),
         baseline=base,
         measurement=kspace,
         sampling_mask=mask,

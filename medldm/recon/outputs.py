@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medldm.errors import MedLDMError, OutputExistsError
-from medldm.recon.pipeline import ReconResult
+from medldm.recon.result import ReconResult
 from medldm.utils.files import atomic_output
 
 

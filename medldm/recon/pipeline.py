@@ -1,6 +1,6 @@
 """``medldm.reconstruct``: one image (or measured k-space) in, a reconstruction out.
 
-Steps (each visible in :class:`ReconResult`):
+Steps (each visible in :class:`~medldm.recon.result.ReconResult`):
 
 1. read the input (``medldm.io.load``) and bring it to RAS+ canonical voxel order, so an
    axial slice has rows towards A and columns towards R — the orientation the 2D priors
@@ -19,13 +19,6 @@ Example
 -------
 >>> import numpy as np
 >>> from medldm.io import MedImage
-from medldm.problems.model_view import (
-    fit_intensity,
-    model_stack_to_volume,
-    model_to_slice,
-    slice_to_model,
-    volume_to_model_stack,
-)
 >>> from medldm.models.testing import tiny_prior
 >>> volume = MedImage(np.random.default_rng(0).random((20, 24, 3)).astype(np.float32),
 ...                   np.diag([2.0, 2.0, 2.0, 1.0]), modality="MR")
@@ -39,8 +32,6 @@ from medldm.problems.model_view import (
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,60 +40,12 @@ import torch
 
 from medldm.errors import InvalidInputError
 from medldm.io import MedImage
-from medldm.problems.model_view import (
-    fit_intensity,
-    model_stack_to_volume,
-    model_to_slice,
-    slice_to_model,
-    volume_to_model_stack,
-)
+from medldm.problems.model_view import fit_intensity, slice_to_model, volume_to_model_stack
 from medldm.recon.grid import GridPlan
 from medldm.recon.presets import Preset, load_preset
+from medldm.recon.result import ReconResult, solver_stack
 
-
-@dataclass
-class ReconResult:
-    """Everything a reconstruction produced, on the input's grid and in its units.
-
-    Stacks are ``(S, rows, cols)``: ``S`` axial slices of the slab, rows towards A,
-    columns towards R (see :meth:`slab_image` for the geometry).
-    """
-
-    preset: Preset
-    source: MedImage  # the input as read (its own orientation)
-    canonical: MedImage  # the input in RAS+ voxel order
-    slab_start: int
-    truth: np.ndarray | None
-    reconstruction: np.ndarray
-    std: np.ndarray
-    direct: np.ndarray
-    baseline: np.ndarray | None
-    measurement: np.ndarray
-    sampling_mask: np.ndarray | None
-    metrics: dict[str, Any]
-    grid: GridPlan
-    samples: np.ndarray | None = None
-    notes: list[str] = field(default_factory=list)
-    simulated: bool = True
-
-    def slab_image(self, stack: np.ndarray, unit: str | None = None) -> MedImage:
-        """A ``(S, rows, cols)`` stack as a MedImage with the slab's world geometry."""
-        affine = self.canonical.affine.copy()
-        if self.canonical.n_spatial == 3:
-            affine[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, self.slab_start]) + affine[:3, 3]
-            array = np.ascontiguousarray(model_stack_to_volume(np.asarray(stack, np.float32)))
-            axes: tuple[str, ...] = ("x", "y", "z")
-        else:
-            array = np.ascontiguousarray(model_to_slice(np.asarray(stack, np.float32)[0]))
-            axes = ("x", "y")
-        return MedImage(
-            array,
-            affine,
-            axes=axes,
-            modality=self.canonical.modality,
-            unit=unit or self.canonical.unit,
-            metadata=dict(self.source.metadata),
-        )
+__all__ = ["ReconResult", "canonical_image", "reconstruct", "resolve_prior", "slab_bounds"]
 
 
 def canonical_image(image: MedImage) -> MedImage:
@@ -164,18 +107,6 @@ def _normalizer(prior: Any, intensity: str = "prior") -> Any:
     return own or PercentileNormalizer(0.5, 99.5)
 
 
-def _magnitude(tensor: torch.Tensor) -> np.ndarray:
-    tensor = tensor.detach()
-    tensor = tensor.abs() if tensor.is_complex() else tensor
-    return tensor.to("cpu", torch.float32).numpy()
-
-
-def _stack(tensor: torch.Tensor, volume_mode: bool) -> np.ndarray:
-    """Solver layout -> ``(S, H, W)``: ``(S, 1, H, W)`` or ``(1, 1, S, H, W)``."""
-    array = _magnitude(tensor)
-    return array[0, 0] if volume_mode else array[:, 0]
-
-
 def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min)."""
     from medldm.metrics import psnr, ssim
@@ -210,29 +141,10 @@ def resolve_prior(spec: Any, device: str | torch.device) -> Any:
             "medldm-recon and medldm.reconstruct run 2D priors (a volume slice by slice)",
             fix="use a 2D prior (e.g. preset.prior=brain_t1_2d with preset=mri_brain_3d), or "
             "run the 3D prior through a solver on a volume of its grid: "
-            "LatentDDS(...).solve(physics, y, prior=load_prior('brain_t1_3d')), "
+            "LatentDDS(...).solve(y, physics, load_prior('brain_t1_3d')), "
             "see the prior's MODEL_CARD.md",
         )
     return prior
-
-
-def configure_solver(solver: Any, options: Mapping[str, Any]) -> Any:
-    """Set solver hyper-parameters by name; unknown names are an error, not ignored."""
-    for key, value in dict(options or {}).items():
-        if not hasattr(solver, key):
-            raise InvalidInputError(
-                f"solver {solver.name!r} has no option {key!r}",
-                fix=f"see configs/solver/{solver.name}.yaml for its options",
-            )
-        current = getattr(solver, key)
-        setattr(
-            solver,
-            key,
-            type(current)(value)
-            if isinstance(current, int | float) and not isinstance(current, bool)
-            else value,
-        )
-    return solver
 
 
 def reconstruct(
@@ -334,7 +246,10 @@ def reconstruct(
     with torch.no_grad():
         y = physics(measured_object, generator)
     if volume_mode and hasattr(solver, "slice_axis"):
-        solver.slice_axis = 0
+        # one (1, 1, S, H, W) problem: a 2D prior sees its slices along spatial axis 0;
+        # made anew so that the option goes through the solver's __init__ like any other
+        preset = preset.with_overrides(solver_options={"slice_axis": 0})
+        solver = preset.build_solver()
     from medldm.solvers.common import initial_estimate
 
     with torch.no_grad():
@@ -349,13 +264,13 @@ def reconstruct(
         base_start = time.perf_counter()
         base_rec = base_solver.solve(y, physics, None, generator=sampler)
         baseline_seconds = time.perf_counter() - base_start
-        baseline_stack = plan.from_working(_stack(base_rec.estimate, volume_mode))
+        baseline_stack = plan.from_working(solver_stack(base_rec.estimate, volume_mode))
 
     def back(tensor_or_stack: Any) -> np.ndarray:
         stack_ = (
             tensor_or_stack
             if isinstance(tensor_or_stack, np.ndarray)
-            else _stack(tensor_or_stack, volume_mode)
+            else solver_stack(tensor_or_stack, volume_mode)
         )
         return plan.from_working(stack_)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from medldm.recon.pipeline import ReconResult
+from medldm.recon.result import ReconResult
 from medldm.utils.files import atomic_output
 
 
