@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, install medldm, run the main job
-#   make test   - create/refresh the same .venv with the dev extras, run the whole test suite
-# Both are idempotent: the install steps rerun only when pyproject.toml changes.
+#   make test   - create/refresh the same .venv with the dev extras, check the import layers
+#                 (lint-imports, contracts in pyproject.toml), run the whole test suite
+# Both are idempotent: the install steps rerun only when pyproject.toml or setup.py changes.
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,12 +16,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.stamp-base: pyproject.toml | $(PY)
+$(VENV)/.stamp-base: pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
+$(VENV)/.stamp-dev: pyproject.toml setup.py $(VENV)/.stamp-base
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
@@ -37,11 +38,13 @@ browser:
 
 test: $(VENV)/.stamp-dev browser
 	$(VENV)/bin/ruff check medldm tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check medldm tests benchmarks
 	$(VENV)/bin/ruff format --check medldm tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 clean-venv:
 	rm -rf $(VENV)
