@@ -27,13 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medldm.metrics import psnr, ssim
+from medldm.models.block_pca import BlockPCACodec
 from medldm.models.prior import load_prior
 from medldm.train.data import _pad_or_crop, ixi_slices, ixi_volumes, mednist_images
 
@@ -107,48 +107,6 @@ def ceiling(prior, images: np.ndarray, batch_size: int = 16) -> dict[str, float]
         x_hat = prior.decode(prior.encode(x)).clamp(0, 1).cpu().numpy()[:, 0]
         pairs += zip(x_hat, batch, strict=True)
     return summarize(pairs)
-
-
-class BlockPCACodec:
-    """Linear codec: each non-overlapping ``factor^d`` block of pixels -> ``components``
-    numbers by PCA (fitted with :meth:`fit`), so an ``H x W`` image becomes a
-    ``components x H/f x W/f`` code, the latent shape of an autoencoder with that
-    downsampling factor and latent channel count.
-
-    >>> import numpy as np
-    >>> images = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
-    >>> codec = BlockPCACodec(factor=2, components=4).fit(images)   # 4 of 4: lossless
-    >>> bool(np.allclose(codec.reconstruct(images), images, atol=1e-5))
-    True
-    """
-
-    def __init__(self, factor: int, components: int):
-        self.factor, self.components = factor, components
-
-    def _blocks(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-        f = self.factor
-        n, h, w = images.shape
-        images = images[:, : h // f * f, : w // f * f]
-        blocks = images.reshape(n, h // f, f, w // f, f).transpose(0, 1, 3, 2, 4)
-        return blocks.reshape(-1, f * f).astype(np.float64), (n, h // f, w // f)
-
-    def fit(self, images: Sequence[np.ndarray], max_blocks: int = 500_000) -> BlockPCACodec:
-        """Fit on 2D images of any sizes (each cropped to a multiple of ``factor``)."""
-        blocks = np.concatenate([self._blocks(np.asarray(a)[None])[0] for a in images])
-        if len(blocks) > max_blocks:
-            blocks = blocks[np.random.default_rng(0).choice(len(blocks), max_blocks, False)]
-        self.mean = blocks.mean(axis=0)
-        _, _, vt = np.linalg.svd(blocks - self.mean, full_matrices=False)
-        self.basis = vt[: self.components].T  # (f*f, components)
-        return self
-
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        """Encode and decode ``(N, H, W)`` images (H, W multiples of ``factor``)."""
-        f = self.factor
-        blocks, (n, hb, wb) = self._blocks(images)
-        code = (blocks - self.mean) @ self.basis
-        restored = (code @ self.basis.T + self.mean).reshape(n, hb, wb, f, f)
-        return restored.transpose(0, 1, 3, 2, 4).reshape(n, hb * f, wb * f).astype(np.float32)
 
 
 def training_images(prior) -> list[np.ndarray]:

@@ -1,19 +1,14 @@
-"""The linear reference codec of benchmarks/autoencoder_ceiling.py (block PCA with an
-autoencoder's latent size), on a real image."""
+"""The linear reference codec (block PCA with an autoencoder's latent size, used by
+benchmarks/autoencoder_ceiling.py and as the residual autoencoder's shortcut), on a real
+image."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from autoencoder_ceiling import BlockPCACodec
-
 from medldm.metrics import psnr
+from medldm.models.block_pca import BlockPCACodec
 
 
 @pytest.fixture(scope="module")

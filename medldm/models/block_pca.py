@@ -117,3 +117,31 @@ def block_pca_decode(
     blocks = torch.einsum("bk...,pk->bp...", z.float(), basis.float())
     blocks = blocks + mean.reshape(1, -1, *[1] * (blocks.ndim - 2))
     return from_blocks(blocks, factor)
+
+
+class BlockPCACodec:
+    """The block PCA as a codec on NumPy images ``(N, H, W)`` (sizes cropped to multiples
+    of ``factor``): the linear reference of ``benchmarks/autoencoder_ceiling.py``.
+
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
+    >>> codec = BlockPCACodec(factor=2, components=4).fit(images)   # 4 of 4: lossless
+    >>> bool(np.allclose(codec.reconstruct(images), images, atol=1e-5))
+    True
+    """
+
+    def __init__(self, factor: int, components: int):
+        self.factor, self.components = factor, components
+
+    def fit(self, images: Iterable[np.ndarray]) -> BlockPCACodec:
+        """Fit on 2D images of any sizes."""
+        self.basis, self.mean = fit_block_pca(images, self.factor, self.components)
+        return self
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """Encode and decode ``(N, H, W)`` images (cropped to multiples of ``factor``)."""
+        f = self.factor
+        _, h, w = np.shape(images)
+        x = torch.from_numpy(np.asarray(images, np.float32)[:, : h // f * f, : w // f * f])
+        code = block_pca_encode(x[:, None], self.basis, self.mean, f)
+        return block_pca_decode(code, self.basis, self.mean, f)[:, 0].numpy()

@@ -62,7 +62,7 @@ class ResidualAutoencoderKL(AutoencoderKL):
         attention_levels: Sequence[bool] | None = None,
         norm_num_groups: int = 32,
         with_nonlocal_attn: bool = False,
-        initial_sigma: float = 0.01,
+        initial_sigma: float = 1e-3,
     ):
         super().__init__(
             spatial_dims=spatial_dims,
