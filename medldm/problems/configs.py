@@ -183,16 +183,17 @@ def _like(current: Any, value: Any, key: str, what: str) -> Any:
     """``value`` cast to ``current``'s type when that is int or float (not bool)."""
     if value is None or isinstance(current, bool) or not isinstance(current, int | float):
         return value
+    kind = "an integer" if isinstance(current, int) else "a number"
     try:
         cast = type(current)(value)
     except (TypeError, ValueError) as error:
         raise InvalidInputError(
-            f"{what}: option {key!r} must be a {type(current).__name__}, got {value!r}",
-            fix=f"give a number, e.g. {key}={current}",
+            f"{what}: option {key!r} must be {kind}, got {value!r}",
+            fix=f"give a value like {key}={current}",
         ) from error
     if isinstance(current, int) and isinstance(value, float) and cast != value:
         raise InvalidInputError(
-            f"{what}: option {key!r} must be an integer, got {value!r}",
+            f"{what}: option {key!r} must be {kind}, got {value!r}",
             fix=f"give a whole number, e.g. {key}={current}",
         )
     return cast
