@@ -8,8 +8,14 @@ sets it), and read the images/s the trainer logs at its last step (all ranks tog
 first steps, with their warm-up, are inside the average). Validation and checkpoints are
 pushed past the end so only training steps are timed.
 
+``--precision fp32 bf16`` runs each configuration in both precisions (bf16 autocast needs
+native hardware support: a CUDA GPU, or a CPU with AVX512-BF16/AMX) and adds the bf16/fp32
+ratio, the two measured side by side in one run.
+
 Run::
 
+    .venv/bin/python benchmarks/train_throughput.py brain_t1_2d ct_2d --steps 30 \\
+        --precision fp32 bf16 --ranks 1 --json benchmarks/results/train_throughput/bf16.json
     .venv/bin/python benchmarks/train_throughput.py brain_t1_2d ct_2d microscopy_2d \\
         --steps 40 --json benchmarks/results/train_throughput/2d.json
     .venv/bin/python benchmarks/train_throughput.py brain_t1_3d --steps 20 \\
@@ -74,24 +80,40 @@ def _train(
     return _last_rate(run_dir / stage / "train_log.csv")
 
 
-def measure(model: str, steps: int) -> dict[str, float]:
-    """images/s for both stages of ``model``, single process and 2-process DDP."""
+def measure(
+    model: str, steps: int, precisions: list[str], ranks_list: list[int]
+) -> dict[str, float]:
+    """images/s for both stages of ``model`` for every (precision, number of processes)."""
     shipped = ROOT / "medldm" / "models" / "weights" / model
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"throughput_{model}_") as scratch:
-        for ranks in (1, 2):
-            run_dir = Path(scratch) / f"ranks{ranks}"
-            result[f"autoencoder_ranks{ranks}"] = _train(
-                "autoencoder", model, run_dir, steps, ranks, []
-            )
-            stage1 = (
-                shipped if (shipped / "config.json").exists() else run_dir / "autoencoder" / "prior"
-            )
-            result[f"diffusion_ranks{ranks}"] = _train(
-                "diffusion", model, run_dir, steps, ranks, [f"autoencoder={stage1}"]
-            )
-            shutil.rmtree(run_dir, ignore_errors=True)
-            print(model, ranks, {k: round(v, 1) for k, v in result.items()}, flush=True)
+        for precision in precisions:
+            for ranks in ranks_list:
+                run_dir = Path(scratch) / f"{precision}_ranks{ranks}"
+                label = f"{precision}_ranks{ranks}"
+                result[f"autoencoder_{label}"] = _train(
+                    "autoencoder",
+                    model,
+                    run_dir,
+                    steps,
+                    ranks,
+                    [f"++model.autoencoder_training.precision={precision}"],
+                )
+                stage1 = (
+                    shipped
+                    if (shipped / "config.json").exists()
+                    else run_dir / "autoencoder" / "prior"
+                )
+                result[f"diffusion_{label}"] = _train(
+                    "diffusion",
+                    model,
+                    run_dir,
+                    steps,
+                    ranks,
+                    [f"autoencoder={stage1}", f"++model.diffusion_training.precision={precision}"],
+                )
+                shutil.rmtree(run_dir, ignore_errors=True)
+                print(model, label, {k: round(v, 1) for k, v in result.items()}, flush=True)
     return result
 
 
@@ -99,16 +121,37 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="model presets (configs/model/)")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument(
+        "--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "auto"]
+    )
+    parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
-    table = {model: measure(model, args.steps) for model in args.models}
-    print("| prior | autoencoder 1 proc | autoencoder DDP 2 | diffusion 1 proc | diffusion DDP 2 |")
-    print("|---|---|---|---|---|")
+    table = {m: measure(m, args.steps, args.precision, args.ranks) for m in args.models}
+    labels = [f"{p}_ranks{r}" for p in args.precision for r in args.ranks]
+    header = [f"{stage} {label}" for stage in ("autoencoder", "diffusion") for label in labels]
+    ratio = "fp32" in args.precision and "bf16" in args.precision
+    if ratio:
+        header += [
+            f"bf16/fp32 {stage} ranks{r}"
+            for stage in ("autoencoder", "diffusion")
+            for r in args.ranks
+        ]
+    print("| prior | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
     for model, r in table.items():
-        print(
-            f"| {model} | {r['autoencoder_ranks1']:.1f} | {r['autoencoder_ranks2']:.1f} "
-            f"| {r['diffusion_ranks1']:.1f} | {r['diffusion_ranks2']:.1f} |"
-        )
+        cells = [
+            f"{r[f'{stage}_{label}']:.1f}"
+            for stage in ("autoencoder", "diffusion")
+            for label in labels
+        ]
+        if ratio:
+            cells += [
+                f"{r[f'{stage}_bf16_ranks{k}'] / r[f'{stage}_fp32_ranks{k}']:.2f}x"
+                for stage in ("autoencoder", "diffusion")
+                for k in args.ranks
+            ]
+        print(f"| {model} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {

@@ -166,3 +166,27 @@ def test_sigterm_stops_at_a_checkpoint(setup, tmp_path):
 
 def test_idle_cores_is_at_least_one():
     assert 1 <= idle_cores() <= (os.cpu_count() or 1)
+
+
+def test_training_from_a_pack_needs_none_of_the_io_libraries(tmp_path):
+    """A bare GPU machine has no nibabel or pydicom: training from a pack must not import
+    them (benchmarks/gpu_pack.py carries only what training needs)."""
+    import subprocess
+    import sys
+
+    from medldm.train.data import save_packed_arrays
+
+    images = np.random.default_rng(0).random((6, 16, 16)).astype(np.float32)
+    pack = save_packed_arrays(tmp_path / "pack.npz", images, images[:2], 1, {"kind": "test"})
+    code = (
+        "import sys\n"
+        "for name in ('nibabel', 'pydicom', 'tifffile', 'h5py'):\n"
+        "    sys.modules[name] = None\n"
+        "from medldm.train.campaign import main\n"
+        "from medldm.train.data import build_training_data\n"
+        f"data = build_training_data(kind='arrays', path={str(pack)!r})\n"
+        "print(len(data.train), len(data.validation), data.train.flip_axis)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["6", "2", "1"]

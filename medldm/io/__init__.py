@@ -18,16 +18,35 @@ True
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-from medldm.io.dicom_read import SeriesInfo, list_dicom_series, read_dicom
-from medldm.io.dicom_write import write_dicom_series
 from medldm.io.formats import detect_format
 from medldm.io.image import MedImage
-from medldm.io.microscopy import read_microscopy, write_tiff
-from medldm.io.nifti import read_nifti, write_nifti
-from medldm.io.provenance import read_provenance, write_provenance
+
+# The readers and writers load their libraries (pydicom, nibabel, tifffile) on first use,
+# so code that needs only MedImage (training from packed arrays on a bare GPU machine, say)
+# does not import them.
+_LAZY = {
+    "SeriesInfo": "dicom_read",
+    "list_dicom_series": "dicom_read",
+    "read_dicom": "dicom_read",
+    "write_dicom_series": "dicom_write",
+    "read_microscopy": "microscopy",
+    "write_tiff": "microscopy",
+    "read_nifti": "nifti",
+    "write_nifti": "nifti",
+    "read_provenance": "provenance",
+    "write_provenance": "provenance",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"medldm.io.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'medldm.io' has no attribute {name!r}")
+
 
 __all__ = [
     "MedImage",
@@ -54,8 +73,8 @@ def load(path: str | Path, **options: Any) -> MedImage:
     ``canonical=True`` for NIfTI, ``nan_policy="zero"`` for microscopy).
     """
     kind = detect_format(path)
-    reader = {"dicom": read_dicom, "nifti": read_nifti, "tiff": read_microscopy}[kind]
-    return reader(path, **options)
+    reader = {"dicom": "read_dicom", "nifti": "read_nifti", "tiff": "read_microscopy"}[kind]
+    return __getattr__(reader)(path, **options)
 
 
 def save(image: MedImage, path: str | Path, **options: Any) -> Path | list[Path]:
@@ -64,9 +83,9 @@ def save(image: MedImage, path: str | Path, **options: Any) -> Path | list[Path]
     path = Path(path)
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        return write_nifti(image, path, **options)
+        return __getattr__("write_nifti")(image, path, **options)
     if name.endswith((".tif", ".tiff")):
-        return write_tiff(image, path, **options)
+        return __getattr__("write_tiff")(image, path, **options)
     if name.endswith(".dcm"):
         path = path.with_suffix("")
-    return write_dicom_series(image, path, **options)
+    return __getattr__("write_dicom_series")(image, path, **options)

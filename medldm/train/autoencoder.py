@@ -222,6 +222,9 @@ def train_autoencoder(
         dynamic_ncols=True,
     )
     last_metrics: dict[str, float] = {}
+    if step == 0 and context.is_main and hasattr(autoencoder, "fit_shortcut"):
+        # where a residual autoencoder starts: the linear codec, the baseline of its curve
+        log.log(0, validate_autoencoder(ema.module, val_images), kind="validation")
     tic, seen = time.perf_counter(), 0
     while step < training.steps:
         x = data.train.batch(sampler.next(), numpy_rng).to(device)

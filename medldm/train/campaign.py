@@ -269,9 +269,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--milestone-every", type=int, default=2000, help="steps")
     parser.add_argument("--threads", default="auto", help="'auto' or a number")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="train on a pack of benchmarks/gpu_pack.py instead of the data root",
+    )
     parser.add_argument("--status", action="store_true", help="print progress and exit")
     args = parser.parse_args(argv)
-    campaign = Campaign(args.root, args.milestones)
+    overrides = {"data": {"kind": "arrays", "path": str(args.data)}} if args.data else None
+    campaign = Campaign(args.root, args.milestones, overrides=overrides)
     if args.status:
         _print_status([campaign.status(p, s) for p in args.priors for s in STAGES], campaign)
         return

@@ -10,7 +10,10 @@ Sources (``kind``):
 * ``mednist``: the MedNIST classes of a split (8-bit, ``/255``);
 * ``microscopy``: the microscopy images of a split (per-image percentile scaling), from
   which :class:`ImageDataset` cuts random ``patch`` x ``patch`` crops;
-* ``folder``: every NIfTI/DICOM/TIFF/.npz image of a folder (percentile scaling).
+* ``folder``: every NIfTI/DICOM/TIFF/.npz image of a folder (percentile scaling);
+* ``arrays``: a pack written by :func:`save_packed_arrays` (``train`` and ``validation``
+  images already in [0, 1], stored as 8-bit), for a machine without the data root, such as
+  a bare GPU machine (``benchmarks/gpu_pack.py``).
 
 Augmentation uses MONAI transforms (small random affine, optional left-right flip).
 
@@ -158,6 +161,46 @@ def folder_images(folder: str | Path, size: Sequence[int]) -> tuple[np.ndarray, 
     return np.stack(images), names
 
 
+def save_packed_arrays(
+    path: str | Path,
+    train: np.ndarray,
+    validation: np.ndarray,
+    flip_axis: int | None,
+    description: dict,
+) -> Path:
+    """Write training images in [0, 1] as an 8-bit ``.npz`` pack (quantisation step 1/255,
+    far below the autoencoders' errors) with the augmentation's flip axis and a description."""
+    import json
+
+    from medldm.utils.files import atomic_output
+
+    def quantise(images: np.ndarray) -> np.ndarray:
+        return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    with atomic_output(Path(path), overwrite=True) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            train=quantise(train),
+            validation=quantise(validation),
+            flip_axis=np.array(-1 if flip_axis is None else flip_axis),
+            description=np.array(json.dumps(description)),
+        )
+    return Path(path)
+
+
+def packed_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Read a pack of :func:`save_packed_arrays`: train, validation (float32 in [0, 1]) and
+    the flip axis."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError("training pack not found", path=path)
+    with np.load(path, allow_pickle=False) as pack:
+        train = pack["train"].astype(np.float32) / 255.0
+        validation = pack["validation"].astype(np.float32) / 255.0
+        flip = int(pack["flip_axis"])
+    return train, validation, None if flip < 0 else flip
+
+
 @dataclass
 class TrainingData:
     """Training and validation arrays plus where they came from."""
@@ -239,6 +282,7 @@ def build_training_data(
     patch: int | None = None,
     root: str | Path | None = None,
     folder: str | Path | None = None,
+    path: str | Path | None = None,
     axis: str = "axial",
     downsample: int = 2,
     classes: Sequence[str] = ("HeadCT", "ChestCT", "AbdomenCT"),
@@ -266,6 +310,10 @@ def build_training_data(
         train, _ = microscopy_images("train", root=root)
         val, _ = microscopy_images("validation", root=root)
         patch = patch or size_list[0]
+    elif kind == "arrays":
+        if path is None:
+            raise InvalidInputError("kind=arrays needs path=/path/to/pack.npz")
+        train, val, flip = packed_arrays(path)
     elif kind == "folder":
         if folder is None:
             raise InvalidInputError("kind=folder needs folder=/path/to/images")
@@ -275,7 +323,7 @@ def build_training_data(
     else:
         raise InvalidInputError(
             f"unknown training data kind {kind!r}",
-            fix="use ixi_slices, ixi_volumes, mednist, microscopy or folder",
+            fix="use ixi_slices, ixi_volumes, mednist, microscopy, folder or arrays",
         )
     if limit:
         train, val = train[:limit], val[: max(1, limit // 4)]
