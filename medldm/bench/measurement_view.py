@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from medldm.physics.base import FILTERED_BACKPROJECTION
+
 
 def to_image_array(tensor: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """Magnitude of a ``(1, 1, *shape)`` (or ``(*shape)``) tensor as a float32 array."""
@@ -36,9 +38,8 @@ def to_image_array(tensor: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
 @torch.no_grad()
 def measurement_view(y: torch.Tensor, physics: Any, shape: tuple[int, ...]) -> np.ndarray:
     """The measurement shown in image space (see module docstring), float32 ``shape``."""
-    fbp = getattr(physics, "fbp", None)
-    if callable(fbp):
-        return to_image_array(fbp(y), shape)
+    if FILTERED_BACKPROJECTION in getattr(physics, "capabilities", ()):
+        return to_image_array(physics.x_init(y), shape)  # FBP
     if (
         not y.is_complex()
         and y.numel() == int(np.prod(shape))

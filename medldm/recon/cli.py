@@ -136,7 +136,7 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
         spacing_mm=preset.grid_spacing,
     )
     samples = int(getattr(solver, "n_samples", 1))
-    backprop = solver.name in ("latent_dps", "psld", "latent_daps")
+    backprop = getattr(solver, "backpropagates", False)  # classical solvers declare none
     estimate = estimate_cost(
         prior,
         n_images=n,

@@ -88,7 +88,6 @@ def reconstruct_measured(
 ) -> ReconResult:
     from medldm.physics.mri import SingleCoilMRI
     from medldm.recon.grid import GridPlan
-    from medldm.solvers.common import initial_estimate
 
     path = Path(kspace_path)
     kspace, mask = _read_kspace(path)
@@ -117,7 +116,7 @@ def reconstruct_measured(
         )
     physics = SingleCoilMRI(torch.from_numpy(mask.copy()))
     y = torch.from_numpy(kspace.astype(np.complex64))[:, None] * physics.mask
-    zero_filled = initial_estimate(y, physics).abs()
+    zero_filled = physics.x_init(y).abs()
     scale = float(np.percentile(zero_filled.numpy(), 99.5)) or 1.0
     y = (y / scale).to(device)
     physics = physics.to(device)

@@ -93,7 +93,7 @@ def write_run_folder(
             path=out,
             fix="choose another output_dir or pass overwrite=true",
         )
-    direct_name = "fbp" if result.preset.physics.startswith("ct") else "zero_filled"
+    direct_name = result.direct_label
     images = {
         "reconstruction": (result.reconstruction, f"{result.metrics['solver']} LDM recon"),
         "std": (result.std, "posterior std (LDM samples)"),

@@ -43,7 +43,7 @@ from medldm.io import MedImage
 from medldm.problems.model_view import fit_intensity, slice_to_model, volume_to_model_stack
 from medldm.recon.grid import GridPlan
 from medldm.recon.presets import Preset, load_preset
-from medldm.recon.result import ReconResult, solver_stack
+from medldm.recon.result import ReconResult, direct_label, solver_stack
 
 __all__ = ["ReconResult", "canonical_image", "reconstruct", "resolve_prior", "slab_bounds"]
 
@@ -109,14 +109,10 @@ def _normalizer(prior: Any, intensity: str = "prior") -> Any:
 
 def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min)."""
-    from medldm.metrics import psnr, ssim
+    from medldm.metrics import mean_slice_scores
 
-    values = {"psnr_db": [], "ssim": []}
-    for est, ref in zip(estimate, truth, strict=True):
-        data_range = float(ref.max() - ref.min()) or 1.0
-        values["psnr_db"].append(float(psnr(est, ref, data_range=data_range)))
-        values["ssim"].append(float(ssim(est, ref, data_range=data_range)))
-    return {key: float(np.mean(v)) for key, v in values.items()}
+    scores = mean_slice_scores(estimate, truth)
+    return {"psnr_db": scores["psnr"], "ssim": scores["ssim"]}
 
 
 def resolve_prior(spec: Any, device: str | torch.device) -> Any:
@@ -128,7 +124,9 @@ def resolve_prior(spec: Any, device: str | torch.device) -> Any:
     """
     if spec is None:
         return spec
-    if hasattr(spec, "predict_eps"):
+    from medldm.models.prior_protocol import LatentPrior
+
+    if isinstance(spec, LatentPrior):
         prior = spec
     else:
         from medldm.models.prior import load_prior
@@ -250,10 +248,9 @@ def reconstruct(
         # made anew so that the option goes through the solver's __init__ like any other
         preset = preset.with_overrides(solver_options={"slice_axis": 0})
         solver = preset.build_solver()
-    from medldm.solvers.common import initial_estimate
 
     with torch.no_grad():
-        direct = initial_estimate(y, physics)
+        direct = physics.x_init(y)
     sampler = torch.Generator(device=torch_device).manual_seed(int(seed))
     solve_start = time.perf_counter()
     rec = solver.solve(y, physics, prior, generator=sampler)
@@ -325,6 +322,7 @@ def reconstruct(
         reconstruction=np.asarray(normalization.inverse(estimate), np.float32),
         std=np.asarray(std * span, np.float32),
         direct=np.asarray(normalization.inverse(direct_stack), np.float32),
+        direct_label=direct_label(physics),
         baseline=None
         if baseline_stack is None
         else np.asarray(normalization.inverse(baseline_stack), np.float32),

@@ -49,6 +49,7 @@ class ReconResult:
     samples: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     simulated: bool = True
+    direct_label: str = "zero_filled"  # what ``direct`` is: "fbp" where the physics offers it
 
     def slab_image(self, stack: np.ndarray, unit: str | None = None) -> MedImage:
         """A ``(S, rows, cols)`` stack as a MedImage with the slab's world geometry."""
@@ -81,3 +82,11 @@ def solver_stack(tensor: torch.Tensor, volume_mode: bool) -> np.ndarray:
     """Solver layout -> ``(S, H, W)``: ``(S, 1, H, W)`` or ``(1, 1, S, H, W)``."""
     array = magnitude(tensor)
     return array[0, 0] if volume_mode else array[:, 0]
+
+
+def direct_label(physics: Any) -> str:
+    """Name of ``physics.x_init``'s direct reconstruction: ``"fbp"`` where the physics
+    declares filtered back-projection, ``"zero_filled"`` (``A^H y``) otherwise."""
+    from medldm.physics.base import FILTERED_BACKPROJECTION
+
+    return "fbp" if FILTERED_BACKPROJECTION in physics.capabilities else "zero_filled"

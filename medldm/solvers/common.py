@@ -23,16 +23,9 @@ from typing import Any, TypeVar
 import torch
 
 from medldm.errors import MedLDMError
-from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Reconstruction
 
 T = TypeVar("T")
-
-
-def initial_estimate(y: torch.Tensor, physics: LinearPhysics) -> torch.Tensor:
-    """The direct reconstruction, :meth:`~medldm.physics.base.LinearPhysics.x_init`: FBP
-    for CT, ``A^H y`` (zero-filled) otherwise."""
-    return physics.x_init(y)
 
 
 def progress_over(items: Iterable[T], progress: bool, description: str) -> Iterable[T]:
