@@ -10,9 +10,9 @@ import torch
 
 from medldm.bench.card_cases import card_cases
 from medldm.bench.measurement_view import to_image_array
-from medldm.bench.presets import load_physics, solver_for_operator
-from medldm.bench.scoring import score
+from medldm.metrics.scoring import score
 from medldm.models import load_prior
+from medldm.problems.configs import load_physics, solver_for_operator
 
 case = next(iter(card_cases("ixi_t1", "test", slices=1, size=128)))
 f = load_physics("mri_4x")

@@ -5,7 +5,7 @@ benchmark runs, so mask, noise and geometry parameters match) this script simula
 measurements of a few training images exactly as the benchmark runner does (seed ``i``
 for training case ``i``: ``factory.build`` -> ``factory.prepare_object`` ->
 ``physics(x, generator)``), runs a small grid of hyper-parameters, scores every estimate
-with the benchmark's own scoring (:func:`medldm.bench.scoring.score`: magnitude, data
+with the benchmark's own scoring (:func:`medldm.metrics.scoring.score`: magnitude, data
 range = ground truth max - min, whole image) and keeps the value with the best mean PSNR:
 
 * ``tv``: the weight, over 8 log-spaced values per operator family (``n_iter``, the
@@ -49,8 +49,8 @@ import yaml
 from medldm.bench.card_cases import card_cases
 from medldm.bench.case import Case
 from medldm.bench.measurement_view import to_image_array
-from medldm.bench.presets import config_dir, load_physics
-from medldm.bench.scoring import score
+from medldm.metrics.scoring import score
+from medldm.problems.configs import config_dir, load_physics
 from medldm.solvers import ConjugateGradient, RichardsonLucy, TotalVariation
 from medldm.utils.files import atomic_write_text
 

@@ -39,8 +39,8 @@ from tune_classical import (
 )
 
 from medldm.bench.card_cases import card_cases
-from medldm.bench.presets import config_dir, load_preset_config
 from medldm.models.prior import load_prior
+from medldm.problems.configs import config_dir, load_preset_config
 
 #: "tv" stands for the operator's tuned TV weight (configs/solver/tv_<operator>.yaml).
 GRIDS: dict[str, dict[str, Sequence[float | str]]] = {

@@ -23,9 +23,9 @@ from skimage.data import camera
 from medldm.bench import CaseSource, ResultsTable, run_benchmark, write_report
 from medldm.bench.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
-from medldm.bench.presets import available_presets, load_physics, solver_for_operator
 from medldm.metrics import METRIC_CONVENTION
 from medldm.physics.base import LinearPhysics
+from medldm.problems.configs import available_presets, load_physics, solver_for_operator
 from medldm.solvers.base import Reconstruction
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,13 +13,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from medldm.bench.presets import load_physics
 from medldm.metrics import psnr
 from medldm.physics.blur import Blur, gaussian_psf
 from medldm.physics.coils import birdcage_sensitivities
 from medldm.physics.inpainting import Inpainting
 from medldm.physics.masks import BoxMask, RandomLineMask
 from medldm.physics.mri import MultiCoilMRI
+from medldm.problems.configs import load_physics
 from medldm.solvers import (
     SOLVERS,
     Biharmonic,

@@ -62,12 +62,12 @@ from medldm.bench.case_arrays import save_estimate, save_measurement
 from medldm.bench.compatibility import is_applicable
 from medldm.bench.measurement_view import measurement_view, to_image_array
 from medldm.bench.memory import PeakMemory
-from medldm.bench.presets import load_physics, preset_digest, solver_for_operator
 from medldm.bench.results import STATUS_FAILED, STATUS_OK, ResultsTable
 from medldm.bench.run_log import record_run
-from medldm.bench.scoring import score
 from medldm.errors import InvalidInputError
+from medldm.metrics.scoring import score
 from medldm.models.prior import resolve_device
+from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
 
 log = logging.getLogger(__name__)
 
