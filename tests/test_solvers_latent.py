@@ -275,8 +275,8 @@ def test_shipped_prior_std_is_higher_inside_an_inpainted_box_on_a_real_brain():
 
     from medldm.io import load
     from medldm.models import load_prior
+    from medldm.problems.grid import GridPlan
     from medldm.recon.examples import example_input
-    from medldm.recon.grid import GridPlan
 
     volume = load(example_input("mni152_t1_2mm"))
     array = np.asarray(volume.array, np.float32)

@@ -37,7 +37,7 @@ import numpy as np
 
 from medldm.bench.case import Case
 from medldm.data.normalize import Normalizer
-from medldm.data.slices import crop_or_pad
+from medldm.data.slices import crop_or_pad_in_plane
 from medldm.errors import InvalidInputError
 from medldm.io.image import MedImage
 from medldm.problems.model_view import (
@@ -61,10 +61,7 @@ def _check_finite(array: np.ndarray, source: str) -> None:
 
 def _resize_in_plane(array: np.ndarray, size: int | None) -> np.ndarray:
     """Centre crop/pad the last two axes (rows, columns) to ``size x size``."""
-    if size is None:
-        return array
-    moved = np.moveaxis(array, (-2, -1), (0, 1))
-    return np.moveaxis(crop_or_pad(moved, int(size)), (0, 1), (-2, -1))
+    return array if size is None else crop_or_pad_in_plane(array, (int(size), int(size)))
 
 
 def array_cases(

@@ -68,6 +68,7 @@ from medldm.errors import InvalidInputError
 from medldm.metrics.scoring import score
 from medldm.models.prior import resolve_device
 from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
+from medldm.problems.simulate import simulate
 
 log = logging.getLogger(__name__)
 
@@ -287,13 +288,8 @@ class _GridRun:
 
     @torch.no_grad()
     def _simulate(self, case: Case, factory: Any, seed: int) -> tuple[Any, torch.Tensor]:
-        generator = torch.Generator().manual_seed(int(seed))
-        physics = factory.build(case.shape, generator, self.device)
         x = torch.from_numpy(case.image).to(self.device)[None, None]
-        prepare = getattr(factory, "prepare_object", None)
-        if callable(prepare):
-            x = prepare(x, generator)
-        return physics, physics(x, generator)
+        return simulate(x, factory, seed, self.device)
 
     def _solve(
         self, cell: _Cell, case: Case, solver: Any, name: str, physics: Any, y: torch.Tensor

@@ -272,3 +272,22 @@ def normalizer_from_dict(spec: Mapping[str, Any]) -> Normalizer:
             f"bad arguments {sorted(args)} for normalisation method {method!r}: {err}",
             fix="percentile takes low_pct, high_pct, clip; fixed_range takes low, high, clip",
         ) from err
+
+
+def fit_to_image(normalizer: Normalizer, image: Any, unit: str = "unknown") -> Normalization:
+    """Fit ``normalizer`` to one image or volume the way every medldm app does: on its
+    *signed* values when real (a CT in HU has negative air; ranking ``|HU|`` would call it
+    bright), on its magnitude when complex (MRI). NumPy or torch.
+
+    Example
+    -------
+    >>> ct = np.array([-1000.0, -500.0, 0.0, 40.0, 1000.0])
+    >>> fit_to_image(PercentileNormalizer(0, 100), ct).low
+    -1000.0
+    >>> fit_to_image(PercentileNormalizer(0, 100), np.array([3 + 4j, 0j])).high
+    5.0
+    """
+    values = _to_numpy(image)
+    if np.iscomplexobj(values):
+        values = np.abs(values)
+    return normalizer.fit(values, unit=unit)

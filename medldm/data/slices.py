@@ -229,3 +229,19 @@ def crop_or_pad_to(array: np.ndarray, shape: Sequence[int], pad_value: float = 0
     if any(p != (0, 0) for p in pads):
         array = np.pad(array, pads, mode="constant", constant_values=pad_value)
     return array
+
+
+def crop_or_pad_in_plane(stack: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Centre-crop and/or pad the *last two* axes (rows, columns) of ``stack`` to ``shape``
+    (a slice stack ``(S, rows, cols)``, or a 2D image), as :func:`crop_or_pad_to` does.
+
+    Example
+    -------
+    >>> crop_or_pad_in_plane(np.ones((3, 5, 4)), (4, 6)).shape
+    (3, 4, 6)
+    """
+    stack = np.asarray(stack)
+    if tuple(stack.shape[-2:]) == tuple(int(s) for s in shape):
+        return stack
+    moved = np.moveaxis(stack, (-2, -1), (0, 1))
+    return np.moveaxis(crop_or_pad_to(moved, shape), (0, 1), (-2, -1))

@@ -1,7 +1,7 @@
 """The `Prior` that solvers call: one trained latent diffusion model.
 
 Conventions: images in the model's range are ``[0, 1]`` tensors ``(B, 1, *spatial)``
-(:meth:`Prior.normalize` maps physical units there, :meth:`Prior.denormalize` back);
+(:meth:`Prior.fit_normalization` gives the map from physical units there and back);
 latents are ``z = scale_factor * mu(x)`` with unit variance on the training data; the
 diffusion model predicts the noise ``eps`` of ``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``.
 
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medldm.data.normalize import Normalization, fit_to_image
 from medldm.errors import DataNotFoundError, InvalidInputError
 from medldm.models.checkpoint import LoadedPrior, load_prior_checkpoint
 from medldm.models.config import build_scheduler
@@ -87,34 +88,21 @@ class Prior:
             from medldm.data.normalize import normalizer_from_dict
 
             self.normalizer = normalizer_from_dict(spec)
-        self._normalization = None
 
     @property
     def name(self) -> str:
         return self.path.name
 
     # --- intensities ------------------------------------------------------------------
-    def normalize(self, image: Any) -> Any:
-        """Physical units -> the model's ``[0, 1]`` range, the way its training data was
-        scaled: a percentile rule is fitted to this image (as each training image was), a
-        fixed window (CT in HU, 8-bit) is applied as is. The fitted scaling is kept for
-        :meth:`denormalize`. Values are not clipped, so the map is exactly invertible."""
-        from medldm.data.normalize import Normalization
-
+    def fit_normalization(self, image: Any, unit: str = "unknown") -> Normalization:
+        """The map physical units <-> the model's ``[0, 1]`` range for ``image``, the way
+        its training data was scaled: a percentile rule fitted to this image (signed values,
+        magnitude when complex: :func:`medldm.data.normalize.fit_to_image`), a fixed window
+        (CT in HU, 8-bit) as is. ``.forward(image, clip=False)`` and ``.inverse(x)`` are
+        exact inverses; nothing is kept on the prior between calls."""
         if self.normalizer is None:
-            self._normalization = Normalization(low=0.0, high=1.0)
-        else:
-            array = image.detach().cpu() if torch.is_tensor(image) else np.asarray(image)
-            self._normalization = self.normalizer.fit(abs(array))
-        return self._normalization.forward(image, clip=False)
-
-    def denormalize(self, x: Any) -> Any:
-        """The model's range -> physical units (inverse of the last :meth:`normalize`)."""
-        if self._normalization is None:
-            raise InvalidInputError(
-                "denormalize() before normalize()", fix="call prior.normalize(image) first"
-            )
-        return self._normalization.inverse(x)
+            return Normalization(low=0.0, high=1.0, unit=unit)
+        return fit_to_image(self.normalizer, image, unit=unit)
 
     # --- autoencoder ------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:

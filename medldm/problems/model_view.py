@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from medldm.data.normalize import Normalization, Normalizer
+from medldm.data.normalize import Normalization, Normalizer, fit_to_image
 from medldm.data.slices import central_slices, plane_axis
 from medldm.io.image import MedImage
 
@@ -91,6 +91,6 @@ def display_origin(*, from_volume: bool) -> str:
 
 
 def fit_intensity(normalizer: Normalizer, values: Any, unit: str = "unknown") -> Normalization:
-    """Fit ``normalizer`` to an image or volume on its signed values (see the module)."""
-    array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
-    return normalizer.fit(np.asarray(array, np.float32), unit=unit)
+    """Fit ``normalizer`` to an image or volume on its signed values (magnitude if complex):
+    :func:`medldm.data.normalize.fit_to_image`, the rule solvers use on raw data too."""
+    return fit_to_image(normalizer, values, unit=unit)

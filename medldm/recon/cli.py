@@ -112,8 +112,8 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
     """The dry-run text: what would run and the measured cost estimate."""
     import numpy as np
 
+    from medldm.problems.grid import GridPlan
     from medldm.recon.estimate import estimate_cost, solver_nfe
-    from medldm.recon.grid import GridPlan
     from medldm.recon.pipeline import canonical_image, resolve_prior, slab_bounds
 
     if cfg.get("solver_options"):

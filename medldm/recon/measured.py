@@ -87,7 +87,7 @@ def reconstruct_measured(
     started: float,
 ) -> ReconResult:
     from medldm.physics.mri import SingleCoilMRI
-    from medldm.recon.grid import GridPlan
+    from medldm.problems.grid import GridPlan
 
     path = Path(kspace_path)
     kspace, mask = _read_kspace(path)

@@ -7,7 +7,7 @@ Steps (each visible in :class:`~medldm.recon.result.ReconResult`):
    were trained in; world geometry is unchanged;
 2. take the preset's central slab of axial slices (or the whole volume), scale
    intensities the way the prior's training data was scaled (per volume), and map the
-   slices to the prior's grid (:class:`~medldm.recon.grid.GridPlan`: resampling only when
+   slices to the prior's grid (:class:`~medldm.problems.grid.GridPlan`: resampling only when
    the spacing differs, and said so);
 3. simulate the measurement with the preset's physics (``configs/physics``) and seed —
    or, for measured k-space, use it as given;
@@ -40,8 +40,9 @@ import torch
 
 from medldm.errors import InvalidInputError
 from medldm.io import MedImage
+from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import fit_intensity, slice_to_model, volume_to_model_stack
-from medldm.recon.grid import GridPlan
+from medldm.problems.simulate import simulate
 from medldm.recon.presets import Preset, load_preset
 from medldm.recon.result import ReconResult, direct_label, solver_stack
 
@@ -235,14 +236,8 @@ def reconstruct(
     volume_mode = bool(preset.volume) and working.shape[0] > 1
     x = torch.from_numpy(working).to(torch_device)
     x = x[None, None] if volume_mode else x[:, None]
-    shape = tuple(x.shape[2:])
 
-    factory = preset.build_physics()
-    generator = torch.Generator().manual_seed(int(seed))
-    physics = factory.build(shape, generator, torch_device)
-    measured_object = factory.prepare_object(x, generator)
-    with torch.no_grad():
-        y = physics(measured_object, generator)
+    physics, y = simulate(x, preset.build_physics(), seed, torch_device)
     if volume_mode and hasattr(solver, "slice_axis"):
         # one (1, 1, S, H, W) problem: a 2D prior sees its slices along spatial axis 0;
         # made anew so that the option goes through the solver's __init__ like any other

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from medldm.io import MedImage
+from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import model_stack_to_volume, model_to_slice
-from medldm.recon.grid import GridPlan
 from medldm.recon.presets import Preset
 
 

@@ -12,7 +12,8 @@ should not have to spell out:
 * **intensities**: ``normalization="none"`` (default) assumes ``y`` was measured from an
   image already in the prior's ``[0, 1]`` range (the benchmark and ``medldm-recon`` do
   this); ``"fit"`` fits the prior's own normaliser to the initial estimate (raw scanner
-  data);
+  data) by the apps' one rule (:func:`medldm.data.normalize.fit_to_image`: signed values,
+  magnitude when complex);
 * **shapes**: images are padded to a multiple of the autoencoder's downsampling factor, and
   a volume solved with a 2D prior is cut into slices along ``slice_axis`` that the prior
   sees as a batch (the data term stays 3D).
@@ -123,11 +124,10 @@ class LatentProblem:
         self.slice_axis = slice_axis % self.spatial_dims if self.spatial_dims == 3 else None
         self.low, self.span = 0.0, 1.0
         if normalization == "fit":
-            from medldm.data.normalize import PercentileNormalizer
+            from medldm.data.normalize import PercentileNormalizer, fit_to_image
 
             own = prior.normalizer if prior is not None else None
-            rule = own or PercentileNormalizer(0.5, 99.5)
-            norm = rule.fit(self.x_init.detach().abs().cpu().numpy())
+            norm = fit_to_image(own or PercentileNormalizer(0.5, 99.5), self.x_init)
             self.low, self.span = float(norm.low), float(norm.high - norm.low) or 1.0
         norm = self.physics.norm(self.x_init, n_iter=NORMAL_SCALE_ITERATIONS, tol=0.0)
         self.normal_scale = max(norm**2, 1e-12)

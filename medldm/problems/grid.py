@@ -15,6 +15,8 @@ y towards A, cols = x towards R, the orientation the prior saw in training):
 Example
 -------
 >>> import numpy as np
+
+from medldm.data.slices import crop_or_pad_in_plane
 >>> plan = GridPlan.make((5, 90, 110), (2.0, 2.0), size=(128, 128), spacing_mm=2.0)
 >>> plan.resampled, plan.working_shape, plan.describe()[:40]
 (False, (128, 128), 'the 90x110 slices at 2x2 mm were not res')
@@ -30,11 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def _centred(length: int, size: int) -> tuple[int, int]:
-    """Offsets ``(before, after)`` placing ``length`` centred in ``size`` (size >= length)."""
-    before = (size - length) // 2
-    return before, size - length - before
+from medldm.data.slices import crop_or_pad_in_plane
 
 
 @dataclass(frozen=True)
@@ -121,20 +119,11 @@ class GridPlan:
         return out[..., : shape[0], : shape[1]]
 
     def to_working(self, stack: np.ndarray) -> np.ndarray:
-        """Input stack -> the working grid (resampled, then zero-padded)."""
+        """Input stack -> the working grid (resampled, then zero-padded, centred)."""
         stack = self._resample(np.asarray(stack, np.float32), self.resampled_shape)
-        (r0, r1), (c0, c1) = (
-            _centred(self.resampled_shape[0], self.working_shape[0]),
-            _centred(self.resampled_shape[1], self.working_shape[1]),
-        )
-        pad = [(0, 0)] * (stack.ndim - 2) + [(r0, r1), (c0, c1)]
-        return np.pad(stack, pad) if self.padded else stack
+        return crop_or_pad_in_plane(stack, self.working_shape)
 
     def from_working(self, stack: np.ndarray) -> np.ndarray:
         """Working grid -> the input's grid (padding cut, resampled back)."""
-        stack = np.asarray(stack, np.float32)
-        if self.padded:
-            r0, _ = _centred(self.resampled_shape[0], self.working_shape[0])
-            c0, _ = _centred(self.resampled_shape[1], self.working_shape[1])
-            stack = stack[..., r0 : r0 + self.resampled_shape[0], c0 : c0 + self.resampled_shape[1]]
+        stack = crop_or_pad_in_plane(np.asarray(stack, np.float32), self.resampled_shape)
         return self._resample(stack, self.input_shape)
