@@ -63,7 +63,7 @@ def held_out_images(
         # whole planes on their own grid (the prior is convolutional): 64x64 tiles of mostly
         # background have almost no intensity range, which makes per-tile PSNR meaningless
         if crop:
-            from medldm.bench.card_cases import card_cases
+            from medldm.bench.cases.cards import card_cases
 
             cases = card_cases("microscopy", "test", size=crop)
             crops = [c.image for c in cases if hasattr(c, "image")]

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from medldm.bench.card_cases import card_cases
+from medldm.bench.cases.cards import card_cases
 from medldm.bench.measurement_view import to_image_array
 from medldm.metrics.scoring import score
 from medldm.models import load_prior

@@ -46,8 +46,8 @@ import numpy as np
 import torch
 import yaml
 
-from medldm.bench.card_cases import card_cases
-from medldm.bench.case import Case
+from medldm.bench.cases.cards import card_cases
+from medldm.bench.cases.case import Case
 from medldm.bench.measurement_view import to_image_array
 from medldm.metrics.scoring import score
 from medldm.problems.configs import config_dir, load_physics

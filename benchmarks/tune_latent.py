@@ -38,7 +38,7 @@ from tune_classical import (
     write_preset,
 )
 
-from medldm.bench.card_cases import card_cases
+from medldm.bench.cases.cards import card_cases
 from medldm.models.prior import load_prior
 from medldm.problems.configs import config_dir, load_preset_config
 

@@ -21,7 +21,7 @@ import torch
 from skimage.data import camera
 
 from medldm.bench import CaseSource, ResultsTable, run_benchmark, write_report
-from medldm.bench.case import Case, CaseFailure
+from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
 from medldm.metrics import METRIC_CONVENTION
 from medldm.physics.base import LinearPhysics

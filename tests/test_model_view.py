@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medldm.bench.image_to_cases import image_cases
+from medldm.bench.cases.from_images import image_cases
 from medldm.data.normalize import FixedRangeNormalizer
 from medldm.io import save
 from medldm.io.image import MedImage

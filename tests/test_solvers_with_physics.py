@@ -45,7 +45,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def brain_slices(data_root: Path) -> torch.Tensor:
     """Central axial slices of two IXI training subjects, 128x128 in [0, 1], (2, 1, H, W)."""
-    from medldm.bench.card_cases import card_cases
+    from medldm.bench.cases.cards import card_cases
 
     cases = itertools.islice(card_cases("ixi_t1", "train", slices=1, size=128), 2)
     return torch.from_numpy(np.stack([case.image for case in cases]))[:, None]

@@ -11,8 +11,8 @@ Python API::
 Command line: ``medldm-bench`` (:mod:`medldm.bench.cli`).
 """
 
-from medldm.bench.case import Case, CaseFailure
 from medldm.bench.cases import CaseSource
+from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
 from medldm.bench.report import write_report
 from medldm.bench.results import COLUMNS, ResultsTable

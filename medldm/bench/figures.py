@@ -10,7 +10,7 @@ SSIM from the results table.
 Example
 -------
 >>> import numpy as np, tempfile, pathlib
->>> from medldm.bench.case_arrays import CaseArrays
+>>> from medldm.bench.figure_arrays import CaseArrays
 >>> gt = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
 >>> arrays = CaseArrays("d", "c", "mri_4x", 0, gt, gt * 0.5, {"tv": gt * 0.9})
 >>> path = case_figure(arrays, {"tv": {"psnr": "30.1", "ssim": "0.95"}},
@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from medldm.bench.case_arrays import CaseArrays
+from medldm.bench.figure_arrays import CaseArrays
 from medldm.utils.files import atomic_output
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from medldm.bench.case_arrays import CaseArrays, load_case_arrays, safe_name
+from medldm.bench.figure_arrays import CaseArrays, load_case_arrays, safe_name
 from medldm.bench.figures import case_figure
 from medldm.bench.results import STATUS_OK, ResultsTable
 from medldm.bench.run_log import read_runs

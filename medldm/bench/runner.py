@@ -57,9 +57,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medldm.bench.case import Case, CaseFailure
-from medldm.bench.case_arrays import save_estimate, save_measurement
+from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
+from medldm.bench.figure_arrays import save_estimate, save_measurement
 from medldm.bench.measurement_view import measurement_view, to_image_array
 from medldm.bench.memory import PeakMemory
 from medldm.bench.results import STATUS_FAILED, STATUS_OK, ResultsTable

@@ -12,7 +12,7 @@ What counts as an input, searched recursively in sorted order (hidden files skip
 Case ids are paths relative to the folder (``"sub/a.nii.gz"``, ``"scans.npz[3]"``,
 ``"series/CT_head#2"``). Intensities are normalised per file (per volume) with the
 0.5-99.5 percentile rule unless another normaliser is given. A file that cannot be read
-becomes a :class:`~medldm.bench.case.CaseFailure` and the others go on.
+becomes a :class:`~medldm.bench.cases.case.CaseFailure` and the others go on.
 
 Example
 -------
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medldm.bench.case import Case, CaseFailure
-from medldm.bench.image_to_cases import array_cases, image_cases
+from medldm.bench.cases.case import Case, CaseFailure
+from medldm.bench.cases.from_images import array_cases, image_cases
 from medldm.data.normalize import Normalizer, PercentileNormalizer
 from medldm.errors import DataNotFoundError, InvalidInputError
 from medldm.io import list_dicom_series, load, read_dicom
@@ -129,7 +129,7 @@ def folder_cases(
     dataset:
         Dataset label (default: the folder's name).
     slices, axis, size:
-        As in :func:`~medldm.bench.image_to_cases.image_cases`.
+        As in :func:`~medldm.bench.cases.from_images.image_cases`.
     normalizer:
         Intensity rule fitted per file (per volume, per ``.npz`` image).
     """

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from medldm.bench.case import Case, CaseFailure
-from medldm.bench.image_to_cases import array_cases, image_cases
+from medldm.bench.cases.case import Case, CaseFailure
+from medldm.bench.cases.from_images import array_cases, image_cases
 from medldm.data.cards import load_card
 from medldm.data.datasets import iter_images, mednist_block, mednist_block_range
 
@@ -93,7 +93,7 @@ def card_cases(
     dataset:
         Dataset label in the results (default ``"<card>_<split>"``).
     slices, axis, size:
-        As in :func:`~medldm.bench.image_to_cases.image_cases`.
+        As in :func:`~medldm.bench.cases.from_images.image_cases`.
     classes, per_class:
         MedNIST only: which classes (default: the CT ones) and how many images of each.
     data_root:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from medldm.bench.case import Case
+from medldm.bench.cases.case import Case
 from medldm.data.normalize import Normalizer
 from medldm.data.slices import crop_or_pad_in_plane
 from medldm.errors import InvalidInputError

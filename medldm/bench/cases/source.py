@@ -10,7 +10,7 @@ NIfTI/DICOM/TIFF/``.npz`` files) is set. Both honour the same options:
 * ``limit``: at most this many cases (failures included), in the order read.
 
 Intensities: a card's own normalisation, or per-file 0.5-99.5 percentiles for folders;
-every :class:`~medldm.bench.case.Case` carries the fitted map back to the input's units.
+every :class:`~medldm.bench.cases.case.Case` carries the fitted map back to the input's units.
 
 Example
 -------
@@ -29,9 +29,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medldm.bench.card_cases import card_cases
-from medldm.bench.case import Case, CaseFailure
-from medldm.bench.folder_cases import folder_cases
+from medldm.bench.cases.cards import card_cases
+from medldm.bench.cases.case import Case, CaseFailure
+from medldm.bench.cases.folders import folder_cases
 from medldm.data.normalize import PercentileNormalizer
 from medldm.errors import InvalidInputError
 

@@ -38,7 +38,7 @@ class Case:
         ``"scans/a.npz[3]"``.
     image:
         float32 array, 2D ``(rows, columns)`` or 3D ``(depth, rows, columns)``, in [0, 1].
-        2D slices of volumes are in display orientation (see :mod:`medldm.bench.image_to_cases`).
+        2D slices of volumes are in display orientation (see :mod:`medldm.bench.cases.from_images`).
     normalization:
         The fitted intensity map; ``normalization.inverse(image)`` gives the input's units.
     source:
