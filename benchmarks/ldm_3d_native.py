@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from medldm.metrics import psnr, ssim
 from medldm.models.prior import load_prior
 from medldm.problems.configs import instantiate as instantiate_with_options
+from medldm.problems.simulate import simulate
 from medldm.train.data import ixi_volumes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -53,11 +54,8 @@ def run(n_volumes: int = 3, prior_name: str = "brain_t1_3d", **dds_overrides) ->
     }
     rows = []
     for i, (volume, subject) in enumerate(zip(volumes[:n_volumes], subjects, strict=False)):
-        generator = torch.Generator().manual_seed(i)
-        physics = factory.build(volume.shape, generator, prior.device)
-        x = factory.prepare_object(torch.from_numpy(volume)[None, None], generator)
-        x = x.to(prior.device)
-        y = physics(x, generator)
+        x = torch.from_numpy(volume)[None, None].to(prior.device)
+        physics, y = simulate(x, factory, seed=i)
         for name, solver in solvers.items():
             start = time.perf_counter()
             result = solver.solve(

@@ -13,13 +13,10 @@ from medldm.bench.measurement_view import to_image_array
 from medldm.metrics.scoring import score
 from medldm.models import load_prior
 from medldm.problems.configs import load_physics, solver_for_operator
+from medldm.problems.simulate import simulate
 
 case = next(iter(card_cases("ixi_t1", "test", slices=1, size=128)))
-f = load_physics("mri_4x")
-g = torch.Generator().manual_seed(0)
-phys = f.build(case.shape, g, "cpu")
-x = f.prepare_object(torch.from_numpy(case.image)[None, None], g)
-y = phys(x, g)
+phys, y = simulate(torch.from_numpy(case.image)[None, None], load_physics("mri_4x"), seed=0)
 prior = load_prior("brain_t1_2d", device="cpu")
 for n in (1, 4):
     s, _ = solver_for_operator("latent_dds", "mri_4x")

@@ -51,6 +51,7 @@ from medldm.bench.cases.case import Case
 from medldm.bench.measurement_view import to_image_array
 from medldm.metrics.scoring import score
 from medldm.problems.configs import config_dir, load_physics
+from medldm.problems.simulate import simulate as simulate_measurement
 from medldm.solvers import ConjugateGradient, RichardsonLucy, TotalVariation
 from medldm.utils.files import atomic_write_text
 
@@ -146,13 +147,9 @@ def simulate(operator: str, cases: Sequence[Case]) -> list[Measurement]:
     factory = load_physics(operator)
     out = []
     for seed, case in enumerate(cases):
-        generator = torch.Generator().manual_seed(seed)
-        physics = factory.build(case.shape, generator, "cpu")
         x = torch.from_numpy(case.image)[None, None]
-        prepare = getattr(factory, "prepare_object", None)
-        if callable(prepare):
-            x = prepare(x, generator)
-        out.append(Measurement(case, seed, physics, physics(x, generator)))
+        physics, y = simulate_measurement(x, factory, seed)
+        out.append(Measurement(case, seed, physics, y))
     return out
 
 

@@ -86,24 +86,18 @@ def test_shipped_3d_prior_reconstructs_a_volume_natively():
     """brain_t1_3d through latent_dds on 3D k-space of an unseen real volume (MNI152 at
     4 mm): a few steps, one sample, no TV in the final step, so what fills the unmeasured
     k-space is the prior's; the estimate must beat zero filling."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
     from medldm.physics.factory import MRIPhysicsFactory
+    from medldm.problems.configs import solver_for_operator
+    from medldm.problems.simulate import simulate
     from medldm.solvers.zero_filled import ZeroFilled
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
     prior = load_prior("brain_t1_3d", device="cpu")
     volume = _real_image("brain_t1_3d")
-    generator = torch.Generator().manual_seed(0)
     factory = MRIPhysicsFactory(acceleration=4, center_fraction=0.08, noise_sigma=0.005)
-    physics = factory.build(volume.shape, generator, "cpu")
-    x = factory.prepare_object(
-        torch.from_numpy(np.ascontiguousarray(volume))[None, None], generator
-    )
-    y = physics(x, generator)
-    solver = instantiate(OmegaConf.load(configs / "solver" / "latent_dds_mri_4x.yaml"))
-    solver.n_steps, solver.n_samples, solver.final_tv_weight = 4, 1, 0.0  # the prior alone
+    x = torch.from_numpy(np.ascontiguousarray(volume))[None, None]
+    physics, y = simulate(x, factory, seed=0)
+    prior_alone = {"n_steps": 4, "n_samples": 1, "final_tv_weight": 0.0}
+    solver, _ = solver_for_operator("latent_dds", "mri_4x", prior_alone)
     result = solver.solve(y, physics, prior, generator=torch.Generator().manual_seed(0))
     estimate = result.estimate.abs()[0, 0].numpy()
     zero_filled = ZeroFilled().solve(y, physics).estimate.abs()[0, 0].numpy()
