@@ -73,15 +73,16 @@ def _overrides() -> list[str]:
         return []
 
 
-def load_bench_prior(spec: Any, device: str) -> Any:
-    """``prior=`` as a shipped name / checkpoint folder, or a config with a ``_target_``."""
+def load_bench_prior(spec: Any, device: str, precision: str = "auto") -> Any:
+    """``prior=`` as a shipped name / checkpoint folder, or a config with a ``_target_``;
+    ``precision`` of its network calls (auto, fp32, bf16)."""
     if spec is None:
         return None
     if isinstance(spec, str):
         from medldm.models.prior import load_prior
 
         path = Path(to_absolute_path(spec))
-        return load_prior(path if path.exists() else spec, device=device)
+        return load_prior(path if path.exists() else spec, device=device, precision=precision)
     return instantiate(spec)
 
 
@@ -91,7 +92,7 @@ def run_from_config(cfg: DictConfig) -> RunSummary:
         torch.set_num_threads(int(cfg.threads))
     output_dir = Path(to_absolute_path(str(cfg.output_dir)))
     source = instantiate(cfg.data, _convert_="all")
-    prior = load_bench_prior(cfg.get("prior"), str(cfg.device))
+    prior = load_bench_prior(cfg.get("prior"), str(cfg.device), str(cfg.get("precision", "auto")))
     arguments = " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     summary = run_benchmark(
         source,

@@ -60,6 +60,7 @@ COLUMNS = (
     "config_digest",
     "shape",
     "device",
+    "precision",
     "finished_at",
     "error",
 )
@@ -154,6 +155,10 @@ class ResultsTable:
         key = row_key(values)
         with self.locked():
             header, rows = self._read_unlocked()
+            new_columns = [c for c in COLUMNS if c in values and c not in header]
+            if new_columns and rows:  # a table from an older medldm: extend its header
+                header += new_columns
+                atomic_write_text(self.path, _to_csv(header, rows), overwrite=True)
             same_key = [r for r in rows if row_key(r) == key]
             if any(r.get("status") == STATUS_OK for r in same_key):
                 return False

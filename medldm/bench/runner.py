@@ -69,6 +69,7 @@ from medldm.metrics.scoring import score
 from medldm.models.prior import resolve_device
 from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
 from medldm.problems.simulate import simulate
+from medldm.solvers.latent_base import LatentSolverBase
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +336,15 @@ class _GridRun:
             residual_over_noise=_optional_float(
                 getattr(reconstruction, "residual_over_noise", None)
             ),
+            precision=self._precision(solver),
             error="",
         )
+
+    def _precision(self, solver: Any) -> str:
+        """The precision of the network calls behind a row: the prior's for LDM solvers,
+        fp32 for classical ones (they run no network)."""
+        uses_prior = isinstance(solver, LatentSolverBase)
+        return str(getattr(self.prior, "precision", "fp32")) if uses_prior else "fp32"
 
     def record_case_failure(self, failure: CaseFailure) -> None:
         """Failed rows for an unreadable case (pairs known to be inapplicable are left out)."""

@@ -36,6 +36,7 @@ from medldm.data.normalize import Normalization, fit_to_image
 from medldm.errors import DataNotFoundError, InvalidInputError
 from medldm.models.checkpoint import LoadedPrior, load_prior_checkpoint
 from medldm.models.config import build_scheduler
+from medldm.models.precision import autocast, resolve_precision
 from medldm.models.schedule import ddim_step, gaussian_like, tweedie_x0
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
@@ -58,14 +59,23 @@ def shipped_priors() -> list[str]:
 class Prior:
     """A trained LDM: autoencoder, diffusion UNet, noise schedule and normalisation.
 
+    ``precision`` (``"fp32"``, ``"bf16"`` or ``"auto"``: bf16 where the hardware runs it
+    natively, :mod:`medldm.models.precision`) applies to the network calls only (encoder,
+    decoder, UNet); their outputs come back as float32, so the solvers' data consistency
+    (FFTs, CG, TV) stays in fp32.
+
     Attributes
     ----------
     spatial_dims, image_size, latent_channels, downsampling_factor, scale_factor, device,
-    nfe (network evaluations counted by :meth:`predict_eps`), meta (checkpoint description).
+    precision (resolved: ``"fp32"`` or ``"bf16"``), nfe (network evaluations counted by
+    :meth:`predict_eps`), meta (checkpoint description).
     """
 
-    def __init__(self, loaded: LoadedPrior, device: str | torch.device = "auto"):
+    def __init__(
+        self, loaded: LoadedPrior, device: str | torch.device = "auto", precision: str = "fp32"
+    ):
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.config = loaded.config
         self.meta = loaded.meta
         self.path = loaded.path
@@ -81,6 +91,10 @@ class Prior:
         self.scheduler = build_scheduler(self.config.scheduler, "ddpm")
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device, torch.float32)
         self.num_train_timesteps = self.config.scheduler.num_train_timesteps
+        if self.precision == "bf16" and self.device.type == "cpu" and self.spatial_dims == 2:
+            self.autoencoder.to(memory_format=torch.channels_last)  # oneDNN's fast layout
+            if self.unet is not None:
+                self.unet.to(memory_format=torch.channels_last)
         self.nfe = 0
         spec = loaded.meta.get("normalization")
         self.normalizer = None
@@ -108,8 +122,9 @@ class Prior:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Image ``(B, 1, *spatial)`` in ``[0, 1]`` -> scaled latent mean ``(B, C, *spatial/f)``."""
         self._check_image(x)
-        mu, _ = self.autoencoder.encode(x.to(self.device, torch.float32))
-        return mu * self.scale_factor
+        with autocast(self.device, self.precision):
+            mu, _ = self.autoencoder.encode(x.to(self.device, torch.float32))
+        return mu.float() * self.scale_factor
 
     def decode(self, z: torch.Tensor, *, tile: Sequence[int] | None = None) -> torch.Tensor:
         """Scaled latent -> image. 3D latents larger than ``tile`` (default: the training
@@ -118,18 +133,23 @@ class Prior:
         z = z.to(self.device) / self.scale_factor
         latent_size = [s // self.downsampling_factor for s in self.image_size]
         tile = list(tile or latent_size)
-        if self.spatial_dims == 3 and any(s > t for s, t in zip(z.shape[2:], tile, strict=True)):
-            from monai.inferers import sliding_window_inference
+        with autocast(self.device, self.precision):
+            if self.spatial_dims == 3 and any(
+                s > t for s, t in zip(z.shape[2:], tile, strict=True)
+            ):
+                from monai.inferers import sliding_window_inference
 
-            return sliding_window_inference(
-                z,
-                roi_size=tile,
-                sw_batch_size=1,
-                predictor=self.autoencoder.decode,
-                overlap=0.25,
-                mode="gaussian",
-            )
-        return self.autoencoder.decode(z)
+                image = sliding_window_inference(
+                    z,
+                    roi_size=tile,
+                    sw_batch_size=1,
+                    predictor=self.autoencoder.decode,
+                    overlap=0.25,
+                    mode="gaussian",
+                )
+            else:
+                image = self.autoencoder.decode(z)
+        return image.float()
 
     # --- diffusion --------------------------------------------------------------------
     def _timesteps(self, t: int | torch.Tensor, batch: int) -> torch.Tensor:
@@ -145,7 +165,9 @@ class Prior:
                 fix="train the diffusion stage (medldm-train-diffusion) first",
             )
         self.nfe += 1
-        return self.unet(z_t, timesteps=self._timesteps(t, z_t.shape[0]))
+        with autocast(self.device, self.precision):
+            eps = self.unet(z_t, timesteps=self._timesteps(t, z_t.shape[0]))
+        return eps.float()
 
     def alpha_bar(self, t: int | torch.Tensor) -> torch.Tensor:
         """Cumulative signal fraction ``a_t`` (scalar tensor, or one per batch item)."""
@@ -221,8 +243,11 @@ class Prior:
             )
 
 
-def load_prior(name_or_path: str | Path, device: str | torch.device = "auto") -> Prior:
-    """Load a shipped prior by name (``"brain_t1_2d"``) or any checkpoint folder by path."""
+def load_prior(
+    name_or_path: str | Path, device: str | torch.device = "auto", precision: str = "fp32"
+) -> Prior:
+    """Load a shipped prior by name (``"brain_t1_2d"``) or any checkpoint folder by path;
+    ``precision`` of its network calls as in :class:`Prior`."""
     path = Path(name_or_path)
     if not path.exists():
         shipped = SHIPPED_DIR / str(name_or_path)
@@ -233,4 +258,5 @@ def load_prior(name_or_path: str | Path, device: str | torch.device = "auto") ->
                 f"{', '.join(shipped_priors()) or 'none installed'}",
             )
         path = shipped
-    return Prior(load_prior_checkpoint(path, device=resolve_device(device)), device=device)
+    loaded = load_prior_checkpoint(path, device=resolve_device(device))
+    return Prior(loaded, device=device, precision=precision)

@@ -87,6 +87,7 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
         progress=bool(cfg.progress),
         kspace=cfg.get("kspace"),
         mask=cfg.get("mask"),
+        precision=str(cfg.get("precision", "auto")),
         solver_options=_plain(cfg.solver_options) if cfg.get("solver_options") else None,
     )
     inputs = [p for p in (input_path, cfg.get("kspace"), cfg.get("mask")) if p]
@@ -119,7 +120,11 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
     if cfg.get("solver_options"):
         preset = preset.with_overrides(solver_options=_plain(cfg.solver_options))
     solver = preset.build_solver()
-    prior = resolve_prior(preset.prior, str(cfg.device) if cfg.device != "auto" else "auto")
+    prior = resolve_prior(
+        preset.prior,
+        str(cfg.device) if cfg.device != "auto" else "auto",
+        str(cfg.get("precision", "auto")),
+    )
     from medldm.io import load
     from medldm.recon.examples import example_input
 

@@ -116,8 +116,9 @@ def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"psnr_db": scores["psnr"], "ssim": scores["ssim"]}
 
 
-def resolve_prior(spec: Any, device: str | torch.device) -> Any:
-    """A Prior object as is, else a shipped name / checkpoint folder loaded on ``device``.
+def resolve_prior(spec: Any, device: str | torch.device, precision: str = "auto") -> Any:
+    """A Prior object as is, else a shipped name / checkpoint folder loaded on ``device``
+    with its network calls in ``precision`` (auto, fp32, bf16).
 
     The app works on a 2D in-plane grid (volumes slice by slice, coupled along z in the
     data-consistency step), so only 2D priors are accepted here; a 3D prior is refused with
@@ -132,7 +133,7 @@ def resolve_prior(spec: Any, device: str | torch.device) -> Any:
     else:
         from medldm.models.prior import load_prior
 
-        prior = load_prior(spec, device=device)
+        prior = load_prior(spec, device=device, precision=precision)
     if getattr(prior, "spatial_dims", 2) != 2:
         size = "x".join(str(s) for s in prior.image_size)
         raise InvalidInputError(
@@ -156,6 +157,7 @@ def reconstruct(
     progress: bool = False,
     kspace: str | Path | None = None,
     mask: str | Path | None = None,
+    precision: str = "auto",
     **overrides: Any,
 ) -> ReconResult:
     """Reconstruct ``image_or_path`` with a preset; see the module docstring.
@@ -173,6 +175,9 @@ def reconstruct(
     kspace, mask:
         Measured single-coil k-space (``.npy`` / fastMRI ``.h5``) and its sampling mask:
         no simulation; only the data residual can be reported.
+    precision:
+        The prior's network calls: ``"auto"`` (bf16 where the hardware runs it natively),
+        ``"fp32"`` or ``"bf16"``; the data consistency always runs in fp32.
     overrides:
         Preset fields (``slices=16``, ``solver="psld"``, ``prior=...`` — a name, a folder
         or a loaded Prior) and ``solver_options={...}``.
@@ -188,7 +193,7 @@ def reconstruct(
     from medldm.solvers import needs_prior
 
     if needs_prior(solver.name):
-        prior = resolve_prior(preset.prior, torch_device)
+        prior = resolve_prior(preset.prior, torch_device, precision)
     if kspace is not None:
         from medldm.recon.measured import reconstruct_measured
 
@@ -291,6 +296,7 @@ def reconstruct(
         },
         "seed": int(seed),
         "device": str(torch_device),
+        "precision": getattr(prior, "precision", "fp32"),
     }
     metrics["ldm"].update(_scores(estimate, truth))
     metrics["direct"] = _scores(direct_stack, truth)

@@ -3,9 +3,9 @@
 ``solver.solve(y, physics, prior=None, *, generator=None, callback=None) -> Reconstruction``
 
 Classical baselines: :class:`ZeroFilled` (``A^H y`` / FBP), :class:`ConjugateGradient`
-(CG least squares, CG-SENSE), :class:`TotalVariation` (PDHG), :class:`Biharmonic`
-(inpainting) and :class:`RichardsonLucy` (deconvolution). :func:`get_solver` builds one by
-name.
+(CG least squares, CG-SENSE), :class:`TotalVariation` (PDHG), :class:`L1Wavelet`
+(l1-wavelet by FISTA), :class:`Biharmonic` (inpainting) and :class:`RichardsonLucy`
+(deconvolution). :func:`get_solver` builds one by name.
 
 Latent-diffusion solvers (need a trained :class:`~medldm.models.prior.Prior`):
 :class:`LatentDPS`, :class:`PSLD`, :class:`ReSample`, :class:`LatentDAPS` and our fast
@@ -16,6 +16,7 @@ pixel-wise std.
 from medldm.solvers.base import Reconstruction, Solver
 from medldm.solvers.biharmonic import Biharmonic
 from medldm.solvers.cg import ConjugateGradient
+from medldm.solvers.l1_wavelet import L1Wavelet
 from medldm.solvers.latent_daps import LatentDAPS
 from medldm.solvers.latent_dds import LatentDDS
 from medldm.solvers.latent_dps import LatentDPS
@@ -31,6 +32,7 @@ __all__ = [
     "SOLVERS",
     "Biharmonic",
     "ConjugateGradient",
+    "L1Wavelet",
     "LatentDAPS",
     "LatentDDS",
     "LatentDPS",

@@ -6,7 +6,7 @@ Example
 >>> solver.name, solver.weight
 ('tv', 0.02)
 >>> sorted(SOLVERS)[:6]
-['biharmonic', 'cg', 'latent_daps', 'latent_dds', 'latent_dps', 'psld']
+['biharmonic', 'cg', 'l1_wavelet', 'latent_daps', 'latent_dds', 'latent_dps']
 >>> needs_prior("latent_dds"), needs_prior("tv")
 (True, False)
 """
@@ -18,6 +18,7 @@ from typing import Any
 from medldm.errors import InvalidInputError
 from medldm.solvers.biharmonic import Biharmonic
 from medldm.solvers.cg import ConjugateGradient
+from medldm.solvers.l1_wavelet import L1Wavelet
 from medldm.solvers.latent_daps import LatentDAPS
 from medldm.solvers.latent_dds import LatentDDS
 from medldm.solvers.latent_dps import LatentDPS
@@ -28,7 +29,7 @@ from medldm.solvers.tv import TotalVariation
 from medldm.solvers.zero_filled import ZeroFilled
 
 #: Classical solvers (they ignore the prior).
-CLASSICAL = (ZeroFilled, ConjugateGradient, TotalVariation, Biharmonic, RichardsonLucy)
+CLASSICAL = (ZeroFilled, ConjugateGradient, TotalVariation, L1Wavelet, Biharmonic, RichardsonLucy)
 #: Latent-diffusion solvers (they need a trained prior).
 LATENT = (LatentDPS, PSLD, ReSample, LatentDAPS, LatentDDS)
 #: Solver name -> class.
