@@ -20,7 +20,7 @@ import pytest
 import torch
 from skimage.data import camera
 
-from medldm.bench import CaseSource, ResultsTable, run_benchmark, write_report
+from medldm.bench import COLUMNS, CaseSource, ResultsTable, run_benchmark, write_report
 from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
 from medldm.metrics import METRIC_CONVENTION
@@ -147,6 +147,7 @@ def test_python_api_runs_tiny_grid_and_writes_results_and_reports(cohort, tmp_pa
         assert float(row["nmse"]) >= 0 and float(row["seconds"]) >= 0
         assert float(row["peak_mem_mb"]) >= 0 and row["nfe"] == "0"
         assert row["shape"] == "32x32" and row["device"] == "cpu"
+        assert row["precision"] == "fp32"  # classical solvers run no network
     assert {r["operator"] for r in rows} == {"inpaint_random", "mri_4x"}
     # Measurement view + each solver's estimate, for the first seed only.
     assert len(list((out / "cases").glob("*/*.npz"))) == 3 * 2 * (1 + 2)
@@ -502,3 +503,15 @@ def test_cli_joblib_multirun_jobs_share_one_results_file(cohort, tmp_path):
     assert {r["operator"] for r in _rows(tmp_path / "out")} == {"inpaint_box", "inpaint_random"}
     report = (tmp_path / "out" / "report.md").read_text()
     assert "inpaint_box" in report and "inpaint_random" in report, report + log
+
+
+def test_a_table_from_an_older_medldm_gains_the_new_columns(tmp_path):
+    path = tmp_path / "results.csv"
+    old_header = [c for c in COLUMNS if c != "precision"]
+    path.write_text(",".join(old_header) + "\nd,a,o,s,0,ok" + "," * (len(old_header) - 6) + "\n")
+    table = ResultsTable(path)
+    row = {"dataset": "d", "case": "b", "operator": "o", "solver": "s", "seed": 0}
+    table.append({**row, "status": "ok", "precision": "bf16"})
+    rows = table.read()
+    assert [r["case"] for r in rows] == ["a", "b"]
+    assert [r["precision"] for r in rows] == ["", "bf16"]

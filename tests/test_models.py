@@ -170,3 +170,33 @@ def test_a_pickle_checkpoint_loads_only_when_explicitly_allowed(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(InvalidInputError, match="must be a dict"):
         load_prior_checkpoint(tmp_path / "other.pt", allow_pickle=True)
+
+
+def test_prior_network_calls_in_bf16_return_float32_close_to_fp32(checkpoint):
+    """precision=bf16 runs the networks under autocast (where the CPU has native bf16;
+    forced here so the test runs on any CPU) and hands the solvers float32 back."""
+    from unittest import mock
+
+    folder, _, _ = checkpoint
+    with mock.patch("medldm.models.precision.cpu_has_native_bf16", return_value=True):
+        fast = load_prior(folder, device="cpu", precision="bf16")
+    exact = load_prior(folder, device="cpu", precision="fp32")
+    assert (fast.precision, exact.precision) == ("bf16", "fp32")
+    x = torch.rand(2, 1, 32, 32)
+    t = torch.tensor([10, 500])
+    with mock.patch("medldm.models.precision.cpu_has_native_bf16", return_value=True):
+        z, image = fast.encode(x), fast.decode(fast.encode(x))
+        eps = fast.predict_eps(z, t)
+    assert z.dtype == image.dtype == eps.dtype == torch.float32
+    torch.testing.assert_close(z, exact.encode(x), atol=0.05, rtol=0.05)
+    torch.testing.assert_close(eps, exact.predict_eps(exact.encode(x), t), atol=0.1, rtol=0.1)
+
+
+def test_bf16_is_refused_where_it_would_only_be_emulated(checkpoint):
+    from unittest import mock
+
+    folder, _, _ = checkpoint
+    with mock.patch("medldm.models.precision.cpu_has_native_bf16", return_value=False):
+        with pytest.raises(InvalidInputError, match="no native bf16"):
+            load_prior(folder, device="cpu", precision="bf16")
+        assert load_prior(folder, device="cpu", precision="auto").precision == "fp32"
