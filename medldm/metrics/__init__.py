@@ -1,4 +1,6 @@
-"""Image-quality metrics with a written convention: PSNR, SSIM and NMSE.
+"""Image-quality metrics with a written convention: PSNR, SSIM and NMSE; and checks of a
+posterior std map (coverage, std-error rank correlation, reliability curve:
+:mod:`medldm.metrics.uncertainty`, convention :data:`UNCERTAINTY_CONVENTION`).
 
 All three compare magnitude images (complex inputs -> ``abs``) in the ground truth's units,
 with ``data_range`` explicit (default: ground truth ``max - min``, never the dtype), an
@@ -22,20 +24,35 @@ Example
 34.1
 """
 
-from medldm.metrics.convention import METRIC_CONVENTION
+from medldm.metrics.convention import METRIC_CONVENTION, UNCERTAINTY_CONVENTION
 from medldm.metrics.foreground import foreground_mask
 from medldm.metrics.nmse import nmse
 from medldm.metrics.psnr import psnr
 from medldm.metrics.scoring import mean_slice_scores, score
 from medldm.metrics.ssim import ssim, ssim_map
+from medldm.metrics.uncertainty import (
+    ReliabilityCurve,
+    reliability_curve,
+    sample_coverage,
+    std_coverage,
+    std_error_spearman,
+    uncertainty_scores,
+)
 
 __all__ = [
     "METRIC_CONVENTION",
+    "UNCERTAINTY_CONVENTION",
+    "ReliabilityCurve",
     "foreground_mask",
     "mean_slice_scores",
     "nmse",
     "psnr",
+    "reliability_curve",
+    "sample_coverage",
     "score",
     "ssim",
     "ssim_map",
+    "std_coverage",
+    "std_error_spearman",
+    "uncertainty_scores",
 ]

@@ -1,11 +1,15 @@
 """The written convention of every image-quality number medldm reports.
 
 :data:`METRIC_CONVENTION` is printed in every benchmark report so a reader knows exactly
-what a PSNR, SSIM or NMSE value means.
+what a PSNR, SSIM or NMSE value means; :data:`UNCERTAINTY_CONVENTION` does the same for
+the coverage, rank-correlation and reliability numbers of a posterior std map
+(:mod:`medldm.metrics.uncertainty`).
 
 Example
 -------
 >>> "data_range" in METRIC_CONVENTION and "magnitude" in METRIC_CONVENTION
+True
+>>> "coverage_90" in UNCERTAINTY_CONVENTION and "Spearman" in UNCERTAINTY_CONVENTION
 True
 """
 
@@ -33,4 +37,30 @@ METRIC_CONVENTION = (
     "The ROI, when used, is a foreground mask of the ground truth (threshold then hole "
     "filling) and is reported with the numbers. Values are per volume (one number per 2D "
     "image or 3D volume) unless marked per slice."
+)
+
+UNCERTAINTY_CONVENTION = (
+    "Uncertainty numbers check a solver's pixel-wise posterior std (the sample std of its K "
+    "posterior samples) against the ground truth, per 2D image or 3D volume, over the "
+    "ground truth's foreground mask (threshold then hole filling, as for the ROI above: "
+    "the background is trivially covered), on magnitude images in the ground truth's units. "
+    "coverage_50 and coverage_90 are the fractions of those pixels whose true value lies in "
+    "the central interval estimate +- z std (ends included) with z = 0.674 (50 %) and "
+    "1.645 (90 %), the Gaussian quantiles; the estimate is the reported reconstruction (the "
+    "posterior mean, after the solver's final step). coverage_50_samples and "
+    "coverage_90_samples use instead the 25-75 % and 5-95 % quantiles of the K samples at "
+    "each pixel (linear interpolation); with few samples these under-cover even for a "
+    "perfect posterior (the truth falls outside the range of K exchangeable samples with "
+    "probability 2/(K+1)). A calibrated std gives coverage equal to the nominal level; "
+    "lower means over-confident. coverage_50_calibrated and coverage_90_calibrated use "
+    "estimate +- s std, where s was fitted on validation cases only (conformal: the level "
+    "quantile of |error|/std over their foreground pixels, each case weighted equally) for "
+    "the same solver preset, operator, prior and K; the uncalibrated columns are kept "
+    "beside them. std_error_spearman is the Spearman rank correlation between std and "
+    "|estimate - truth| over the foreground pixels (1: the std ranks the errors perfectly; "
+    "near 0: the std map says nothing about where the errors are). The reliability curve "
+    "bins the foreground pixels by their std and plots the mean |error| per bin against "
+    "the mean std; a Gaussian error whose standard deviation is the reported std lies on "
+    "mean |error| = sqrt(2/pi) std = 0.798 std. Coverage and correlation are means over "
+    "cases; reliability curves pool the pixels of all cases."
 )

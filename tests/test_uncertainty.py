@@ -1,0 +1,175 @@
+"""Uncertainty measures (coverage, std-error Spearman, reliability curve) against
+hand-computed cases, and the std calibration fitted on validation cases only (issue 17)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from medldm.errors import InvalidInputError
+from medldm.metrics.uncertainty import (
+    GAUSSIAN_MEAN_ABS,
+    STD_BIN_EDGES,
+    ReliabilityCurve,
+    coverage,
+    gaussian_quantile,
+    reliability_curve,
+    sample_coverage,
+    sample_interval,
+    std_coverage,
+    std_error_spearman,
+    uncertainty_scores,
+)
+
+EVERYWHERE = np.ones((2, 2), bool)
+
+
+# --- coverage ---------------------------------------------------------------------------
+def test_std_coverage_counts_pixels_inside_estimate_plus_minus_z_std():
+    # errors 0, 1, 2, 3 with std 1: z_50 = 0.674 covers only the 0; z_90 = 1.645 the 0 and 1
+    truth = np.array([[0.0, 1.0], [2.0, 3.0]])
+    estimate, std = np.zeros((2, 2)), np.ones((2, 2))
+    assert std_coverage(truth, estimate, std, 0.5, mask=EVERYWHERE) == 0.25
+    assert std_coverage(truth, estimate, std, 0.9, mask=EVERYWHERE) == 0.5
+    # a half-width of exactly the error counts as covered (ends included)
+    assert std_coverage(truth, estimate, std, 0.9, mask=EVERYWHERE, scale=2.0) == 0.75
+
+
+def test_std_coverage_uses_only_the_roi():
+    truth = np.array([[0.0, 1.0], [2.0, 3.0]])
+    roi = np.array([[False, True], [True, False]])  # errors 1 and 2
+    assert std_coverage(truth, np.zeros((2, 2)), np.ones((2, 2)), 0.9, mask=roi) == 0.5
+
+
+def test_gaussian_quantiles_are_the_textbook_values():
+    assert gaussian_quantile(0.5) == pytest.approx(0.67449, abs=1e-5)
+    assert gaussian_quantile(0.9) == pytest.approx(1.64485, abs=1e-5)
+    with pytest.raises(InvalidInputError, match="level"):
+        gaussian_quantile(1.0)
+
+
+def test_sample_interval_is_the_linear_quantile_of_the_samples():
+    # K = 5 samples 0..4 at one pixel: 25 % -> 1, 75 % -> 3, 5 % -> 0.2, 95 % -> 3.8
+    samples = np.arange(5.0)[:, None]
+    lower, upper = sample_interval(samples, 0.5)
+    assert (lower[0], upper[0]) == (1.0, 3.0)
+    lower, upper = sample_interval(samples, 0.9)
+    assert lower[0] == pytest.approx(0.2) and upper[0] == pytest.approx(3.8)
+
+
+def test_sample_coverage_by_hand():
+    # four pixels with the same samples 0..4; truths 0.1 (outside both), 2 (inside both),
+    # 0.5 (inside the 90 % interval [0.2, 3.8] only), 3.9 (outside both)
+    truth = np.array([[0.1, 2.0], [0.5, 3.9]])
+    samples = np.broadcast_to(np.arange(5.0)[:, None, None], (5, 2, 2))
+    assert sample_coverage(truth, samples, 0.5, mask=EVERYWHERE) == 0.25
+    assert sample_coverage(truth, samples, 0.9, mask=EVERYWHERE) == 0.5
+
+
+def test_sample_coverage_takes_solver_layout_and_complex_samples():
+    truth = np.array([[0.1, 2.0], [0.5, 3.9]])
+    samples = np.arange(5.0)[:, None, None, None, None] * np.ones((5, 1, 1, 2, 2))
+    phased = samples * np.exp(1j * 0.3)  # magnitude is what counts
+    assert sample_coverage(truth, phased, 0.9, mask=EVERYWHERE) == 0.5
+    with pytest.raises(InvalidInputError, match="samples"):
+        sample_coverage(truth, np.zeros((5, 3, 3)), 0.9, mask=EVERYWHERE)
+
+
+def test_coverage_without_mask_uses_the_foreground():
+    truth = np.zeros((8, 8))
+    truth[2:6, 2:6] = 1.0  # foreground: 16 pixels
+    lower, upper = truth - 0.1, truth + 0.1
+    upper[2, 2:6] = 0.5  # 4 foreground pixels not covered
+    assert coverage(truth, lower, upper) == 12 / 16
+
+
+def test_perfectly_calibrated_gaussian_std_gives_nominal_coverage():
+    rng = np.random.default_rng(0)
+    truth = np.ones((200, 200))
+    std = rng.uniform(0.05, 0.5, truth.shape)
+    estimate = truth + std * rng.standard_normal(truth.shape)
+    mask = np.ones(truth.shape, bool)
+    for level in (0.5, 0.9):
+        assert std_coverage(truth, estimate, std, level, mask=mask) == pytest.approx(
+            level, abs=0.01
+        )
+
+
+# --- Spearman -----------------------------------------------------------------------------
+def test_spearman_by_hand():
+    # std ranks 1 3 2 4 against |error| ranks 1 2 3 4: sum d^2 = 2, rho = 1 - 6*2/(4*15)
+    truth = np.array([[0.0, 1.0], [2.0, 3.0]])
+    std = np.array([[1.0, 3.0], [2.0, 4.0]])
+    assert std_error_spearman(np.zeros((2, 2)), truth, std, mask=EVERYWHERE) == pytest.approx(0.8)
+    # the sign of the error does not matter, only its size
+    assert std_error_spearman(2 * truth, truth, std, mask=EVERYWHERE) == pytest.approx(0.8)
+
+
+def test_spearman_is_nan_for_a_constant_std():
+    truth = np.array([[0.0, 1.0], [2.0, 3.0]])
+    value = std_error_spearman(np.zeros((2, 2)), truth, np.ones((2, 2)), mask=EVERYWHERE)
+    assert math.isnan(value)
+
+
+# --- reliability --------------------------------------------------------------------------
+def test_reliability_curve_by_hand():
+    curve = reliability_curve(
+        np.zeros(4),
+        np.array([0.1, 0.3, -0.4, 0.6]),
+        np.array([0.1, 0.1, 0.5, 1.0]),
+        mask=np.ones(4, bool),
+        bin_edges=[0.0, 0.2, 1.0],
+    )
+    assert curve.counts.tolist() == [2, 2]  # std = 1.0 is in the closed last bin
+    assert curve.mean_std.tolist() == pytest.approx([0.1, 0.75])
+    assert curve.mean_abs_error.tolist() == pytest.approx([0.2, 0.5])
+    assert curve.rms_error.tolist() == pytest.approx([math.sqrt(0.05), math.sqrt(0.26)])
+
+
+def test_reliability_curves_on_fixed_edges_add_up_and_round_trip():
+    rng = np.random.default_rng(1)
+    mask = np.ones((16, 16), bool)
+    curves = []
+    for _ in range(2):
+        std = rng.uniform(0.001, 0.3, (16, 16))
+        curves.append(
+            reliability_curve(
+                rng.random((16, 16)), rng.random((16, 16)), std, mask=mask, bin_edges=STD_BIN_EDGES
+            )
+        )
+    merged = curves[0].merge(curves[1])
+    assert merged.counts.sum() == 512 and merged.n_cases == 2
+    again = ReliabilityCurve.from_dict(merged.to_dict())
+    assert np.array_equal(again.bin_edges, STD_BIN_EDGES)
+    assert np.allclose(again.mean_abs_error, merged.mean_abs_error, equal_nan=True)
+    with pytest.raises(InvalidInputError, match="bin edges"):
+        merged.merge(reliability_curve(np.zeros(4), np.ones(4), np.ones(4), mask=np.ones(4)))
+
+
+def test_reliability_of_a_calibrated_gaussian_follows_sqrt_2_over_pi():
+    rng = np.random.default_rng(2)
+    std = np.repeat([0.01, 0.1], 20000)
+    estimate = std * rng.standard_normal(std.size)
+    curve = reliability_curve(
+        estimate, np.zeros(std.size), std, mask=np.ones(std.size, bool), bin_edges=STD_BIN_EDGES
+    )
+    full = curve.counts > 0
+    assert np.allclose(
+        curve.mean_abs_error[full] / curve.mean_std[full], GAUSSIAN_MEAN_ABS, rtol=0.03
+    )
+
+
+def test_uncertainty_scores_hold_every_column():
+    truth = np.array([[0.1, 2.0], [0.5, 3.9]])
+    samples = np.broadcast_to(np.arange(5.0)[:, None, None], (5, 2, 2))
+    estimate, std = samples.mean(0), samples.std(0, ddof=1)
+    scores = uncertainty_scores(
+        estimate, truth, std, samples, mask=EVERYWHERE, scales={0.5: 0.0, 0.9: 10.0}
+    )
+    assert scores["coverage_50_samples"] == 0.25 and scores["coverage_90_samples"] == 0.5
+    # a zero half-width covers only the pixel whose truth is the estimate (2.0)
+    assert scores["coverage_90_calibrated"] == 1.0 and scores["coverage_50_calibrated"] == 0.25
+    assert scores["roi_pixels"] == 4
+    assert {"coverage_50", "coverage_90", "std_error_spearman"} <= set(scores)
