@@ -173,3 +173,111 @@ def test_uncertainty_scores_hold_every_column():
     assert scores["coverage_90_calibrated"] == 1.0 and scores["coverage_50_calibrated"] == 0.25
     assert scores["roi_pixels"] == 4
     assert {"coverage_50", "coverage_90", "std_error_spearman"} <= set(scores)
+
+
+# --- calibration (medldm.problems.calibration) ----------------------------------------------
+def _case(rng, name, split, size=24, spread=2.0, k=6):
+    """A case whose samples scatter less than the true error: an over-confident std."""
+    from medldm.problems.calibration import CalibrationCase
+
+    truth = np.pad(rng.uniform(0.4, 1.0, (size, size)), 2)
+    estimate = truth + spread * 0.05 * rng.standard_normal(truth.shape)
+    samples = estimate + 0.05 * rng.standard_normal((k, *truth.shape))
+    std = samples.std(0, ddof=1)
+    return CalibrationCase(name, split, truth, estimate, std, samples, dataset=f"toy_{split}")
+
+
+def test_calibration_refuses_cases_from_the_test_split():
+    from medldm.problems.calibration import fit_calibration
+
+    rng = np.random.default_rng(3)
+    cases = [_case(rng, "IXI527/slice059", "validation"), _case(rng, "IXI603/slice059", "test")]
+    with pytest.raises(InvalidInputError, match=r"validation cases only.*IXI603/slice059 \(test\)"):
+        fit_calibration(cases, solver="latent_dds", operator="mri_4x")
+    with pytest.raises(InvalidInputError, match="validation cases only"):
+        fit_calibration([_case(rng, "x", "train")], solver="latent_dds", operator="mri_4x")
+
+
+def test_split_of_case_comes_from_the_data_card():
+    from medldm.problems.calibration import split_of_case
+
+    assert split_of_case("ixi_t1", "IXI565/slice060") == "validation"
+    assert split_of_case("ixi_t1", "IXI632/slice058") == "test"
+    assert split_of_case("ixi_t1", "IXI012/slice058") == "train"
+    assert split_of_case("mednist", "ChestCT/008099") == "validation"
+    assert split_of_case("mednist", "ChestCT/008100") == "test"
+    assert split_of_case("ixi_t1", "nobody/slice001") == "unknown"
+
+
+def test_applying_the_fitted_scale_gives_the_nominal_coverage_on_the_fitting_cases():
+    from medldm.problems.calibration import fit_calibration
+
+    rng = np.random.default_rng(4)
+    # cases of different sizes and error levels: the mean over cases is what is nominal
+    cases = [
+        _case(rng, f"v{i}", "validation", size=size, spread=spread)
+        for i, (size, spread) in enumerate([(16, 1.5), (24, 2.0), (40, 3.0)])
+    ]
+    fit = fit_calibration(cases, solver="latent_dds", operator="mri_4x")
+    assert fit.n_samples == 6 and [c["split"] for c in fit.cases] == ["validation"] * 3
+    for level in (0.5, 0.9):
+        scale = fit.levels[level].std_scale
+        covered = [
+            std_coverage(c.ground_truth, c.estimate, c.std, level, scale=scale) for c in cases
+        ]
+        # at least the level, by at most one pixel of the smallest case (weight 1/(3*256))
+        assert level <= np.mean(covered) <= level + 1 / (3 * 16 * 16) + 1e-12
+        assert fit.levels[level].calibrated["std"] == pytest.approx(np.mean(covered))
+        assert fit.levels[level].uncalibrated["std"] < level - 0.1  # it was over-confident
+        assert fit.levels[level].std_factor > 1.0
+        sampled = []
+        for c in cases:
+            lower, upper = fit.sample_interval(c.samples, level)
+            sampled.append(coverage(c.ground_truth, lower, upper))
+        assert level <= np.mean(sampled) <= level + 1 / (3 * 16 * 16) + 1e-12
+
+
+def test_calibration_file_round_trip_and_matching(tmp_path):
+    from medldm.problems.calibration import (
+        calibration_path,
+        find_calibration,
+        fit_calibration,
+        load_calibrations,
+        save_calibration,
+        score_uncertainty,
+    )
+
+    rng = np.random.default_rng(5)
+    config = {"_target_": "medldm.solvers.latent_dds.LatentDDS", "n_samples": 6, "n_steps": 10}
+    cases = [_case(rng, "a", "validation"), _case(rng, "b", "validation")]
+    fit = fit_calibration(cases, solver="latent_dds", operator="mri_4x", solver_config=config)
+    path = save_calibration(fit, tmp_path)
+    assert path == calibration_path("latent_dds", "mri_4x", tmp_path)
+    assert "VALIDATION" in path.read_text()
+    other = fit_calibration(
+        cases, solver="latent_dds", operator="mri_4x", solver_config={**config, "n_steps": 20}
+    )
+    save_calibration(other, tmp_path)
+    save_calibration(fit, tmp_path)  # the same config again replaces, never duplicates
+    assert len(load_calibrations("latent_dds", "mri_4x", tmp_path)) == 2
+    found = find_calibration(
+        "latent_dds", "mri_4x", {**config, "progress": True}, directory=tmp_path
+    )
+    assert found is not None and found.scales == pytest.approx(fit.scales)
+    assert found.levels[0.9].uncalibrated == pytest.approx(fit.levels[0.9].uncalibrated)
+    assert found.cases == fit.cases
+    # another K, another operator: no calibration
+    assert (
+        find_calibration("latent_dds", "mri_4x", {**config, "n_samples": 4}, directory=tmp_path)
+        is None
+    )
+    assert find_calibration("latent_dds", "mri_8x", config, directory=tmp_path) is None
+    scores = score_uncertainty(
+        cases[0].estimate, cases[0].ground_truth, cases[0].std, cases[0].samples, calibration=found
+    )
+    assert scores["coverage_90_calibrated"] > scores["coverage_90"]
+    assert scores["std_calibration"].startswith("latent_dds_mri_4x.yaml K=6")
+    assert (
+        score_uncertainty(cases[0].estimate, cases[0].ground_truth, cases[0].std)["std_calibration"]
+        == ""
+    )
