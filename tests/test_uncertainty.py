@@ -281,3 +281,69 @@ def test_calibration_file_round_trip_and_matching(tmp_path):
         score_uncertainty(cases[0].estimate, cases[0].ground_truth, cases[0].std)["std_calibration"]
         == ""
     )
+
+
+# --- the benchmark: columns, calibration, report -------------------------------------------
+def test_bench_rows_carry_uncertainty_columns_and_the_report_shows_them(tmp_path):
+    import csv
+
+    from skimage.data import camera
+
+    from medldm.bench import run_benchmark, write_report
+    from medldm.bench.cases.case import Case
+    from medldm.data.normalize import Normalization
+    from medldm.models.testing import tiny_prior
+    from medldm.problems.calibration import (
+        LevelFit,
+        StdCalibration,
+        preset_solver_config,
+        save_calibration,
+    )
+
+    image = np.ascontiguousarray(camera()[::16, ::16].astype(np.float32) / 255)
+    cases = [Case("toy", "c0", image, Normalization(0.0, 1.0))]
+    prior = tiny_prior()
+    grid = (cases, ["inpaint_random"], ["zero_filled", "latent_dds"], [0])
+    run_benchmark(
+        *grid,
+        tmp_path / "raw",
+        prior=prior,
+        progress=False,
+        device="cpu",
+        calibration_dir=tmp_path / "none",
+    )
+    markdown = write_report(tmp_path / "raw")[0].read_text()
+    assert "std NOT calibrated" in markdown and "reliability__toy__inpaint_random.png" in markdown
+
+    fit = StdCalibration(
+        "latent_dds",
+        "inpaint_random",
+        4,
+        {0.5: LevelFit(0.5, 2.0, gaussian_quantile(0.5)), 0.9: LevelFit(0.9, 5.0, 1.645)},
+        [{"dataset": "toy_validation", "case": "v0", "split": "validation"}],
+        solver_preset="latent_dds_inpaint_random",
+        solver_config=preset_solver_config("latent_dds_inpaint_random"),
+        prior=prior.name,
+    )
+    save_calibration(fit, tmp_path / "calibration")
+    run_benchmark(
+        *grid,
+        tmp_path / "out",
+        prior=prior,
+        progress=False,
+        device="cpu",
+        calibration_dir=tmp_path / "calibration",
+    )
+    with open(tmp_path / "out" / "results.csv", newline="") as handle:
+        rows = {r["solver"]: r for r in csv.DictReader(handle)}
+    latent, classical = rows["latent_dds"], rows["zero_filled"]
+    for column in ("coverage_50", "coverage_90", "std_error_spearman", "coverage_90_calibrated"):
+        assert 0.0 <= abs(float(latent[column])) <= 1.0
+        assert classical[column] == ""
+    assert float(latent["coverage_90_calibrated"]) >= float(latent["coverage_90"])
+    assert latent["std_calibration"].startswith("latent_dds_inpaint_random.yaml K=4")
+    markdown, html_page = (p.read_text() for p in write_report(tmp_path / "out"))
+    assert "## Uncertainty (latent solvers)" in markdown
+    assert "std calibrated on latent_dds_inpaint_random.yaml K=4" in markdown
+    assert "Reliability: toy / inpaint_random" in html_page
+    assert (tmp_path / "out" / "figures" / "reliability__toy__inpaint_random.png").is_file()

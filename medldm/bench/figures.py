@@ -7,6 +7,9 @@ all on one shared colour scale (0 to the 99.5th percentile of the solvers' error
 solvers can be compared panel to panel; brighter is worse). Titles give PSNR (dB) and
 SSIM from the results table.
 
+:func:`reliability_figure` draws the error-vs-std reliability curves of the latent solvers
+on one operator (pixels pooled over cases; :mod:`medldm.metrics.uncertainty`).
+
 Example
 -------
 >>> import numpy as np, tempfile, pathlib
@@ -34,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from medldm.bench.figure_arrays import CaseArrays
+from medldm.metrics.uncertainty import GAUSSIAN_MEAN_ABS, ReliabilityCurve
 from medldm.utils.files import atomic_output
 
 
@@ -98,6 +102,10 @@ def case_figure(
     figure.suptitle(
         f"{arrays.dataset} / {arrays.case} / {arrays.operator} / seed {arrays.seed}", fontsize=9
     )
+    return _save_png(figure, path, dpi)
+
+
+def _save_png(figure: plt.Figure, path: str | Path, dpi: int) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=dpi, format="png")
     plt.close(figure)
@@ -107,3 +115,75 @@ def case_figure(
     with atomic_output(path, overwrite=True) as tmp:
         picture.save(tmp, format="PNG", optimize=True)
     return path
+
+
+def reliability_figure(
+    curves: Mapping[str, ReliabilityCurve],
+    path: str | Path,
+    title: str = "",
+    calibration_factors: Mapping[str, float] | None = None,
+    min_pixels: int = 20,
+    dpi: int = 80,
+) -> Path:
+    """Mean ``|error|`` against mean std per std bin, one line per solver (log-log), with
+    the line a calibrated Gaussian std would follow (``sqrt(2/pi) std``) and, for a solver
+    with a fitted std factor ``f`` (``calibration_factors``), the line ``sqrt(2/pi) f std``
+    its calibration assumes. Bins with fewer than ``min_pixels`` pixels are left out.
+
+    >>> import numpy as np, tempfile, pathlib
+    >>> from medldm.metrics.uncertainty import STD_BIN_EDGES, reliability_curve
+    >>> rng = np.random.default_rng(0); std = rng.uniform(0.01, 0.2, 4096)
+    >>> curve = reliability_curve(std * rng.normal(size=std.size), np.zeros(std.size), std,
+    ...                           mask=np.ones(std.size, bool), bin_edges=STD_BIN_EDGES)
+    >>> path = reliability_figure({"latent_dds": curve}, pathlib.Path(tempfile.mkdtemp()) / "r.png")
+    >>> path.stat().st_size > 0
+    True
+    """
+    figure, axis = plt.subplots(figsize=(4.6, 4.0))
+    low, high = np.inf, 0.0
+    for index, (name, curve) in enumerate(curves.items()):
+        keep = curve.counts >= min_pixels
+        x, y = curve.mean_std[keep], curve.mean_abs_error[keep]
+        keep_positive = (x > 0) & (y > 0)
+        x, y = x[keep_positive], y[keep_positive]
+        if x.size == 0:
+            continue
+        colour = f"C{index % 10}"
+        label = f"{name} ({int(curve.counts.sum())} px, {curve.n_cases} cases)"
+        axis.plot(x, y, "o-", color=colour, label=label, markersize=4)
+        factor = (calibration_factors or {}).get(name)
+        if factor:
+            span = np.array([x.min(), x.max()])
+            axis.plot(
+                span,
+                GAUSSIAN_MEAN_ABS * factor * span,
+                ":",
+                color=colour,
+                linewidth=1,
+                label=f"{name} calibrated (std x {factor:.2g})",
+            )
+        low, high = (
+            min(low, float(x.min()), float(y.min())),
+            max(high, float(x.max()), float(y.max())),
+        )
+    if high > 0:
+        span = np.array([low / 1.5, high * 1.5])
+        axis.plot(
+            span,
+            GAUSSIAN_MEAN_ABS * span,
+            "k--",
+            linewidth=1,
+            label="calibrated Gaussian: sqrt(2/pi) std",
+        )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+    else:
+        axis.text(0.5, 0.5, "no bins with enough pixels", ha="center", transform=axis.transAxes)
+    axis.set_xlabel("posterior std (bin mean)", fontsize=8)
+    axis.set_ylabel("mean |estimate - ground truth|", fontsize=8)
+    axis.tick_params(labelsize=7)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=6, loc="upper left")
+    axis.set_title(title or "reliability", fontsize=9)
+    figure.tight_layout()
+    return _save_png(figure, path, dpi)

@@ -9,6 +9,15 @@ embedded in the HTML, so the HTML is one self-contained file), the metric conven
 (:data:`medldm.metrics.METRIC_CONVENTION`), and the command lines and configs of the runs
 (:mod:`medldm.bench.run_log`). Both files are written atomically.
 
+When latent solver rows carry uncertainty columns, an **Uncertainty** section follows the
+summary: the coverage table (mean ± std over cases of coverage_50/90 from estimate ± z std
+and from the samples' quantiles, the calibrated coverage where a calibration was applied,
+and the std-|error| Spearman), one line per group saying whether the std is calibrated and
+on what (``std_calibration``) and where it is uninformative (|Spearman| below
+:data:`UNINFORMATIVE_SPEARMAN`), the reliability curve of each dataset x operator
+(``figures/reliability__<dataset>__<operator>.png``, from ``reliability.jsonl``) and the
+convention (:data:`medldm.metrics.UNCERTAINTY_CONVENTION`).
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -35,11 +44,12 @@ import numpy as np
 import yaml
 
 from medldm.bench.figure_arrays import CaseArrays, load_case_arrays, safe_name
-from medldm.bench.figures import case_figure
-from medldm.bench.results import STATUS_OK, ResultsTable
+from medldm.bench.figures import case_figure, reliability_figure
+from medldm.bench.results import STATUS_OK, ReliabilityLog, ResultsTable
 from medldm.bench.run_log import read_runs
-from medldm.bench.summary import SummaryLine, status_counts, summarise
-from medldm.metrics import METRIC_CONVENTION
+from medldm.bench.summary import Stat, SummaryLine, status_counts, summarise
+from medldm.metrics import METRIC_CONVENTION, UNCERTAINTY_CONVENTION
+from medldm.metrics.uncertainty import ReliabilityCurve
 from medldm.utils.files import atomic_write_text
 
 RESULTS_FILE = "results.csv"
@@ -70,6 +80,116 @@ BENCH_NOTES = (
     "torch.cuda.max_memory_allocated; CPU: resident set size sampled every 2 ms). "
     "NFE counts network evaluations (0 for classical solvers)."
 )
+
+
+UNCERTAINTY_HEADER = (
+    "dataset",
+    "operator",
+    "solver",
+    "n",
+    "coverage_50 (±z std)",
+    "coverage_90 (±z std)",
+    "coverage_50 (samples)",
+    "coverage_90 (samples)",
+    "coverage_50 calibrated",
+    "coverage_90 calibrated",
+    "Spearman std vs |error|",
+)
+#: Below this |Spearman| the report calls a std map uninformative.
+UNINFORMATIVE_SPEARMAN = 0.1
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _uncertainty_groups(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], list[dict]]:
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        if row.get("status") == STATUS_OK and (row.get("coverage_90") or "") != "":
+            groups.setdefault((row["dataset"], row["operator"], row["solver"]), []).append(row)
+    return groups
+
+
+def _uncertainty_section(rows: list[dict[str, str]]) -> tuple[list[list[str]], list[str]]:
+    """The coverage table's body and one sentence per group (calibrated on what; where the
+    std is uninformative)."""
+    body, notes = [], []
+    for (dataset, operator, solver), members in sorted(_uncertainty_groups(rows).items()):
+
+        def stat(column: str, members: list = members) -> Stat:
+            return Stat.of(_float(r.get(column)) for r in members)
+
+        columns = (
+            "coverage_50",
+            "coverage_90",
+            "coverage_50_samples",
+            "coverage_90_samples",
+            "coverage_50_calibrated",
+            "coverage_90_calibrated",
+            "std_error_spearman",
+        )
+        stats = [stat(c) for c in columns]
+        body.append([dataset, operator, solver, str(len(members))] + [s.text(3) for s in stats])
+        where = f"{solver} on {operator} ({dataset})"
+        fits = sorted({r.get("std_calibration") or "" for r in members} - {""})
+        if fits:
+            n_calibrated = sum(1 for r in members if r.get("std_calibration"))
+            notes.append(
+                f"{where}: std calibrated on {'; '.join(fits)} "
+                f"({n_calibrated} of {len(members)} rows); the uncalibrated coverage stays "
+                "beside it."
+            )
+        else:
+            notes.append(
+                f"{where}: std NOT calibrated (no fit in configs/calibration for this solver "
+                "preset, prior and K); intervals use the raw std."
+            )
+        spearman = stats[-1]
+        if spearman.n and abs(spearman.mean) < UNINFORMATIVE_SPEARMAN:
+            notes.append(
+                f"{where}: the std is uninformative (Spearman with |error| "
+                f"{spearman.mean:.3f}, below {UNINFORMATIVE_SPEARMAN})."
+            )
+    return body, notes
+
+
+def _reliability_figures(
+    output_dir: Path, table: ResultsTable, rows: list[dict[str, str]]
+) -> list[tuple[str, Path]]:
+    """One reliability figure per dataset x operator from ``reliability.jsonl`` (only the
+    curves of rows that are ``ok`` in the table)."""
+    ok = {
+        (r["dataset"], r["case"], r["operator"], r["solver"], r["seed"])
+        for r in rows
+        if r.get("status") == STATUS_OK
+    }
+    pooled: dict[tuple[str, str], dict[str, ReliabilityCurve]] = {}
+    for key, data in sorted(ReliabilityLog(table).read().items()):
+        if key not in ok:
+            continue
+        try:
+            curve = ReliabilityCurve.from_dict(data)
+        except (KeyError, TypeError, ValueError):
+            continue
+        dataset, _, operator, solver, _ = key
+        by_solver = pooled.setdefault((dataset, operator), {})
+        try:
+            by_solver[solver] = by_solver[solver].merge(curve) if solver in by_solver else curve
+        except Exception:
+            continue  # curves on other bins (another medldm version): left out
+    for stale in (output_dir / FIGURES_DIR).glob("reliability__*.png"):
+        stale.unlink(missing_ok=True)
+    made = []
+    for (dataset, operator), curves in sorted(pooled.items()):
+        name = f"reliability__{safe_name(dataset)}__{safe_name(operator)}.png"
+        label = f"{dataset} / {operator}"
+        path = reliability_figure(curves, output_dir / FIGURES_DIR / name, title=label)
+        made.append((label, path))
+    return made
 
 
 def _summary_cells(line: SummaryLine) -> list[str]:
@@ -197,11 +317,14 @@ def write_report(
     operator (the ``cases/`` folder keeps the arrays of the others).
     """
     output_dir = Path(output_dir)
-    rows = ResultsTable(output_dir / RESULTS_FILE).read()
+    table = ResultsTable(output_dir / RESULTS_FILE)
+    rows = table.read()
     summary = summarise(rows)
     counts = status_counts(rows)
     solver_order = list(dict.fromkeys(line.solver for line in summary))
     figures = _make_figures(output_dir, rows, figures_per_operator, solver_order)
+    uncertainty_body, uncertainty_notes = _uncertainty_section(rows)
+    reliability = _reliability_figures(output_dir, table, rows) if uncertainty_body else []
     runs = read_runs(output_dir)
     failures = _failure_rows(rows)
     summary_body = [_summary_cells(line) for line in summary]
@@ -226,6 +349,25 @@ def write_report(
         "",
         _markdown_table(SUMMARY_HEADER, summary_body) if summary_body else "(no rows)",
         "",
+    ]
+    if uncertainty_body:
+        md += [
+            "## Uncertainty (latent solvers)",
+            "",
+            _markdown_table(UNCERTAINTY_HEADER, uncertainty_body),
+            "",
+            *[f"- {note}" for note in uncertainty_notes],
+            "",
+        ]
+        for label, path in reliability:
+            md += [
+                f"### Reliability: {label}",
+                "",
+                f"![reliability {label}]({path.relative_to(output_dir).as_posix()})",
+                "",
+            ]
+        md += [UNCERTAINTY_CONVENTION, ""]
+    md += [
         "## Metric convention",
         "",
         METRIC_CONVENTION,
@@ -258,6 +400,21 @@ def write_report(
         f"<p>{html.escape(status_text)}</p>",
         "<h2>Summary</h2>",
         _html_table(SUMMARY_HEADER, summary_body),
+    ]
+    if uncertainty_body:
+        body += [
+            "<h2>Uncertainty (latent solvers)</h2>",
+            _html_table(UNCERTAINTY_HEADER, uncertainty_body),
+            "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in uncertainty_notes) + "</ul>",
+        ]
+        for label, path in reliability:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            body += [
+                f"<h3>Reliability: {html.escape(label)}</h3>",
+                f'<img alt="reliability {html.escape(label)}" src="data:image/png;base64,{data}">',
+            ]
+        body += [f"<p>{html.escape(UNCERTAINTY_CONVENTION)}</p>"]
+    body += [
         "<h2>Metric convention</h2>",
         f"<p>{html.escape(METRIC_CONVENTION)}</p>",
         f"<p>{html.escape(BENCH_NOTES)}</p>",

@@ -8,6 +8,11 @@ and a key already recorded as ``ok`` by another process is not written twice. A 
 recorded as ``failed`` is retried by the next run; its new row *replaces* the failed one
 (the file is rewritten atomically), so the table never holds two rows for one key.
 
+Beside it, ``reliability.jsonl`` (:class:`ReliabilityLog`, same lock) keeps for every ``ok``
+latent-solver row the sums of its error-vs-std reliability curve on fixed std bins
+(:func:`medldm.metrics.uncertainty.reliability_curve`), from which the report pools a
+curve per dataset x operator x solver.
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -26,6 +31,7 @@ import contextlib
 import csv
 import fcntl
 import io
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -38,6 +44,12 @@ from medldm.utils.files import atomic_write_text
 #: peak_mem_mb in MiB (see medldm.bench.memory), residual = ||A x - y|| / ||y||;
 #: solver_preset names the configs/solver/ file used (e.g. tv_mri_4x); config_digest
 #: fingerprints the physics and solver preset files (see medldm.problems.configs.preset_digest).
+#: Latent solver rows (posterior samples and std) also fill the uncertainty columns
+#: (medldm.metrics.UNCERTAINTY_CONVENTION; empty for classical rows): coverage_50/90 of
+#: estimate +- z std, coverage_50/90_samples of the samples' quantile interval,
+#: std_error_spearman, and, when a calibration file matches the solver preset, operator,
+#: prior and K (medldm.problems.calibration), coverage_50/90_calibrated and std_calibration
+#: (which fit was applied).
 COLUMNS = (
     "dataset",
     "case",
@@ -54,6 +66,14 @@ COLUMNS = (
     "iterations",
     "residual",
     "residual_over_noise",
+    "coverage_50",
+    "coverage_90",
+    "coverage_50_samples",
+    "coverage_90_samples",
+    "std_error_spearman",
+    "coverage_50_calibrated",
+    "coverage_90_calibrated",
+    "std_calibration",
     "data_range",
     "roi",
     "solver_preset",
@@ -67,6 +87,8 @@ COLUMNS = (
 KEY_COLUMNS = ("dataset", "case", "operator", "solver", "seed")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+#: The reliability-curve sums of the latent rows, beside results.csv.
+RELIABILITY_FILE = "reliability.jsonl"
 
 ResultKey = tuple[str, str, str, str, str]
 
@@ -173,6 +195,41 @@ class ResultsTable:
                 handle.flush()
                 os.fsync(handle.fileno())
             return True
+
+
+class ReliabilityLog:
+    """``reliability.jsonl`` beside a results table: one JSON line per ``ok`` latent row,
+    ``{"key": [dataset, case, operator, solver, seed], "curve": {...}}`` with the curve's
+    :meth:`~medldm.metrics.uncertainty.ReliabilityCurve.to_dict`; written under the
+    table's lock. A key written twice (a recomputed row) reads back as its last line.
+    """
+
+    def __init__(self, table: ResultsTable):
+        self.table = table
+        self.path = table.path.with_name(RELIABILITY_FILE)
+
+    def append(self, row: Mapping[str, Any], curve: Mapping[str, Any]) -> None:
+        """Record the curve of one row (its key columns are taken from ``row``)."""
+        line = json.dumps({"key": list(row_key(row)), "curve": dict(curve)}) + "\n"
+        with self.table.locked(), open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read(self) -> dict[ResultKey, dict[str, Any]]:
+        """The curves by row key (unreadable lines, e.g. a torn last line, are skipped)."""
+        if not self.path.is_file():
+            return {}
+        curves: dict[ResultKey, dict[str, Any]] = {}
+        with self.table.locked():
+            text = self.path.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            try:
+                item = json.loads(line)
+                curves[tuple(str(k) for k in item["key"])] = dict(item["curve"])  # type: ignore[index]
+            except (ValueError, KeyError, TypeError):
+                continue
+        return curves
 
 
 def _to_csv(header: list[str], rows: list[Mapping[str, str]], with_header: bool = True) -> str:

@@ -15,6 +15,14 @@ where it stopped. Rows carry a ``config_digest`` of the preset files that made t
 that skips rows made with since-edited presets says so (``RunSummary.skipped_stale`` and a
 warning): delete those rows, or use a new output folder, to recompute them.
 
+Latent solver rows also score their posterior std against the ground truth (coverage of
+the 50 % and 90 % intervals, Spearman of std against |error|, over the foreground:
+:func:`medldm.problems.calibration.score_uncertainty`), with the calibrated coverage when
+``configs/calibration/<solver>_<operator>.yaml`` (or ``calibration_dir``) holds a fit for
+exactly that solver preset, prior and K; their reliability-curve sums go to
+``reliability.jsonl`` (:class:`~medldm.bench.results.ReliabilityLog`). A failure there
+leaves those columns empty and never fails the row.
+
 Anything that goes wrong in one cell (an unreadable file, a measurement that cannot be
 simulated, a solver that raises or returns NaN) is recorded with ``status="failed"`` and
 its error, and the run goes on.
@@ -62,11 +70,18 @@ from medldm.bench.compatibility import is_applicable
 from medldm.bench.figure_arrays import save_estimate, save_measurement
 from medldm.bench.measurement_view import measurement_view, to_image_array
 from medldm.bench.memory import PeakMemory
-from medldm.bench.results import STATUS_FAILED, STATUS_OK, ResultsTable
+from medldm.bench.results import STATUS_FAILED, STATUS_OK, ReliabilityLog, ResultsTable
 from medldm.bench.run_log import record_run
 from medldm.errors import InvalidInputError
 from medldm.metrics.scoring import score
+from medldm.metrics.uncertainty import STD_BIN_EDGES, reliability_curve
 from medldm.models.prior import resolve_device
+from medldm.problems.calibration import (
+    StdCalibration,
+    find_calibration,
+    preset_solver_config,
+    score_uncertainty,
+)
 from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
 from medldm.problems.simulate import simulate
 from medldm.solvers.latent_base import LatentSolverBase
@@ -176,9 +191,13 @@ class _GridRun:
         prior: Any,
         roi: str,
         save_arrays: str,
+        calibration_dir: str | Path | None = None,
     ):
         self.output_dir = output_dir
         self.table = ResultsTable(output_dir / RESULTS_FILE)
+        self.reliability = ReliabilityLog(self.table)
+        self.calibration_dir = calibration_dir
+        self.calibrations: dict[tuple[str, str], StdCalibration | None] = {}
         self.factories, self.solvers, self.seeds = factories, solvers, seeds
         self.device, self.prior, self.roi, self.save_arrays = device, prior, roi, save_arrays
         self.done = self.table.completed_rows()
@@ -201,7 +220,10 @@ class _GridRun:
                 self.summary.skipped_stale += 1
 
     def _record(self, row: dict[str, Any]) -> None:
-        self.table.append(row)
+        curve = row.pop("_reliability", None)
+        written = self.table.append(row)
+        if written and curve is not None and row["status"] == STATUS_OK:
+            self.reliability.append(row, curve)
         if row["status"] == STATUS_OK:
             self.summary.computed += 1
         else:
@@ -283,7 +305,8 @@ class _GridRun:
             if not applicable:
                 self.summary.skipped_inapplicable += 1
                 continue
-            row = self._solve(cell, case, solver, name, physics, y)
+            calibration = self._calibration(operator, name, solver, preset)
+            row = self._solve(cell, case, solver, name, physics, y, calibration)
             digest = self.config_digest(operator, name)
             self._record({**row, "solver_preset": preset, "config_digest": digest})
 
@@ -292,8 +315,64 @@ class _GridRun:
         x = torch.from_numpy(case.image).to(self.device)[None, None]
         return simulate(x, factory, seed, self.device)
 
+    def _calibration(
+        self, operator: str, name: str, solver: Any, preset: str
+    ) -> StdCalibration | None:
+        """The std calibration stored for this latent solver preset on ``operator`` (same
+        config, prior and K), or None."""
+        if not isinstance(solver, LatentSolverBase) or not preset:
+            return None
+        if (operator, name) not in self.calibrations:
+            try:
+                found = find_calibration(
+                    name,
+                    operator,
+                    preset_solver_config(preset),
+                    prior=self.prior,
+                    directory=self.calibration_dir,
+                )
+            except Exception as error:  # a broken calibration file: uncalibrated, said so
+                log.warning("no std calibration for %s on %s: %s", name, operator, error)
+                found = None
+            self.calibrations[(operator, name)] = found
+        return self.calibrations[(operator, name)]
+
+    def _uncertainty(
+        self,
+        cell: _Cell,
+        name: str,
+        case: Case,
+        reconstruction: Any,
+        estimate: np.ndarray,
+        calibration: StdCalibration | None,
+    ) -> dict[str, Any]:
+        """The uncertainty columns (and ``_reliability``, the curve's sums) of a row with a
+        std map; ``{}`` without one or when they cannot be computed."""
+        if reconstruction.std is None:
+            return {}
+        try:
+            std = to_image_array(reconstruction.std, case.shape)
+            samples = None
+            if reconstruction.samples is not None:
+                samples = np.stack([to_image_array(s, case.shape) for s in reconstruction.samples])
+            columns = score_uncertainty(estimate, case.image, std, samples, calibration=calibration)
+            curve = reliability_curve(estimate, case.image, std, bin_edges=STD_BIN_EDGES)
+        except Exception as error:
+            log.warning("no uncertainty scores for %s %s: %s", case.case_id, name, error)
+            return {}
+        curve.labels = {"dataset": cell.dataset, "operator": cell.operator, "solver": name}
+        columns.pop("roi_pixels", None)
+        return {**columns, "_reliability": curve.to_dict()}
+
     def _solve(
-        self, cell: _Cell, case: Case, solver: Any, name: str, physics: Any, y: torch.Tensor
+        self,
+        cell: _Cell,
+        case: Case,
+        solver: Any,
+        name: str,
+        physics: Any,
+        y: torch.Tensor,
+        calibration: StdCalibration | None = None,
     ) -> dict[str, Any]:
         generator = torch.Generator(device=self.device).manual_seed(int(cell.seed))
         try:
@@ -338,6 +417,7 @@ class _GridRun:
             ),
             precision=self._precision(solver),
             error="",
+            **self._uncertainty(cell, name, case, reconstruction, estimate, calibration),
         )
 
     def _precision(self, solver: Any) -> str:
@@ -383,6 +463,7 @@ def run_benchmark(
     command: str = "",
     config: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    calibration_dir: str | Path | None = None,
 ) -> RunSummary:
     """Run the grid and append its rows to ``output_dir/results.csv``.
 
@@ -413,6 +494,9 @@ def run_benchmark(
         Show a progress bar over cases.
     command, config, overrides:
         Recorded in ``output_dir/runs/`` for the report.
+    calibration_dir:
+        Where the std calibrations are (default ``configs/calibration``, see
+        :mod:`medldm.problems.calibration`).
 
     Returns
     -------
@@ -451,6 +535,7 @@ def run_benchmark(
         prior,
         roi or "none",
         save_arrays,
+        calibration_dir,
     )
     if not isinstance(physics, Mapping):
         grid.physics_digests = {str(n): preset_digest("physics", str(n)) for n in physics}

@@ -42,7 +42,7 @@ METRIC_CONVENTION = (
 UNCERTAINTY_CONVENTION = (
     "Uncertainty numbers check a solver's pixel-wise posterior std (the sample std of its K "
     "posterior samples) against the ground truth, per 2D image or 3D volume, over the "
-    "ground truth's foreground mask (threshold then hole filling, as for the ROI above: "
+    "ground truth's foreground mask (threshold then hole filling, the metrics ROI mask: "
     "the background is trivially covered), on magnitude images in the ground truth's units. "
     "coverage_50 and coverage_90 are the fractions of those pixels whose true value lies in "
     "the central interval estimate +- z std (ends included) with z = 0.674 (50 %) and "

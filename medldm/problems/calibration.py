@@ -279,11 +279,15 @@ class StdCalibration:
         )
 
     def label(self) -> str:
-        """Short label for a results row: ``<solver>_<operator>.yaml K=<K> (<n> validation
-        cases)``."""
+        """Short label for a results row, e.g. ``latent_dds_mri_4x.yaml K=4 prior
+        brain_t1_2d: 6 validation cases of ixi_t1_validation``."""
+        datasets = sorted({c.get("dataset", "") for c in self.cases} - {""})
+        n = len(self.cases)
+        prior = f" prior {self.prior}" if self.prior else ""
+        on = f" of {', '.join(datasets)}" if datasets else ""
         return (
-            f"{self.solver}_{self.operator}.yaml K={self.n_samples} "
-            f"({len(self.cases)} validation cases)"
+            f"{self.solver}_{self.operator}.yaml K={self.n_samples}{prior}: "
+            f"{n} validation case{'s' if n != 1 else ''}{on}"
         )
 
     def matches(self, solver_config: Mapping[str, Any] | None, prior: Any = None) -> bool:
