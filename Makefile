@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # torch is pinned to the CPU build that lies on these machines' disk (see pyproject.toml).
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint clean-venv browser
+.PHONY: demo test lint clean-venv browser bart
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(VENV)/.stamp-base: pyproject.toml setup.py | $(PY)
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml setup.py $(VENV)/.stamp-base
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,peers]"
 	touch $@
 
 demo: $(VENV)/.stamp-base
@@ -36,7 +36,17 @@ browser:
 	    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ) || \
 	  echo "note: chromium not installed; the report browser test will skip"
 
-test: $(VENV)/.stamp-dev browser
+# The peer comparison (benchmarks/peers/, tests/test_peers.py) needs BART: install Debian's
+# package when missing (needs root and apt; without it those tests skip, or fail under CI=true).
+bart:
+	@command -v bart >/dev/null 2>&1 || \
+	  ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    ( apt-get install -y --no-install-recommends bart >/dev/null 2>&1 || \
+	      ( apt-get update >/dev/null 2>&1 && \
+	        apt-get install -y --no-install-recommends bart >/dev/null 2>&1 ) ) ) || \
+	  echo "note: bart not installed; the BART peer tests will skip"
+
+test: $(VENV)/.stamp-dev browser bart
 	$(VENV)/bin/ruff check medldm tests benchmarks
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
