@@ -250,10 +250,12 @@ def test_measured_kspace_reports_the_residual_only(tiny_prior_folder, tmp_path):
     from medldm.physics.mri import fft2c
 
     image = torch.from_numpy(np.random.default_rng(0).random((32, 32)).astype(np.float32))
-    np.save(tmp_path / "k.npy", fft2c(image.to(torch.complex64)).numpy())
     mask = np.zeros(32, bool)
     mask[::3] = True
     mask[13:19] = True
+    # measured: unsampled k-space is stored as zeros (fully sampled k-space with a mask is a
+    # retrospective experiment, scored against the full data: tests/test_raw_mri.py)
+    np.save(tmp_path / "k.npy", fft2c(image.to(torch.complex64)).numpy() * mask)
     np.save(tmp_path / "mask.npy", mask)
     result = medldm.reconstruct(
         kspace=tmp_path / "k.npy",

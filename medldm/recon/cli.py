@@ -78,23 +78,28 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
     if cfg.get("dry_run"):
         print(describe_estimate(cfg, preset, input_path))
         return {}
-    result = reconstruct(
-        input_path,
-        preset,
-        device=str(cfg.device),
-        seed=int(cfg.seed),
-        baseline=bool(cfg.baseline),
-        progress=bool(cfg.progress),
-        kspace=cfg.get("kspace"),
-        mask=cfg.get("mask"),
-        precision=str(cfg.get("precision", "auto")),
-        solver_options=_plain(cfg.solver_options) if cfg.get("solver_options") else None,
-    )
-    inputs = [p for p in (input_path, cfg.get("kspace"), cfg.get("mask")) if p]
+    if cfg.get("kspace"):
+        result = _reconstruct_kspace(cfg, preset)
+    else:
+        result = reconstruct(
+            input_path,
+            preset,
+            device=str(cfg.device),
+            seed=int(cfg.seed),
+            baseline=bool(cfg.baseline),
+            progress=bool(cfg.progress),
+            precision=str(cfg.get("precision", "auto")),
+            solver_options=_plain(cfg.solver_options) if cfg.get("solver_options") else None,
+        )
+    inputs = [p for p in (input_path, *_kspace_inputs(cfg)) if p]
     paths = write_run_folder(
         result, out, config=_plain(cfg), inputs=inputs, overwrite=bool(cfg.overwrite)
     )
     m = result.metrics
+    if "classical" in m:  # measured k-space: every solver on the same data
+        print(_measured_summary(m))
+        print(f"outputs: {out}\nreport:  {paths['report']}")
+        return m
     line = f"{preset.name}: LDM ({m['solver']})"
     if "psnr_db" in m["ldm"]:
         line += f" PSNR {m['ldm']['psnr_db']:.2f} dB / SSIM {m['ldm']['ssim']:.3f}"
@@ -107,6 +112,52 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
     print(line)
     print(f"outputs: {out}\nreport:  {paths['report']}")
     return m
+
+
+def _kspace_inputs(cfg: DictConfig) -> list[Any]:
+    """The measured-data files of a run (k-space, mask, reference), BART's .hdr too."""
+    files = [cfg.get("kspace"), cfg.get("mask"), cfg.get("reference")]
+    files += [str(Path(f).with_suffix(".hdr")) for f in files if f and str(f).endswith(".cfl")]
+    return [f for f in files if f]
+
+
+def _reconstruct_kspace(cfg: DictConfig, preset: Any) -> Any:
+    """``kspace=``: measured raw data (medldm.recon.measured.reconstruct_kspace)."""
+    from medldm.recon.measured import reconstruct_kspace
+
+    options = _plain(cfg.solver_options) if cfg.get("solver_options") else None
+    return reconstruct_kspace(
+        cfg.kspace,
+        preset,
+        mask=cfg.get("mask"),
+        reference=cfg.get("reference"),
+        acceleration=cfg.get("acceleration"),
+        kspace_slice=cfg.get("kspace_slice"),
+        coil_maps_from=str(cfg.get("coil_maps") or "acs"),
+        device=str(cfg.device),
+        precision=str(cfg.get("precision", "auto")),
+        seed=int(cfg.seed),
+        baseline=bool(cfg.baseline),
+        progress=bool(cfg.progress),
+        solver_options=options,
+    )
+
+
+def _measured_summary(m: dict[str, Any]) -> str:
+    """One line per method of a measured-data run: residual, and PSNR/SSIM with a reference."""
+    rows = [(f"LDM ({m['solver']})", m["ldm"]), ("zero-filled", m.get("direct", {}))]
+    rows += [(name.upper(), values) for name, values in m.get("classical", {}).items()]
+    lines = [f"{m['preset']}: {m['physics']}; coil maps: {m['coil_maps']}"]
+    for label, values in rows:
+        text = f"  {label:<22}"
+        if "psnr_db" in values:
+            text += f" PSNR {values['psnr_db']:6.2f} dB  SSIM {values['ssim']:.4f}"
+        if values.get("residual") is not None:
+            text += f"  residual {values['residual']:.4f}"
+        if values.get("seconds") is not None:
+            text += f"  {values['seconds']:.1f} s"
+        lines.append(text)
+    return "\n".join(lines)
 
 
 def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> str:

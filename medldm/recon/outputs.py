@@ -4,7 +4,8 @@ The images go out in the input's own format and geometry: DICOM in -> a derived 
 series (new series, same study) per image; NIfTI in -> NIfTI; TIFF in -> TIFF. Files:
 
 * ``reconstruction``, ``std`` (posterior pixel-wise std), ``zero_filled`` or ``fbp`` (the
-  direct reconstruction of the measurement), ``<baseline>`` (e.g. ``tv``) — images;
+  direct reconstruction of the measurement), ``<baseline>`` (e.g. ``tv``) and any further
+  classical solver run on the same measurement (e.g. ``cg``) — images;
 * ``measurement.npy`` (k-space / sinogram / observed pixels) and ``sampling_mask.npy``;
 * ``metrics.json``, ``report.html`` (+ ``figures/``), ``config.yaml``, and the provenance
   sidecar of the reconstruction (inputs' SHA-256, versions, config).
@@ -101,6 +102,8 @@ def write_run_folder(
     }
     if result.baseline is not None:
         images[result.preset.baseline] = (result.baseline, f"{result.preset.baseline} baseline")
+    for name, stack in result.other_baselines.items():
+        images[name] = (stack, f"{name} (classical)")
     for name, (stack, _) in images.items():  # nothing is written unless all is finite
         if not np.all(np.isfinite(stack)):
             raise MedLDMError(

@@ -21,16 +21,19 @@ from medldm.utils.files import atomic_output
 def _panels(result: ReconResult, index: int) -> list[tuple[str, np.ndarray, str]]:
     """(title, image, kind) for slice ``index`` of the slab."""
     panels: list[tuple[str, np.ndarray, str]] = []
-    if result.truth is not None and result.simulated:
-        panels.append(("input (ground truth)", result.truth[index], "image"))
+    truth_title = "input (ground truth)" if result.simulated else "reference (fully sampled)"
+    if result.truth is not None:
+        panels.append((truth_title, result.truth[index], "image"))
     direct = "FBP" if result.preset.physics.startswith("ct") else "zero-filled"
     panels.append((f"measurement ({direct})", result.direct[index], "image"))
     if result.baseline is not None:
         panels.append(
             (f"{result.preset.baseline.upper()} baseline", result.baseline[index], "image")
         )
+    for name, stack in result.other_baselines.items():
+        panels.append((name.upper(), stack[index], "image"))
     panels.append((f"LDM ({result.metrics['solver']})", result.reconstruction[index], "image"))
-    if result.truth is not None and result.simulated:
+    if result.truth is not None:
         panels.append(
             ("|LDM - truth|", np.abs(result.reconstruction[index] - result.truth[index]), "error")
         )
@@ -77,22 +80,43 @@ def _metrics_rows(metrics: dict[str, Any]) -> str:
         ("baseline", f"{(metrics.get('baseline_solver') or '').upper()} baseline"),
         ("direct", "direct (zero-filled / FBP)"),
     ]
+    # measured data: every classical solver run on the same k-space (the baseline included)
+    classical = metrics.get("classical") or {}
+    if classical:
+        names = names[:1] + [(f"classical:{n}", f"{n.upper()} (classical)") for n in classical]
+        names.append(("direct", "direct (zero-filled)"))
     for key, label in names:
-        values = metrics.get(key)
+        values = classical.get(key[10:]) if key.startswith("classical:") else metrics.get(key)
         if not values:
             continue
         psnr = values.get("psnr_db")
         ssim = values.get("ssim")
+        residual = values.get("residual")
         rows.append(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
                 html.escape(label),
                 "" if psnr is None else f"{psnr:.2f}",
                 "" if ssim is None else f"{ssim:.4f}",
+                "" if residual is None else f"{residual:.4f}",
                 values.get("nfe", ""),
                 "" if values.get("seconds") is None else f"{values['seconds']:.1f}",
             )
         )
     return "\n".join(rows)
+
+
+def _measured_notes(metrics: dict[str, Any]) -> list[str]:
+    """What a measured-data run did beyond the simulated path (empty for simulations)."""
+    labels = [
+        ("input", "Input"),
+        ("sampling_mask", "Sampling mask"),
+        ("coil_maps", "Coil maps"),
+        ("orientation", "Orientation"),
+        ("tuned_for", "Solver presets tuned for the simulated operator"),
+    ]
+    notes = [f"{label}: {metrics[key]}" for key, label in labels if metrics.get(key)]
+    notes += [f"Reading: {note}" for note in metrics.get("reading") or []]
+    return notes
 
 
 def write_report(result: ReconResult, out: Path, *, overwrite: bool = False) -> Path:
@@ -113,12 +137,19 @@ def write_report(result: ReconResult, out: Path, *, overwrite: bool = False) -> 
     m = result.metrics
     gain = m.get("ldm_minus_baseline_psnr_db")
     verdict = ""
-    if gain is not None:
+    if m.get("best_classical") is not None:
+        verdict = (
+            f"<p class='verdict'>LDM vs the best classical reconstruction "
+            f"({html.escape(str(m['best_classical']).upper())}) on the same measurement: "
+            f"<b>{m['ldm_minus_best_classical_psnr_db']:+.2f} dB</b> PSNR.</p>"
+        )
+    elif gain is not None:
         verdict = (
             f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')).upper())} on "
             f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>"
         )
     residual = m["ldm"].get("residual_over_noise")
+    relative = m["ldm"].get("residual")
     text = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>medldm reconstruction: {html.escape(result.preset.name)}</title>
@@ -131,8 +162,8 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 <h1>medldm reconstruction — preset {html.escape(result.preset.name)}</h1>
 {verdict}
 <h2>Metrics</h2>
-<table id="metrics"><thead><tr><th>method</th><th>PSNR (dB)</th><th>SSIM</th><th>NFE</th>
-<th>seconds</th></tr></thead><tbody>
+<table id="metrics"><thead><tr><th>method</th><th>PSNR (dB)</th><th>SSIM</th>
+<th>data residual ||Ax-y||/||y||</th><th>NFE</th><th>seconds</th></tr></thead><tbody>
 {_metrics_rows(m)}
 </tbody></table>
 <p class="note">Convention: {html.escape(str(m.get("convention", "")))}.
@@ -140,17 +171,22 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
         "Simulated measurement (seed " + str(m.get("seed")) + ")."
         if result.simulated
         else "Measured data: no ground truth, only the data residual is reported."
+        if result.truth is None
+        else "Measured data, scored against the reference."
     }
 LDM data residual ||Ax-y||/(sigma sqrt(m)) = {"n/a" if residual is None else f"{residual:.2f}"}
-(about 1 = fits the data to the noise level).</p>
+(about 1 = fits the data to the noise level); relative ||Ax-y||/||y|| =
+{"n/a" if relative is None else f"{relative:.4f}"}.</p>
 <h2>Figures</h2>
 {"".join(blocks)}
 <h2>What was done</h2>
 <ul>
-<li>Physics: {html.escape(result.preset.physics)}; solver {html.escape(str(m.get("solver")))}
-with prior {html.escape(str(m.get("prior")))}; {m.get("slices")} slice(s)
+<li>Physics: {html.escape(str(m.get("physics") or result.preset.physics))};
+solver {html.escape(str(m.get("solver")))} with prior {html.escape(str(m.get("prior")))};
+{m.get("slices")} slice(s)
 {"as one 3D problem" if m.get("volume_mode") else "as independent 2D problems"}.</li>
-<li>Grid: {html.escape(result.grid.describe())}.</li>
+<li>Grid: {html.escape(str(m.get("grid") or result.grid.describe()))}.</li>
+{"".join(f"<li>{html.escape(str(note))}</li>" for note in _measured_notes(m))}
 <li>Intensities: {html.escape(str(m.get("intensity")))}; outputs are mapped back.</li>
 <li>Device {html.escape(str(m.get("device")))}; total {m.get("total_seconds")} s.</li>
 </ul>

@@ -50,6 +50,9 @@ class ReconResult:
     notes: list[str] = field(default_factory=list)
     simulated: bool = True
     direct_label: str = "zero_filled"  # what ``direct`` is: "fbp" where the physics offers it
+    # further classical reconstructions of the same measurement, by solver name (the
+    # preset's own baseline is ``baseline``); written and reported beside it
+    other_baselines: dict[str, np.ndarray] = field(default_factory=dict)
 
     def slab_image(self, stack: np.ndarray, unit: str | None = None) -> MedImage:
         """A ``(S, rows, cols)`` stack as a MedImage with the slab's world geometry."""
