@@ -275,7 +275,8 @@ class StdCalibration:
         on = f" of {', '.join(datasets)}" if datasets else ""
         return (
             f"{self.solver}/{self.operator} K={self.n_samples}{prior}: fitted on "
-            f"{len(self.cases)} validation cases{on}; half-width = std {scales}"
+            f"{len(self.cases)} validation case{'s' if len(self.cases) != 1 else ''}{on}; "
+            f"half-width = std {scales}"
         )
 
     def label(self) -> str:
