@@ -80,6 +80,21 @@ OPERATORS = {
         (1, 1, 34, 15),
         False,
     ),
+    "ct_shifted_centre_2d": (
+        # measured data: rotation axis 3.4 bins left of the detector's middle bin
+        lambda: ParallelBeamCT(24, sparse_view_angles(9), n_detectors=30, centre_offset=-3.4),
+        (2, 1, 24, 24),
+        (2, 1, 30, 9),
+        False,
+    ),
+    "ct_shifted_centre_slicewise_3d": (
+        lambda: ParallelBeamCT(
+            16, limited_angle(120, 7), n_detectors=20, spatial_dims=3, centre_offset=2.75
+        ),
+        (1, 1, 3, 16, 16),
+        (1, 1, 3, 20, 7),
+        False,
+    ),
     "ct_sparse_view_slicewise_3d": (
         lambda: ParallelBeamCT(16, sparse_view_angles(6), spatial_dims=3),
         (1, 1, 4, 16, 16),

@@ -6,7 +6,13 @@ Geometry (the conventions of ``skimage.transform.radon``/``iradon``)
   is pixel ``(H // 2, W // 2)``; pixels are unit squares (lengths are in pixels).
 * The view at angle ``theta`` (degrees) integrates along the lines
   ``(c - W//2) cos(theta) - (r - H//2) sin(theta) = s``; detector bin ``j`` is at
-  ``s = j - n_detectors // 2`` (unit spacing). At 0 degrees bin ``j`` sums column ``j``.
+  ``s = j - n_detectors // 2 - centre_offset`` (unit spacing). At 0 degrees bin ``j`` sums
+  column ``j`` (with ``centre_offset = 0``).
+* ``centre_offset`` (bins, may be fractional; default 0) is where the rotation axis
+  projects onto the detector, relative to bin ``n_detectors // 2``: measured data whose
+  axis sits at detector position ``c`` (0-based, pixel centres at integers) has
+  ``centre_offset = c - n_detectors // 2``. It shifts the detector, not the image, so the
+  projector, its transpose and FBP stay exact for any offset.
 * Sinograms are ``(..., n_detectors, n_views)``: one column per view, like skimage, so
   ``sinogram[0, 0].numpy()`` compares directly with ``radon(image, angles_deg)``.
 * ``circle=True`` (default) assumes the object lies inside the inscribed circle and uses
@@ -92,17 +98,21 @@ def default_n_detectors(height: int, width: int, circle: bool) -> int:
 
 
 def joseph_system_matrix(
-    height: int, width: int, angles_deg: Sequence[float], n_detectors: int
+    height: int,
+    width: int,
+    angles_deg: Sequence[float],
+    n_detectors: int,
+    centre_offset: float = 0.0,
 ) -> scipy.sparse.csr_matrix:
     """The Joseph projector as a SciPy CSR matrix ``(n_detectors * n_views, H * W)``.
 
     Row ``j * n_views + v`` is the ray of detector bin ``j`` at view ``v`` (so a flat
     result reshapes to ``(n_detectors, n_views)``); column ``r * W + c`` is pixel
-    ``(r, c)``. Weights are in pixel lengths.
+    ``(r, c)``. Weights are in pixel lengths. ``centre_offset``: see the module docstring.
     """
     angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
     n_views = len(angles)
-    offsets = np.arange(n_detectors, dtype=np.float64) - n_detectors // 2
+    offsets = np.arange(n_detectors, dtype=np.float64) - n_detectors // 2 - centre_offset
     centre_r, centre_c = height // 2, width // 2
     rows, cols, values = [], [], []
     for view, theta in enumerate(angles):
@@ -141,7 +151,11 @@ def joseph_system_matrix(
 
 
 def pixel_driven_backprojector(
-    height: int, width: int, angles_deg: Sequence[float], n_detectors: int
+    height: int,
+    width: int,
+    angles_deg: Sequence[float],
+    n_detectors: int,
+    centre_offset: float = 0.0,
 ) -> scipy.sparse.csr_matrix:
     """The back-projector of FBP, ``(H * W, n_detectors * n_views)``, as ``iradon`` does it.
 
@@ -150,7 +164,8 @@ def pixel_driven_backprojector(
     bins (zero beyond the detector). This is not ``P^T``: pixel-driven interpolation is the
     standard discretisation of the back-projection integral in FBP, while ``P^T`` is the
     exact adjoint of the ray-driven projector (they differ by a few percent at high
-    frequencies, which the ramp filter amplifies).
+    frequencies, which the ramp filter amplifies). ``centre_offset``: see the module
+    docstring.
     """
     angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
     n_views = len(angles)
@@ -160,7 +175,8 @@ def pixel_driven_backprojector(
     pixel = np.arange(height * width)
     entries_rows, entries_cols, values = [], [], []
     for view, theta in enumerate(angles):
-        position = cols * math.cos(theta) - rows * math.sin(theta) + n_detectors // 2
+        position = cols * math.cos(theta) - rows * math.sin(theta)
+        position = position + n_detectors // 2 + centre_offset
         lower = np.floor(position)
         upper_weight = position - lower
         for bin_index, weight in ((lower, 1 - upper_weight), (lower + 1, upper_weight)):
@@ -189,10 +205,16 @@ def _to_torch_csr(matrix: scipy.sparse.csr_matrix) -> torch.Tensor:
         )
 
 
-def geometry_key(height: int, width: int, angles_deg: Sequence[float], n_detectors: int) -> tuple:
-    """Hashable key of a geometry (angles rounded to 1e-9 degree)."""
+def geometry_key(
+    height: int,
+    width: int,
+    angles_deg: Sequence[float],
+    n_detectors: int,
+    centre_offset: float = 0.0,
+) -> tuple:
+    """Hashable key of a geometry (angles rounded to 1e-9 degree, offset to 1e-9 bin)."""
     angles = tuple(round(float(a), 9) for a in angles_deg)
-    return (int(height), int(width), angles, int(n_detectors))
+    return (int(height), int(width), angles, int(n_detectors), round(float(centre_offset), 9))
 
 
 def _cached(kind: str, key: tuple, build):
@@ -212,27 +234,37 @@ def _cached(kind: str, key: tuple, build):
 
 
 def cached_system_matrix(
-    height: int, width: int, angles_deg: Sequence[float], n_detectors: int
+    height: int,
+    width: int,
+    angles_deg: Sequence[float],
+    n_detectors: int,
+    centre_offset: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(matrix, transpose)`` for a geometry, built once and kept in the LRU cache."""
+    geometry = (height, width, angles_deg, n_detectors, centre_offset)
 
     def build() -> tuple[torch.Tensor, torch.Tensor]:
-        matrix = joseph_system_matrix(height, width, angles_deg, n_detectors)
+        matrix = joseph_system_matrix(*geometry)
         return _to_torch_csr(matrix), _to_torch_csr(matrix.T.tocsr())
 
-    return _cached("projector", geometry_key(height, width, angles_deg, n_detectors), build)
+    return _cached("projector", geometry_key(*geometry), build)
 
 
 def cached_backprojector(
-    height: int, width: int, angles_deg: Sequence[float], n_detectors: int
+    height: int,
+    width: int,
+    angles_deg: Sequence[float],
+    n_detectors: int,
+    centre_offset: float = 0.0,
 ) -> torch.Tensor:
     """The FBP back-projector of a geometry (see :func:`pixel_driven_backprojector`),
     built once and kept in the LRU cache."""
+    geometry = (height, width, angles_deg, n_detectors, centre_offset)
 
     def build() -> torch.Tensor:
-        return _to_torch_csr(pixel_driven_backprojector(height, width, angles_deg, n_detectors))
+        return _to_torch_csr(pixel_driven_backprojector(*geometry))
 
-    return _cached("backprojector", geometry_key(height, width, angles_deg, n_detectors), build)
+    return _cached("backprojector", geometry_key(*geometry), build)
 
 
 # --- FBP filter -----------------------------------------------------------------------
@@ -266,6 +298,79 @@ def fbp_filter(size: int, filter: str | None = "ramp") -> torch.Tensor:
     return torch.from_numpy(response)
 
 
+def apply_matrix(matrix: torch.Tensor, data: torch.Tensor, in_shape, out_shape) -> torch.Tensor:
+    """``matrix @ data`` over the last two axes of ``data`` (``in_shape``), batched over all
+    leading axes; returns ``(..., *out_shape)``. A matrix on another device or dtype is
+    copied for the call (move operators with ``.to()`` to avoid that)."""
+    leading = data.shape[:-2]
+    columns = data.reshape(-1, in_shape[0] * in_shape[1]).T
+    if matrix.dtype != data.dtype or matrix.device != data.device:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            matrix = matrix.to(device=data.device, dtype=data.dtype)
+    result = (matrix @ columns.contiguous()).T
+    return result.reshape(*leading, *out_shape)
+
+
+def fbp_detector_count(n_detectors: int, circle: bool) -> int:
+    """Detector bins after FBP's zero extension: the image diagonal with ``circle=True``."""
+    return math.ceil(math.sqrt(2) * n_detectors) if circle else n_detectors
+
+
+def median_angular_step_rad(angles_deg: Sequence[float]) -> float:
+    """Median spacing of the (sorted, modulo 180 degrees) view angles, in radians."""
+    if len(angles_deg) == 1:
+        return math.pi
+    angles = np.sort(np.mod(angles_deg, 180.0))
+    steps = np.diff(angles)
+    return float(np.deg2rad(np.median(steps[steps > 0]))) if (steps > 0).any() else math.pi
+
+
+def inscribed_circle(image_shape: tuple[int, int]) -> torch.Tensor:
+    """Bool ``(H, W)``: pixels inside the inscribed circle (radius ``min(H, W) // 2``)."""
+    height, width = image_shape
+    rows = torch.arange(height)[:, None] - height // 2
+    cols = torch.arange(width)[None, :] - width // 2
+    return rows**2 + cols**2 <= (min(height, width) // 2) ** 2
+
+
+def filtered_backprojection(
+    sinogram: torch.Tensor,
+    angles_deg: Sequence[float],
+    image_shape: tuple[int, int],
+    *,
+    centre_offset: float = 0.0,
+    circle: bool = True,
+    filter: str | None = "ramp",
+    backprojector: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Filtered back-projection of ``(..., n_detectors, n_views)`` onto ``image_shape``
+    (see :meth:`ParallelBeamCT.fbp` for the steps), without building the projector.
+
+    The image need not cover the whole detector: with ``circle=False`` a small image of
+    the region around the rotation axis is reconstructed from the whole (filtered)
+    detector. ``backprojector`` is the cached matrix of the geometry (built when omitted).
+    """
+    n_det, n_views = sinogram.shape[-2:]
+    n_extended = fbp_detector_count(n_det, circle)
+    # keeps the rotation axis at n // 2 + centre_offset of the extended detector
+    before = n_extended // 2 - n_det // 2
+    extended = torch.nn.functional.pad(sinogram, (0, 0, before, n_extended - n_det - before))
+    padded_size = max(64, 2 ** math.ceil(math.log2(2 * n_extended)))
+    response = fbp_filter(padded_size, filter).to(sinogram.device, sinogram.dtype)
+    spectrum = torch.fft.fft(extended, n=padded_size, dim=-2) * response[:, None]
+    filtered = torch.fft.ifft(spectrum, dim=-2).real[..., :n_extended, :]
+    if backprojector is None:
+        backprojector = cached_backprojector(
+            *image_shape, angles_deg, n_extended, centre_offset
+        ).to(sinogram.device)
+    image = apply_matrix(backprojector, filtered, (n_extended, n_views), image_shape)
+    image = image * (median_angular_step_rad(angles_deg) / 2)
+    if circle:
+        image = image * inscribed_circle(image_shape).to(image.device, image.dtype)
+    return image
+
+
 # --- operator -------------------------------------------------------------------------
 class ParallelBeamCT(LinearPhysics):
     """Parallel-beam CT, ``y = P x``: line integrals of ``x`` along each view's rays.
@@ -294,6 +399,11 @@ class ParallelBeamCT(LinearPhysics):
     circle:
         The object lies inside the inscribed circle (skimage's ``circle``): sets the default
         detector count and the support of :meth:`fbp`.
+    centre_offset:
+        Position of the rotation axis on the detector relative to bin ``n_detectors // 2``,
+        in bins (fractional allowed): measured data whose axis is at detector position
+        ``c`` takes ``c - n_detectors // 2`` (see :mod:`medldm.physics.ct_centre` to find
+        ``c``). The image stays centred on the axis.
     noise_model:
         ``TransmissionPoissonNoise(I0)`` (photon counts) or ``GaussianNoise(sigma)``.
 
@@ -316,6 +426,7 @@ class ParallelBeamCT(LinearPhysics):
         spatial_dims: int = 2,
         *,
         circle: bool = True,
+        centre_offset: float = 0.0,
         noise_model: NoiseModel | None = None,
     ):
         if spatial_dims not in (2, 3):
@@ -331,9 +442,10 @@ class ParallelBeamCT(LinearPhysics):
         self.angles_deg = tuple(float(a) for a in angles)
         self.circle = bool(circle)
         self.n_detectors = int(n_detectors or default_n_detectors(*self.image_shape, circle))
-        matrix, transpose = cached_system_matrix(
-            *self.image_shape, self.angles_deg, self.n_detectors
-        )
+        if not math.isfinite(centre_offset):
+            raise InvalidInputError(f"centre_offset must be finite, got {centre_offset}")
+        self.centre_offset = float(centre_offset)
+        matrix, transpose = cached_system_matrix(*self._geometry())
         # Not persistent: a state_dict should not carry megabytes that the geometry rebuilds.
         self.register_buffer("system_matrix", matrix, persistent=False)
         self.register_buffer("system_matrix_t", transpose, persistent=False)
@@ -355,11 +467,14 @@ class ParallelBeamCT(LinearPhysics):
     def __setstate__(self, state: dict) -> None:
         device, dtype = state.pop("_matrix_placement")
         super().__setstate__(state)
-        matrix, transpose = cached_system_matrix(
-            *self.image_shape, self.angles_deg, self.n_detectors
-        )
+        matrix, transpose = cached_system_matrix(*self._geometry())
         self._buffers["system_matrix"] = matrix.to(device=device, dtype=dtype)
         self._buffers["system_matrix_t"] = transpose.to(device=device, dtype=dtype)
+
+    def _geometry(self, n_detectors: int | None = None) -> tuple:
+        """``(H, W, angles_deg, n_detectors, centre_offset)``, the system matrices' key."""
+        n_detectors = self.n_detectors if n_detectors is None else n_detectors
+        return (*self.image_shape, self.angles_deg, n_detectors, self.centre_offset)
 
     @property
     def n_views(self) -> int:
@@ -370,9 +485,10 @@ class ParallelBeamCT(LinearPhysics):
         return (self.n_detectors, self.n_views)
 
     def extra_repr(self) -> str:
+        offset = f", centre_offset={self.centre_offset:g}" if self.centre_offset else ""
         return (
             f"image_shape={self.image_shape}, n_views={self.n_views}, "
-            f"n_detectors={self.n_detectors}, spatial_dims={self.spatial_dims}"
+            f"n_detectors={self.n_detectors}, spatial_dims={self.spatial_dims}{offset}"
         )
 
     def _matmul(self, matrix: torch.Tensor, data: torch.Tensor, in_shape, out_shape):
@@ -384,15 +500,7 @@ class ParallelBeamCT(LinearPhysics):
             )
         if data.is_complex():
             raise InvalidInputError("CT takes real images and sinograms")
-        leading = data.shape[:-2]
-        columns = data.reshape(-1, in_shape[0] * in_shape[1]).T
-        if matrix.dtype != data.dtype or matrix.device != data.device:
-            # Works, but copies the matrix on every call: move the operator with .to().
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                matrix = matrix.to(device=data.device, dtype=data.dtype)
-        result = (matrix @ columns.contiguous()).T
-        return result.reshape(*leading, *out_shape)
+        return apply_matrix(matrix, data, in_shape, out_shape)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return self._matmul(self.system_matrix, x, self.image_shape, self.sinogram_shape)
@@ -428,42 +536,34 @@ class ParallelBeamCT(LinearPhysics):
                 f"sinogram of shape {tuple(sinogram.shape)}; expected (..., {n_det}, "
                 f"{self.n_views})"
             )
-        n_extended = math.ceil(math.sqrt(2) * n_det) if self.circle else n_det
-        before = n_extended // 2 - n_det // 2  # keeps the rotation centre at n // 2
-        extended = torch.nn.functional.pad(sinogram, (0, 0, before, n_extended - n_det - before))
-        padded_size = max(64, 2 ** math.ceil(math.log2(2 * n_extended)))
-        response = fbp_filter(padded_size, filter).to(sinogram.device, sinogram.dtype)
-        spectrum = torch.fft.fft(extended, n=padded_size, dim=-2) * response[:, None]
-        filtered = torch.fft.ifft(spectrum, dim=-2).real[..., :n_extended, :]
-        backprojector = self._fbp_backprojector(n_extended, sinogram.device)
-        image = self._matmul(backprojector, filtered, (n_extended, self.n_views), self.image_shape)
-        image = image * (self.angular_step_rad() / 2)
-        if self.circle:
-            image = image * self.circle_support().to(image.device, image.dtype)
-        return image
+        if sinogram.is_complex():
+            raise InvalidInputError("CT takes real images and sinograms")
+        n_extended = fbp_detector_count(n_det, self.circle)
+        return filtered_backprojection(
+            sinogram,
+            self.angles_deg,
+            self.image_shape,
+            centre_offset=self.centre_offset,
+            circle=self.circle,
+            filter=filter,
+            backprojector=self._fbp_backprojector(n_extended, sinogram.device),
+        )
 
     def _fbp_backprojector(self, n_detectors: int, device: torch.device) -> torch.Tensor:
         # Built on first use (not every user needs FBP), then kept as a buffer so .to()
         # moves it with the projector.
         if self._buffers.get("backprojector") is None:
-            matrix = cached_backprojector(*self.image_shape, self.angles_deg, n_detectors)
+            matrix = cached_backprojector(*self._geometry(n_detectors))
             self.register_buffer("backprojector", matrix.to(device), persistent=False)
         return self.backprojector.to(device)
 
     def angular_step_rad(self) -> float:
         """Median spacing of the (sorted, modulo 180 degrees) view angles, in radians."""
-        if self.n_views == 1:
-            return math.pi
-        angles = np.sort(np.mod(self.angles_deg, 180.0))
-        steps = np.diff(angles)
-        return float(np.deg2rad(np.median(steps[steps > 0]))) if (steps > 0).any() else math.pi
+        return median_angular_step_rad(self.angles_deg)
 
     def circle_support(self) -> torch.Tensor:
         """Bool ``(H, W)``: pixels inside the inscribed circle (radius ``min(H, W) // 2``)."""
-        height, width = self.image_shape
-        rows = torch.arange(height)[:, None] - height // 2
-        cols = torch.arange(width)[None, :] - width // 2
-        return rows**2 + cols**2 <= (min(height, width) // 2) ** 2
+        return inscribed_circle(self.image_shape)
 
 
 # --- noise ----------------------------------------------------------------------------
