@@ -74,6 +74,18 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
     from medldm.recon.pipeline import reconstruct
     from medldm.recon.presets import preset_from_dict
 
+    if cfg.get("sinogram"):  # measured CT projections: FBP and TV, no preset
+        from medldm.recon.sinogram_outputs import run_sinogram_study
+
+        return run_sinogram_study(
+            Path(cfg.sinogram).expanduser(),
+            out,
+            rotation_centre=cfg.get("rotation_centre"),
+            tv_weight=cfg.get("sinogram_tv_weight"),
+            device=str(cfg.device),
+            config=_plain(cfg),
+            overwrite=bool(cfg.overwrite),
+        )
     preset = preset_from_dict(_plain(cfg.preset))
     if cfg.get("dry_run"):
         print(describe_estimate(cfg, preset, input_path))
