@@ -11,7 +11,11 @@ range = ground truth max - min, whole image) and keeps the value with the best m
 * ``tv``: the weight, over 8 log-spaced values per operator family (``n_iter``, the
   constraint and the step rule are fixed per family, see ``PLANS``);
 * ``cg``: the number of iterations (early stopping regularises), read off one long run;
-* ``richardson_lucy``: the number of iterations, read off one long run.
+* ``richardson_lucy``: the number of iterations, read off one long run;
+* ``l1_wavelet``: the weight (8 log-spaced values), the transform (``L1_WAVELETS``: Haar or
+  Daubechies-4 over 4 levels, or Haar over 2 levels with the coarse band penalised) and
+  the number of FISTA iterations (read off each run at a few checkpoints: early stopping
+  and the weight trade against each other on ill-conditioned operators), jointly.
 
 Training cases (never validation or test):
 
@@ -23,12 +27,15 @@ Training cases (never validation or test):
   each channel / time point a case), taken round-robin over files, cropped or padded to
   256 x 256.
 
-Writes ``configs/solver/tv_<operator>.yaml``, ``cg_<operator>.yaml`` and
-``richardson_lucy_<operator>.yaml``, each with a comment header naming the command, the
-training cases, the grid and its scores. Run (about 5-10 minutes on one CPU core)::
+Writes ``configs/solver/tv_<operator>.yaml``, ``cg_<operator>.yaml``,
+``richardson_lucy_<operator>.yaml`` and ``l1_wavelet_<operator>.yaml``, each with a comment
+header naming the command, the training cases, the grid and its scores. ``--solvers``
+limits the run to some of them. Run (TV/CG/RL: about 5-10 minutes on one CPU core;
+l1-wavelet: 1-5 minutes per operator)::
 
     .venv/bin/python benchmarks/tune_classical.py
     .venv/bin/python benchmarks/tune_classical.py --operators mri_4x ct_sparse_30 --cases 4
+    .venv/bin/python benchmarks/tune_classical.py --solvers l1_wavelet --operators mri_4x
 """
 
 from __future__ import annotations
@@ -52,11 +59,16 @@ from medldm.bench.measurement_view import to_image_array
 from medldm.metrics.scoring import score
 from medldm.problems.configs import config_dir, load_physics
 from medldm.problems.simulate import simulate as simulate_measurement
-from medldm.solvers import ConjugateGradient, RichardsonLucy, TotalVariation
+from medldm.solvers import ConjugateGradient, L1Wavelet, RichardsonLucy, TotalVariation
 from medldm.utils.files import atomic_write_text
 
 CG_CHECKPOINTS = (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75, 100)
 RL_CHECKPOINTS = (5, 10, 15, 20, 30, 50, 75, 100, 150, 200)
+#: l1-wavelet transforms tried: (wavelet, levels, whether the coarsest band is penalised too).
+#: The third, two Haar levels with the 4 x 4 block means shrunk as well, also rewards a
+#: zero background (as SigPy's L1WaveletRecon does by shrinking every band).
+L1_WAVELETS = (("haar", 4, False), ("db4", 4, False), ("haar", 2, True))
+TUNED_SOLVERS = ("tv", "cg", "richardson_lucy", "l1_wavelet")
 
 
 def weight_grid(low: float, high: float, n: int = 8) -> tuple[float, ...]:
@@ -75,6 +87,11 @@ class Plan:
     tune_cg: bool = True
     tune_rl: bool = False
     tv_phase: str | None = None
+    # l1-wavelet: tuned only where weights are given; n_iter read off at these checkpoints
+    l1_weights: tuple[float, ...] = ()
+    l1_checkpoints: tuple[int, ...] = (50, 100, 150)
+    l1_constraint: str | None = None
+    l1_phase: str | None = None
 
 
 # TV weights are in units of y^2 per unit of TV: the ranges differ with the measurement
@@ -82,7 +99,30 @@ class Plan:
 # Real, non-negative objects get the non-negativity constraint; complex MRI images are
 # solved as a non-negative magnitude behind a low-resolution phase map from the k-space
 # centre (TotalVariation(phase="lowres")).
-MRI = {"cases": "ixi", "tv_weights": weight_grid(1e-4, 1e-2), "tv_phase": "lowres"}
+# l1-wavelet weights share TV's units (y^2 per unit of |W x|); the same phase handling for
+# MRI, non-negativity elsewhere (applied after the wavelet shrinkage).
+MRI = {
+    "cases": "ixi",
+    "tv_weights": weight_grid(1e-4, 1e-2),
+    "tv_phase": "lowres",
+    "l1_weights": weight_grid(1e-4, 1e-2),
+    "l1_phase": "lowres",
+}
+INPAINTING = {
+    "tv_n_iter": 1000,
+    "tv_constraint": "nonnegative",
+    "tune_cg": False,
+    "l1_weights": weight_grid(1e-3, 1e-1),
+    "l1_checkpoints": (100, 300, 600),
+    "l1_constraint": "nonnegative",
+}
+CT = {
+    "tv_n_iter": 500,
+    "tv_constraint": "nonnegative",
+    "l1_weights": weight_grid(3e-2, 3.0),
+    "l1_checkpoints": (100, 200, 400),
+    "l1_constraint": "nonnegative",
+}
 PLANS: dict[str, Plan] = {
     "mri_4x": Plan(**MRI),
     "mri_8x": Plan(**MRI),
@@ -91,13 +131,18 @@ PLANS: dict[str, Plan] = {
     # CG on an inpainting mask stops at A^H y (A^H A is a projection): nothing to tune.
     # Missing pixels are filled by the TV term alone, which PDHG propagates slowly: more
     # iterations than for the other operators.
-    "inpaint_box": Plan("ixi", weight_grid(1e-3, 1e-1), 1000, "nonnegative", tune_cg=False),
-    "inpaint_random": Plan("ixi", weight_grid(1e-3, 1e-1), 1000, "nonnegative", tune_cg=False),
-    "ct_sparse_30": Plan("mednist_ct", weight_grid(3e-3, 3.0), 500, "nonnegative"),
-    "ct_sparse_60": Plan("mednist_ct", weight_grid(3e-3, 3.0), 500, "nonnegative"),
-    "ct_limited_90": Plan("mednist_ct", weight_grid(3e-3, 3.0), 500, "nonnegative"),
+    "inpaint_box": Plan("ixi", weight_grid(1e-3, 1e-1), **INPAINTING),
+    "inpaint_random": Plan("ixi", weight_grid(1e-3, 1e-1), **INPAINTING),
+    "ct_sparse_30": Plan("mednist_ct", weight_grid(3e-3, 3.0), **CT),
+    "ct_sparse_60": Plan("mednist_ct", weight_grid(3e-3, 3.0), **CT),
+    "ct_limited_90": Plan("mednist_ct", weight_grid(3e-3, 3.0), **CT),
     "microscopy_deconv": Plan(
-        "microscopy", weight_grid(1e-4, 1e-1), tv_constraint="nonnegative", tune_rl=True
+        "microscopy",
+        weight_grid(1e-4, 1e-1),
+        tv_constraint="nonnegative",
+        tune_rl=True,
+        l1_weights=weight_grid(1e-4, 1e-1),
+        l1_constraint="nonnegative",
     ),
 }
 
@@ -212,6 +257,100 @@ def tune_tv(measurements: list[Measurement], plan: Plan) -> tuple[GridResult, di
     return grid, params
 
 
+@dataclass
+class JointGrid:
+    """Mean PSNR and SSIM over the training cases for every (transform, weight, n_iter);
+    a transform is labelled ``<wavelet>-L<levels>`` (``+c``: coarse band penalised)."""
+
+    scores: dict[tuple[str, float, int], tuple[float, float]] = field(default_factory=dict)
+
+    def add(self, key: tuple[str, float, int], scores: list[tuple[float, float]]) -> None:
+        self.scores[key] = (
+            float(np.mean([s[0] for s in scores])),
+            float(np.mean([s[1] for s in scores])),
+        )
+
+    @property
+    def best(self) -> tuple[str, float, int]:
+        """The key of the best mean PSNR (the first in grid order on ties)."""
+        return max(self.scores, key=lambda key: round(self.scores[key][0], 6))
+
+    def lines(self) -> list[str]:
+        columns = sorted({(w, n) for w, _, n in self.scores}, key=lambda c: (c[0], c[1]))
+        weights = sorted({weight for _, weight, _ in self.scores})
+        rows = [
+            "transform/n_iter x weight -> mean PSNR dB over the training cases:",
+            "  " + " " * 9 + "".join(f"{f'{w}/{n}':>12}" for w, n in columns),
+        ]
+        for weight in weights:
+            cells = "".join(f"{self.scores[(w, weight, n)][0]:12.2f}" for w, n in columns)
+            rows.append(f"  {weight:>9g}{cells}")
+        wavelet, weight, n_iter = self.best
+        psnr_db, ssim_value = self.scores[self.best]
+        rows.append(
+            f"chosen: transform {wavelet}, weight {weight:g}, n_iter {n_iter}: "
+            f"{psnr_db:.2f} dB / SSIM {ssim_value:.4f}"
+        )
+        if weight in (weights[0], weights[-1]) and len(weights) > 2:
+            rows.append("  (the best weight is at the edge of the grid)")
+        return rows
+
+
+def tune_l1_wavelet(measurements: list[Measurement], plan: Plan) -> tuple[JointGrid, dict]:
+    """Transform x weight, each run once to the last checkpoint and scored at every one
+    (FISTA's iterates do not depend on ``n_iter``; the random shifts come from the seed)."""
+    grid = JointGrid()
+    labels = {}
+    for (wavelet, levels, coarse), weight in itertools.product(L1_WAVELETS, plan.l1_weights):
+        label = f"{wavelet}-L{levels}{'+c' if coarse else ''}"
+        labels[label] = (wavelet, levels, coarse)
+        per_checkpoint: dict[int, list[tuple[float, float]]] = {c: [] for c in plan.l1_checkpoints}
+        for m in measurements:
+            seen: dict[int, tuple[float, float]] = {}
+
+            def keep(
+                step: int,
+                x: torch.Tensor,
+                m: Measurement = m,
+                seen: dict = seen,
+                wanted: tuple[int, ...] = plan.l1_checkpoints,
+            ) -> None:
+                if step + 1 in wanted:
+                    seen[step + 1] = psnr_ssim(x, m.case)
+
+            solver = L1Wavelet(
+                weight,
+                max(plan.l1_checkpoints),
+                wavelet=wavelet,
+                levels=levels,
+                threshold_coarse=coarse,
+                constraint=plan.l1_constraint,
+                phase=plan.l1_phase,
+            )
+            generator = torch.Generator().manual_seed(m.seed)
+            rec = solver.solve(m.y, m.physics, generator=generator, callback=keep)
+            final = psnr_ssim(rec.estimate, m.case)
+            for c in plan.l1_checkpoints:
+                per_checkpoint[c].append(seen.get(c, final))
+        for c in plan.l1_checkpoints:
+            grid.add((label, weight, c), per_checkpoint[c])
+    label, weight, n_iter = grid.best
+    wavelet, levels, coarse = labels[label]
+    params = {
+        "weight": weight,
+        "n_iter": n_iter,
+        "wavelet": wavelet,
+        "levels": levels,
+        "random_shift": True,
+        "threshold_coarse": coarse,
+        "constraint": plan.l1_constraint,
+        "phase": plan.l1_phase,
+        "tol": 0.0,
+        "progress": False,
+    }
+    return grid, params
+
+
 def tune_iterations(
     measurements: list[Measurement],
     make_solver: Callable[[int], Any],
@@ -249,7 +388,7 @@ def write_preset(folder: Path, name: str, target: str, params: dict, header: lis
 
 
 def header_lines(
-    command: str, operator: str, cases: list[Case], grid: GridResult, seconds: float
+    command: str, operator: str, cases: list[Case], grid: GridResult | JointGrid, seconds: float
 ) -> list[str]:
     listed = ", ".join(case.case_id for case in cases)
     return [
@@ -270,6 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=8, help="training cases per operator")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
+        "--solvers",
+        nargs="+",
+        default=list(TUNED_SOLVERS),
+        choices=list(TUNED_SOLVERS),
+        help="which solvers to tune (default: all)",
+    )
+    parser.add_argument(
         "--output-dir", type=Path, default=None, help="default: the configs/solver folder"
     )
     args = parser.parse_args(argv)
@@ -289,15 +435,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         measurements = simulate(operator, cases)
         print(f"\n== {operator}: {len(cases)} training cases ({cases[0].dataset})")
 
-        started = time.perf_counter()
-        grid, params = tune_tv(measurements, plan)
-        header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
-        path = write_preset(
-            folder, f"tv_{operator}", "medldm.solvers.tv.TotalVariation", params, header
-        )
-        print("\n".join(grid.lines()), f"\n  wrote {path}")
+        if "tv" in args.solvers:
+            started = time.perf_counter()
+            grid, params = tune_tv(measurements, plan)
+            header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
+            path = write_preset(
+                folder, f"tv_{operator}", "medldm.solvers.tv.TotalVariation", params, header
+            )
+            print("\n".join(grid.lines()), f"\n  wrote {path}")
 
-        if plan.tune_cg:
+        if plan.l1_weights and "l1_wavelet" in args.solvers:
+            started = time.perf_counter()
+            joint, params = tune_l1_wavelet(measurements, plan)
+            header = header_lines(command, operator, cases, joint, time.perf_counter() - started)
+            path = write_preset(
+                folder,
+                f"l1_wavelet_{operator}",
+                "medldm.solvers.l1_wavelet.L1Wavelet",
+                params,
+                header,
+            )
+            print("\n".join(joint.lines()), f"\n  wrote {path}")
+
+        if plan.tune_cg and "cg" in args.solvers:
             started = time.perf_counter()
             grid = tune_iterations(
                 measurements, lambda n: ConjugateGradient(n_iter=n, tol=1e-6), CG_CHECKPOINTS
@@ -314,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print("\n".join(grid.lines()), f"\n  wrote {path}")
 
-        if plan.tune_rl:
+        if plan.tune_rl and "richardson_lucy" in args.solvers:
             started = time.perf_counter()
             grid = tune_iterations(measurements, lambda n: RichardsonLucy(n_iter=n), RL_CHECKPOINTS)
             params = {
