@@ -224,6 +224,14 @@ def all_methods(peer_iters: int = 100, grid_points: int = 7) -> list[Method]:
             note="diagnostic: complex image, as the peers",
         ),
         Method("l1_wavelet", "medldm", "l1_wavelet", medldm_runner("l1_wavelet"), grid),
+        Method(
+            "l1_wavelet (no phase constraint)",
+            "medldm",
+            "l1_wavelet",
+            medldm_runner("l1_wavelet", phase=None),
+            grid,
+            note="diagnostic: complex image, as the peers",
+        ),
     ]
     if bart_available():
         methods += [

@@ -26,8 +26,8 @@ PSNR / SSIM / seconds per method and operator, and our TV against the best peer 
 for some operators replaces those operators' rows and keeps the others.
 
 Real data (the 8-coil brain k-space, the twix phantom): :func:`reconstruct_measured` takes
-k-space, mask and coil maps and runs every method; :func:`real_data_section` uses it where
-``medldm.io`` offers a reader for the files (see its output for what was done).
+k-space, mask and coil maps and runs every method with the weights tuned here;
+``benchmarks/peers/real_data.py`` uses it on the files read by ``medldm.io.raw_mri``.
 
 Run (one thread; about 10 minutes per operator on a 2-core machine shared with other jobs)::
 
@@ -218,20 +218,17 @@ def agreement(images: dict[str, np.ndarray], reference: str) -> dict[str, dict[s
     return out
 
 
-def real_data_section() -> list[str]:
-    """What was done with the real k-space files (or why not), as Markdown lines."""
-    try:
-        from medldm.io import raw_mri  # noqa: F401
-    except ImportError:
+def real_data_section(folder: Path) -> list[str]:
+    """Where the measured-data comparison is (``real_data.py``), as Markdown lines."""
+    if (folder / "real_data.md").is_file():
         return [
-            "Real data (8-coil brain k-space, twix phantom): NOT DONE: medldm.io has no raw "
-            "k-space reader yet; `reconstruct_measured(kspace, mask, coil_maps, ...)` in this "
-            "script is where they go."
+            "Measured raw data (the real 8-coil brain k-space, the twix phantom at 4x/8x, "
+            "ESPIRiT maps vs BART ecalib): `real_data.md`, written by "
+            "`benchmarks/peers/real_data.py` with the weights tuned here."
         ]
     return [
-        "Real data (8-coil brain k-space, twix phantom): NOT DONE in this table: the raw "
-        "k-space reader of medldm.io was not yet released when this table was made; "
-        "`reconstruct_measured(kspace, mask, coil_maps, ...)` in this script is where they go."
+        "Measured raw data: not yet run: `benchmarks/peers/real_data.py` (after this script) "
+        "writes `real_data.md`."
     ]
 
 
@@ -366,9 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "their per-operator presets (tv: PDHG 300 iterations with the lowres phase "
         "constraint; l1_wavelet: FISTA with the preset's wavelet, iterations and phase "
         "constraint) with the weight tuned here.",
-        "`tv (no phase constraint)` is medldm's TV on the complex image, as the peers "
-        "reconstruct it: the difference to `tv` is what the phase constraint adds.",
-        *real_data_section(),
+        "`tv (no phase constraint)` and `l1_wavelet (no phase constraint)` are medldm's "
+        "solvers on the complex image, as the peers reconstruct it: the difference to `tv` "
+        "and `l1_wavelet` is what the phase constraint adds.",
+        *real_data_section(args.output_dir),
     ]
     validation = ixi_cases("validation", args.val_slices)
     test = ixi_cases("test", args.slices)
