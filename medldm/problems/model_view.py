@@ -84,6 +84,17 @@ def model_slices(
     ]
 
 
+def picture_to_model(picture: np.ndarray) -> np.ndarray:
+    """A picture without geometry shown the way scanners show it, row 0 at the top taken as
+    anterior (an image reconstructed from raw k-space, ``(..., rows, cols)``), -> the model
+    view of volume slices (rows grow towards A): rows reversed. Its own inverse.
+
+    >>> picture_to_model(np.array([[1], [2]])).ravel().tolist()
+    [2, 1]
+    """
+    return np.ascontiguousarray(np.flip(np.asarray(picture), axis=-2))
+
+
 def display_origin(*, from_volume: bool) -> str:
     """matplotlib ``origin`` that shows a model-view image the way readers expect: anterior
     (superior) at the top for volume slices, the file's own layout for 2D pictures."""

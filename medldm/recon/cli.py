@@ -178,7 +178,8 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
 
     from medldm.problems.grid import GridPlan
     from medldm.recon.estimate import estimate_cost, solver_nfe
-    from medldm.recon.pipeline import canonical_image, resolve_prior, slab_bounds
+    from medldm.recon.pipeline import canonical_image, slab_bounds
+    from medldm.recon.prior_setup import resolve_prior
 
     if cfg.get("solver_options"):
         preset = preset.with_overrides(solver_options=_plain(cfg.solver_options))

@@ -72,11 +72,12 @@ from medldm.errors import InvalidInputError
 from medldm.io import MedImage
 from medldm.io.raw_mri import RawKSpace, read_raw_kspace, sampling_mask_from_zeros
 from medldm.physics.base import LinearPhysics
-from medldm.physics.mri import fftnc, ifftnc
+from medldm.physics.mri import fftnc, ifftnc, rss
 from medldm.physics.phase import PhaseConstrained
 from medldm.problems.grid import GridPlan
-from medldm.problems.model_view import fit_intensity
+from medldm.problems.model_view import fit_intensity, picture_to_model
 from medldm.recon.presets import Preset, load_preset
+from medldm.recon.prior_setup import intensity_rule, resolve_prior
 from medldm.recon.result import ReconResult
 
 #: Where the intensity units of raw k-space come from.
@@ -86,12 +87,6 @@ ESPIRIT_KERNELS = (6, 5, 4, 3)
 
 
 # --- the picture <-> the model view ----------------------------------------------------
-def picture_to_model(picture: np.ndarray) -> np.ndarray:
-    """The k-space's image ``(..., rows, cols)`` (row 0 = the top of the picture, taken as
-    anterior) -> the model view (rows grow towards A): rows reversed. Its own inverse."""
-    return np.ascontiguousarray(np.flip(np.asarray(picture), axis=-2))
-
-
 def _centred_resize(k: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """Crop or zero-pad the last two axes of centred k-space to ``shape``, keeping the DC
     sample at index ``n // 2`` (so a crop and the pad back are each other's adjoint)."""
@@ -295,8 +290,7 @@ def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
 def root_sum_of_squares(kspace: np.ndarray) -> np.ndarray:
     """Magnitude image ``(rows, cols)``: root sum of squares of the coil images
     ``ifft2c(kspace)`` (one coil: its magnitude), in the k-space's layout and units."""
-    coil_images = ifftnc(torch.from_numpy(np.asarray(kspace, np.complex64)), 2)
-    return torch.sqrt((coil_images.abs() ** 2).sum(0)).numpy()
+    return rss(ifftnc(torch.from_numpy(np.asarray(kspace, np.complex64)), 2), dim=0).numpy()
 
 
 def _reference_image(
@@ -330,33 +324,6 @@ def _reference_image(
             fix="give fully sampled k-space (or a reference image as a real .npy)",
         )
     return root_sum_of_squares(raw.kspace), f"root sum of squares of {path.name}", raw.kspace
-
-
-def _load_prior(spec: Any, device: torch.device, precision: str = "auto") -> Any:
-    """A loaded 2D prior (a LatentPrior as is, else a shipped name or checkpoint folder)."""
-    from medldm.models.prior_protocol import LatentPrior
-
-    if spec is None or isinstance(spec, LatentPrior):
-        prior = spec
-    else:
-        from medldm.models.prior import load_prior
-
-        prior = load_prior(spec, device=device, precision=precision)
-    if prior is not None and getattr(prior, "spatial_dims", 2) != 2:
-        raise InvalidInputError(
-            f"prior {prior.name!r} is {prior.spatial_dims}D; measured k-space is one 2D slice",
-            fix="use a 2D prior (e.g. preset.prior=brain_t1_2d)",
-        )
-    return prior
-
-
-def _intensity_rule(prior: Any, intensity: str) -> Any:
-    """The preset's ``intensity`` rule: the prior's own training rule (``"prior"``), else
-    (or for a prior without one) the image's 0.5-99.5 percentiles."""
-    from medldm.data.normalize import PercentileNormalizer
-
-    own = getattr(prior, "normalizer", None) if intensity == "prior" else None
-    return own or PercentileNormalizer(0.5, 99.5)
 
 
 def _operator_name(n_coils: int, acceleration: float) -> str:
@@ -451,7 +418,7 @@ def reconstruct_kspace(
     preset = preset.with_overrides(**overrides)
     torch_device = resolve_device(device)
     prior = (
-        _load_prior(preset.prior, torch_device, precision) if needs_prior(preset.solver) else None
+        resolve_prior(preset.prior, torch_device, precision) if needs_prior(preset.solver) else None
     )
     return reconstruct_measured(
         kspace,
@@ -574,7 +541,7 @@ def reconstruct_measured(
 
     # intensities: the preset's rule through the model view, on the zero-filled image
     zero_filled = root_sum_of_squares(measured)
-    normalization = fit_intensity(_intensity_rule(prior, preset.intensity), zero_filled, RAW_UNIT)
+    normalization = fit_intensity(intensity_rule(prior, preset.intensity), zero_filled, RAW_UNIT)
     scale = normalization.scale
     y = (y_native / scale)[None].to(device)
     physics = physics.to(device)

@@ -44,9 +44,10 @@ from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import fit_intensity, slice_to_model, volume_to_model_stack
 from medldm.problems.simulate import simulate
 from medldm.recon.presets import Preset, load_preset
+from medldm.recon.prior_setup import intensity_rule, resolve_prior
 from medldm.recon.result import ReconResult, direct_label, solver_stack
 
-__all__ = ["ReconResult", "canonical_image", "reconstruct", "resolve_prior", "slab_bounds"]
+__all__ = ["ReconResult", "canonical_image", "reconstruct", "slab_bounds"]
 
 
 def canonical_image(image: MedImage) -> MedImage:
@@ -99,52 +100,12 @@ def slab_bounds(n_total: int, slices: Any) -> tuple[int, int]:
     return start, start + count
 
 
-def _normalizer(prior: Any, intensity: str = "prior") -> Any:
-    """The rule scaling the input to the prior's range: the prior's own training rule, or
-    (``intensity="percentile"``, or a prior without one) the input's 0.5-99.5 percentiles."""
-    from medldm.data.normalize import PercentileNormalizer
-
-    own = getattr(prior, "normalizer", None) if intensity == "prior" else None
-    return own or PercentileNormalizer(0.5, 99.5)
-
-
 def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min)."""
     from medldm.metrics import mean_slice_scores
 
     scores = mean_slice_scores(estimate, truth)
     return {"psnr_db": scores["psnr"], "ssim": scores["ssim"]}
-
-
-def resolve_prior(spec: Any, device: str | torch.device, precision: str = "auto") -> Any:
-    """A Prior object as is, else a shipped name / checkpoint folder loaded on ``device``
-    with its network calls in ``precision`` (auto, fp32, bf16).
-
-    The app works on a 2D in-plane grid (volumes slice by slice, coupled along z in the
-    data-consistency step), so only 2D priors are accepted here; a 3D prior is refused with
-    a pointer to the solvers, which run it natively on a volume of its own grid.
-    """
-    if spec is None:
-        return spec
-    from medldm.models.prior_protocol import LatentPrior
-
-    if isinstance(spec, LatentPrior):
-        prior = spec
-    else:
-        from medldm.models.prior import load_prior
-
-        prior = load_prior(spec, device=device, precision=precision)
-    if getattr(prior, "spatial_dims", 2) != 2:
-        size = "x".join(str(s) for s in prior.image_size)
-        raise InvalidInputError(
-            f"prior {prior.name!r} is a {prior.spatial_dims}D prior ({size} voxels); "
-            "medldm-recon and medldm.reconstruct run 2D priors (a volume slice by slice)",
-            fix="use a 2D prior (e.g. preset.prior=brain_t1_2d with preset=mri_brain_3d), or "
-            "run the 3D prior through a solver on a volume of its grid: "
-            "LatentDDS(...).solve(y, physics, load_prior('brain_t1_3d')), "
-            "see the prior's MODEL_CARD.md",
-        )
-    return prior
 
 
 def reconstruct(
@@ -221,7 +182,7 @@ def reconstruct(
         )
     # fitted on the signed values: a CT in HU has negative air, |HU| would rank it as bright
     normalization = fit_intensity(
-        _normalizer(prior, preset.intensity),
+        intensity_rule(prior, preset.intensity),
         array,
         unit=getattr(source, "unit", None) or "unknown",
     )
