@@ -84,9 +84,17 @@ def test_brain_presets_on_a_nifti_volume(preset, small_brain, tiny_prior_folder,
     expected = source.affine.copy()
     expected[:3, 3] += expected[:3, :3] @ np.array([0, 0, 2])
     np.testing.assert_allclose(written.affine, expected, atol=1e-4)
-    assert json.loads(paths["metrics"].read_text())["preset"] == preset
+    saved = json.loads(paths["metrics"].read_text())
+    assert saved["preset"] == preset
+    uncertainty = saved["uncertainty"]
+    assert uncertainty["calibrated"] is False and "no fit" in uncertainty["reason"]
+    assert 0 <= uncertainty["coverage_50"] <= uncertainty["coverage_90"] <= 1
+    assert -1 <= uncertainty["std_error_spearman"] <= 1
+    interval = load(paths["interval90_halfwidth"]).array
+    np.testing.assert_allclose(interval.transpose(2, 1, 0), 1.6448536 * result.std, rtol=1e-4)
     html = paths["report"].read_text()
     assert '<table id="metrics"' in html and "data:image/png;base64" in html
+    assert "UNCALIBRATED" in html and "Spearman" in html
 
 
 def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_prior_folder):

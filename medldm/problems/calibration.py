@@ -231,6 +231,10 @@ class StdCalibration:
         """``{level: std_scale}``."""
         return {level: fit.std_scale for level, fit in self.levels.items()}
 
+    def std_scale(self, level: float) -> float:
+        """The calibrated half-width in stds at ``level``: interval = estimate +- it * std."""
+        return self._fit(level).std_scale
+
     def _fit(self, level: float) -> LevelFit:
         level = check_level(level)
         if level not in self.levels:

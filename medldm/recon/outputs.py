@@ -104,6 +104,11 @@ def write_run_folder(
         images[result.preset.baseline] = (result.baseline, f"{result.preset.baseline} baseline")
     for name, stack in result.other_baselines.items():
         images[name] = (stack, f"{name} (classical)")
+    if result.interval90 is not None:
+        images["interval90_halfwidth"] = (
+            result.interval90,
+            f"90 % interval half-width, {result.interval_note}",
+        )
     for name, (stack, _) in images.items():  # nothing is written unless all is finite
         if not np.all(np.isfinite(stack)):
             raise MedLDMError(

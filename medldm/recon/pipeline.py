@@ -269,12 +269,22 @@ def reconstruct(
         metrics["ldm_minus_baseline_psnr_db"] = (
             metrics["ldm"]["psnr_db"] - metrics["baseline"]["psnr_db"]
         )
-    metrics["total_seconds"] = round(time.perf_counter() - started, 3)
     span = normalization.high - normalization.low
-    samples = None
+    samples, sample_stacks = None, None
     if rec.samples is not None:
         sample_stacks = [back(s) for s in rec.samples]
         samples = np.stack([normalization.inverse(s) for s in sample_stacks])
+    calibration, uncalibrated_reason = _calibration(preset, prior, volume_mode)
+    metrics["uncertainty"] = _uncertainty_metrics(
+        estimate, truth, std, sample_stacks, calibration, uncalibrated_reason
+    )
+    scale_90 = calibration.std_scale(0.9) if calibration is not None else GAUSSIAN_Z90
+    interval_note = (
+        f"calibrated: {calibration.describe()}"
+        if calibration is not None
+        else f"UNCALIBRATED (Gaussian 1.645 std; {uncalibrated_reason})"
+    )
+    metrics["total_seconds"] = round(time.perf_counter() - started, 3)
     return ReconResult(
         preset=preset,
         source=source,
@@ -293,8 +303,80 @@ def reconstruct(
         metrics=metrics,
         grid=plan,
         samples=samples,
+        interval90=np.asarray(scale_90 * std * span, np.float32),
+        interval_note=interval_note,
         notes=[plan.describe()],
     )
+
+
+GAUSSIAN_Z90 = 1.6448536269514722  # central 90 % of a Gaussian: mean +- z std
+
+
+def _calibration(preset: Preset, prior: Any, volume_mode: bool) -> tuple[Any, str]:
+    """The std calibration fitted on validation cases for this preset's solver config and
+    prior (``configs/calibration``), or ``(None, why not)``."""
+    if prior is None:
+        return None, "no prior"
+    from medldm.problems.calibration import find_calibration, preset_solver_config
+    from medldm.problems.configs import solver_for_operator
+
+    options = dict(preset.solver_options or {})
+    if volume_mode and float(options.get("slice_weight", 0) or 0) > 0:
+        return None, "fits are made on independent 2D slices, this slab is coupled along z"
+    _, source = solver_for_operator(preset.solver, preset.physics, options)
+    config = preset_solver_config(source, options)
+    fit = find_calibration(preset.solver, preset.physics, config, prior=prior)
+    if fit is None:
+        return None, "no fit for this solver config and prior in configs/calibration"
+    return fit, ""
+
+
+def _uncertainty_metrics(
+    estimate: np.ndarray,
+    truth: np.ndarray,
+    std: np.ndarray,
+    sample_stacks: list[np.ndarray] | None,
+    calibration: Any,
+    uncalibrated_reason: str,
+) -> dict[str, Any]:
+    """metrics.json's ``uncertainty``: coverage of the 50/90 % intervals and the Spearman
+    of std against |error| per slice (foreground, model range), mean over slices."""
+    from medldm.metrics.convention import UNCERTAINTY_CONVENTION
+    from medldm.problems.calibration import score_uncertainty
+
+    per_slice = []
+    for index in range(truth.shape[0]):
+        if float(truth[index].max()) <= float(truth[index].min()):
+            continue  # a constant slice has no foreground to score
+        samples = None if sample_stacks is None else np.stack([s[index] for s in sample_stacks])
+        per_slice.append(
+            score_uncertainty(
+                estimate[index], truth[index], std[index], samples, calibration=calibration
+            )
+        )
+    keys = sorted({k for scores in per_slice for k, v in scores.items() if _is_number(v)})
+    means = {}
+    for key in keys:  # a measure undefined on every slice (e.g. one sample) is left out
+        values = [float(s[key]) for s in per_slice if _is_number(s.get(key))]
+        finite = [v for v in values if np.isfinite(v)]
+        if finite:
+            means[key] = float(np.mean(finite))
+    description: dict[str, Any] = {"calibrated": calibration is not None}
+    if calibration is not None:
+        description["calibration"] = calibration.describe()
+    else:
+        description["reason"] = uncalibrated_reason
+    return {
+        **description,
+        "roi": "foreground",
+        "per": "slice, mean over slices",
+        "convention": UNCERTAINTY_CONVENTION,
+        **means,
+    }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.floating) and not isinstance(value, bool)
 
 
 def _sampling_mask(physics: Any) -> np.ndarray | None:

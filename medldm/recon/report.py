@@ -24,7 +24,7 @@ def _panels(result: ReconResult, index: int) -> list[tuple[str, np.ndarray, str]
     truth_title = "input (ground truth)" if result.simulated else "reference (fully sampled)"
     if result.truth is not None:
         panels.append((truth_title, result.truth[index], "image"))
-    direct = "FBP" if result.preset.physics.startswith("ct") else "zero-filled"
+    direct = "FBP" if result.direct_label == "fbp" else "zero-filled"
     panels.append((f"measurement ({direct})", result.direct[index], "image"))
     if result.baseline is not None:
         panels.append(
@@ -38,6 +38,10 @@ def _panels(result: ReconResult, index: int) -> list[tuple[str, np.ndarray, str]
             ("|LDM - truth|", np.abs(result.reconstruction[index] - result.truth[index]), "error")
         )
     panels.append(("posterior std", result.std[index], "std"))
+    if result.interval90 is not None:
+        calibrated = result.interval_note.startswith("calibrated")
+        title = "90 % interval half-width\n" + ("(calibrated)" if calibrated else "(UNCALIBRATED)")
+        panels.append((title, result.interval90[index], "std"))
     return panels
 
 
@@ -103,6 +107,40 @@ def _metrics_rows(metrics: dict[str, Any]) -> str:
             )
         )
     return "\n".join(rows)
+
+
+def _uncertainty_paragraph(metrics: dict[str, Any], interval_note: str) -> str:
+    """What the posterior std is worth here: coverage of its intervals (uncalibrated and,
+    when fitted on validation cases, calibrated) and its rank correlation with the error."""
+    u = metrics.get("uncertainty")
+    if not u:
+        return ""
+
+    def pct(key: str) -> str:
+        value = u.get(key)
+        return "n/a" if value is None else f"{100 * value:.0f} %"
+
+    parts = [f"<h2>Uncertainty</h2><p class='note'>Interval map: {html.escape(interval_note)}."]
+    if "coverage_90" in u:
+        parts.append(
+            f" The truth fell inside the 50 % / 90 % intervals (estimate +- z std) on "
+            f"{pct('coverage_50')} / {pct('coverage_90')} of the foreground pixels"
+        )
+        if u.get("calibrated"):
+            parts.append(
+                f"; with the calibrated widths on {pct('coverage_50_calibrated')} / "
+                f"{pct('coverage_90_calibrated')}"
+            )
+        rho = u.get("std_error_spearman")
+        if rho is not None:
+            verdict = "uninformative" if abs(rho) < 0.1 else "informative"
+            parts.append(
+                f". Spearman correlation of std and |error|: {rho:.2f} "
+                f"(the std map is {verdict} about where the errors are)"
+            )
+        parts.append(".")
+    parts.append("</p>")
+    return "".join(parts)
 
 
 def _measured_notes(metrics: dict[str, Any]) -> list[str]:
@@ -177,6 +215,7 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 LDM data residual ||Ax-y||/(sigma sqrt(m)) = {"n/a" if residual is None else f"{residual:.2f}"}
 (about 1 = fits the data to the noise level); relative ||Ax-y||/||y|| =
 {"n/a" if relative is None else f"{relative:.4f}"}.</p>
+{_uncertainty_paragraph(m, result.interval_note)}
 <h2>Figures</h2>
 {"".join(blocks)}
 <h2>What was done</h2>

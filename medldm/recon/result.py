@@ -50,6 +50,10 @@ class ReconResult:
     notes: list[str] = field(default_factory=list)
     simulated: bool = True
     direct_label: str = "zero_filled"  # what ``direct`` is: "fbp" where the physics offers it
+    # half-width of the central 90 % interval (input units): calibrated std scale, or the
+    # Gaussian 1.645 std when the std is not calibrated (``interval_note`` says which)
+    interval90: np.ndarray | None = None
+    interval_note: str = ""
     # further classical reconstructions of the same measurement, by solver name (the
     # preset's own baseline is ``baseline``); written and reported beside it
     other_baselines: dict[str, np.ndarray] = field(default_factory=dict)
