@@ -250,6 +250,21 @@ def cached_system_matrix(
     return _cached("projector", geometry_key(*geometry), build)
 
 
+def backprojector_matrix(
+    height: int,
+    width: int,
+    angles_deg: Sequence[float],
+    n_detectors: int,
+    centre_offset: float = 0.0,
+) -> torch.Tensor:
+    """The FBP back-projector of a geometry (see :func:`pixel_driven_backprojector`) as a
+    torch sparse CSR tensor, not cached: for one-off geometries (a centre search) that
+    should not stay in memory."""
+    return _to_torch_csr(
+        pixel_driven_backprojector(height, width, angles_deg, n_detectors, centre_offset)
+    )
+
+
 def cached_backprojector(
     height: int,
     width: int,
@@ -262,7 +277,7 @@ def cached_backprojector(
     geometry = (height, width, angles_deg, n_detectors, centre_offset)
 
     def build() -> torch.Tensor:
-        return _to_torch_csr(pixel_driven_backprojector(*geometry))
+        return backprojector_matrix(*geometry)
 
     return _cached("backprojector", geometry_key(*geometry), build)
 

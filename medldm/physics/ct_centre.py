@@ -255,16 +255,17 @@ def fbp_scores(
 
     The sinogram is padded with zeros and Fourier-shifted so that each candidate axis
     lands on the middle bin, then reconstructed on one ``image_side`` square around the
-    axis (default: the whole padded detector), so every candidate shares one geometry.
+    axis (default: the whole padded detector), so every candidate shares one geometry
+    (its back-projector is built for the search and not cached).
     """
-    from medldm.physics.ct import cached_backprojector, fbp_detector_count, filtered_backprojection
+    from medldm.physics.ct import backprojector_matrix, fbp_detector_count, filtered_backprojection
 
     n_detectors = sinogram.shape[0]
     pad = math.ceil(np.max(np.abs(n_detectors // 2 - centres))) + 8
     padded = np.pad(sinogram, ((pad, pad), (0, 0)))
     n_padded = padded.shape[0]
     side = int(image_side or n_padded)
-    backprojector = cached_backprojector(
+    backprojector = backprojector_matrix(
         side, side, angles_deg, fbp_detector_count(n_padded, True), 0.0
     )
     l1, tv = [], []

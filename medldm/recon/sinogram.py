@@ -61,8 +61,13 @@ CENTRE_AGREEMENT_PX = 1.0
 WINDOW_MARGIN = 8
 #: TV weights tried by the discrepancy principle (the sinogram scaled so that the FBP's
 #: 99.5th percentile is 1).
-TV_WEIGHT_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+TV_WEIGHT_GRID = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 TV_ITERATIONS = 300
+#: PDHG's primal/dual balance for measured sinograms. The solver's default (10, for
+#: 64 x 64 simulations) converges slowly on a 361-pixel micro-CT window: on the tooth
+#: (2x-binned, weight 0.3) 300 iterations at 0.3 reach the objective of 1000 iterations
+#: within 0.04 %, at 10 within 8 %. The ratio changes the speed, not the minimiser.
+TV_STEP_RATIO = 0.3
 #: The reconstructed field of view (mm) of the images the shipped CT prior learned:
 #: MedNIST CT slices are whole clinical head, chest and abdomen cross-sections. MedNIST
 #: carries no pixel spacing, so this is the clinical range of such slices, not a
@@ -87,6 +92,7 @@ class SinogramResult:
     measurement: np.ndarray
     metrics: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    tv_candidates: dict[float, np.ndarray] = field(default_factory=dict)
 
     @property
     def image_side(self) -> int:
@@ -197,9 +203,12 @@ def tv_for_weights(
     physics: Any,
     weights: list[float] | tuple[float, ...],
     n_iter: int = TV_ITERATIONS,
-) -> torch.Tensor:
+    *,
+    return_change: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, float]:
     """TV reconstructions of ``y`` ``(B, 1, n_det, n_views)`` for several weights in one
-    batched PDHG run: ``(len(weights), B, 1, H, W)``.
+    batched PDHG run: ``(len(weights), B, 1, H, W)`` (and, with ``return_change``, the
+    last iteration's relative change of the whole batch, a convergence check).
 
     TV is 1-homogeneous, so ``x`` minimises ``1/2 ||A x - a y||^2 + l TV(x)`` exactly when
     ``x / a`` minimises ``1/2 ||A z - y||^2 + (l / a) TV(z)``; with ``l`` the largest weight
@@ -211,12 +220,20 @@ def tv_for_weights(
     largest = max(weights)
     factors = torch.tensor([largest / w for w in weights], dtype=y.dtype, device=y.device)
     batch = (factors[:, None, None, None, None] * y[None]).reshape(-1, *y.shape[1:])
-    solver = TotalVariation(weight=largest, n_iter=n_iter, constraint="nonnegative", tol=0.0)
-    estimate = solver.solve(batch, physics).estimate
-    return (
-        estimate.reshape(len(weights), *y.shape[:2], *estimate.shape[-2:])
-        / factors[:, None, None, None, None]
+    solver = TotalVariation(
+        weight=largest,
+        n_iter=n_iter,
+        constraint="nonnegative",
+        step_ratio=TV_STEP_RATIO,
+        tol=0.0,
     )
+    reconstruction = solver.solve(batch, physics)
+    estimate = reconstruction.estimate
+    shaped = estimate.reshape(len(weights), *y.shape[:2], *estimate.shape[-2:])
+    estimates = shaped / factors[:, None, None, None, None]
+    if return_change:
+        return estimates, float(reconstruction.info["relative_change"])
+    return estimates
 
 
 def residual_rms(physics: Any, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -279,7 +296,12 @@ def reconstruct_sinogram(
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     """
     from medldm.models.prior import resolve_device
-    from medldm.physics.ct import ParallelBeamCT
+    from medldm.physics.ct import (
+        ParallelBeamCT,
+        backprojector_matrix,
+        fbp_detector_count,
+        filtered_backprojection,
+    )
 
     started = time.perf_counter()
     torch_device = resolve_device(device)
@@ -333,7 +355,10 @@ def reconstruct_sinogram(
     if tv_weight is None:
         sigma = torch.from_numpy(noise_sigma(scan, window, window_info["object_shadow_bins"]))
         noise_rms = float(sigma.pow(2).mean().sqrt())
-        candidates = tv_for_weights(y_scaled, physics, TV_WEIGHT_GRID, tv_iterations) * scale
+        candidates, change = tv_for_weights(
+            y_scaled, physics, TV_WEIGHT_GRID, tv_iterations, return_change=True
+        )
+        candidates = candidates * scale
         residuals = [residual_rms(physics, x, y) for x in candidates]
         fitting = [i for i, r in enumerate(residuals) if r <= noise_rms]
         chosen = fitting[-1] if fitting else 0
@@ -346,23 +371,34 @@ def reconstruct_sinogram(
             "grid": list(TV_WEIGHT_GRID),
             "residual_rms_per_weight": residuals,
             "noise_rms_estimate": noise_rms,
+            "last_relative_change": change,
         }
     else:
         from medldm.solvers.tv import TotalVariation
 
         solver = TotalVariation(
-            weight=float(tv_weight), n_iter=tv_iterations, constraint="nonnegative"
+            weight=float(tv_weight),
+            n_iter=tv_iterations,
+            constraint="nonnegative",
+            step_ratio=TV_STEP_RATIO,
         )
         tv = solver.solve(y_scaled, physics).estimate * scale
+        candidates = tv[None]
         weight_info = {"weight": float(tv_weight), "rule": "given (sinogram_tv_weight)"}
     tv_seconds = time.perf_counter() - tv_started
 
     # the same data reconstructed as if the axis sat at the detector's middle bin: what
     # centre finding fixes (shown in the report)
     middle_window, _, _ = _window_at_middle(scan, side // 2)
-    naive = ParallelBeamCT(side, scan.angles_deg, n_detectors=side, circle=True)
-    with torch.no_grad():
-        fbp_middle = naive.fbp(torch.from_numpy(middle_window[:, None]))
+    with torch.no_grad():  # FBP only: no projector built, no cache entry kept
+        fbp_middle = filtered_backprojection(
+            torch.from_numpy(middle_window[:, None]),
+            scan.angles_deg,
+            (side, side),
+            backprojector=backprojector_matrix(
+                side, side, scan.angles_deg, fbp_detector_count(side, True)
+            ),
+        )
 
     pixel = scan.pixel_size_mm or 1.0
     suits, prior_reason = prior_suitability(scan, side)
@@ -438,6 +474,12 @@ def reconstruct_sinogram(
         measurement=window,
         metrics=metrics,
         notes=[*notes, f"CT prior {prior_reason}"],
+        tv_candidates={
+            float(weight): image_stack(x)
+            for weight, x in zip(
+                weight_info.get("grid", [weight_info["weight"]]), candidates, strict=True
+            )
+        },
     )
 
 
