@@ -347,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer-iters", type=int, default=100, help="BART/SigPy iterations")
     parser.add_argument("--methods", nargs="+", default=None, help="names to run (default all)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite peer_table.md from results.csv without running anything",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     command = "python benchmarks/peers/peer_table.py " + shlex.join(
@@ -368,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "and `l1_wavelet` is what the phase constraint adds.",
         *real_data_section(args.output_dir),
     ]
+    folder = args.output_dir
+    if args.report_only:
+        (folder / "peer_table.md").write_text(markdown(read_rows(folder / "results.csv"), notes))
+        print(f"wrote {folder}/peer_table.md")
+        return 0
     validation = ixi_cases("validation", args.val_slices)
     test = ixi_cases("test", args.slices)
     results, tuning = [], []
@@ -391,7 +401,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
-    folder = args.output_dir
     all_results = merge(folder / "results.csv", RESULT_FIELDS, results, args.operators)
     merge(folder / "tuning.csv", TUNING_FIELDS, tuning, args.operators)
     text = markdown(all_results, notes)
