@@ -96,6 +96,9 @@ def test_campaign_resumes_stage_by_stage_and_writes_milestones(setup, tmp_path):
     run_campaign(["tiny_campaign"], minutes=60, campaign=campaign, stop=StopAfterChecks(8))
     first = campaign.status("tiny_campaign", "autoencoder")
     assert first.source == "state" and 0 < first.step < 10
+    milestone = tmp_path / "milestones" / "tiny_campaign" / "autoencoder" / "config.json"
+    saved = json.loads(milestone.read_text())["training"]["autoencoder_steps"]
+    assert saved == first.step  # every call ends with a milestone
 
     # the same command again: finishes the autoencoder, then trains the diffusion model
     statuses = run_campaign(["tiny_campaign"], minutes=60, campaign=campaign)

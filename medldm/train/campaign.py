@@ -12,7 +12,7 @@ Where things live:
   ``<root>/<prior>/<stage>/``; ``root`` is ``--root``, else ``$MEDLDM_CAMPAIGN_DIR``, else
   ``~/.cache/medldm/campaign`` (outside the checkout, so a fresh clone picks up the run);
 * **milestones** (fp16 prior checkpoints, small enough to commit): every
-  ``--milestone-every`` steps and at each stage's end, the EMA weights are written to
+  ``--milestone-every`` steps and at the end of every call, the EMA weights are written to
   ``<milestones>/<prior>/<stage>/`` (default ``campaign/milestones`` in the checkout).
   When the run state is lost (a new machine), a stage restarts from its milestone's weights
   and step (with a fresh optimizer), so nothing depends on the cache folder surviving.
@@ -182,6 +182,10 @@ class Campaign:
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in unet.items()}
             )
             train_diffusion(config, training, run_dir, stop=stop, on_checkpoint=on_checkpoint)
+        step = _saved_step(run_dir)
+        if step is not None and (run_dir / "prior" / "config.json").is_file():
+            # every call ends with a milestone, so a lost run state costs no steps
+            on_checkpoint(run_dir / "prior", step, final=True)
         return self.status(prior, stage)
 
     def _stage1_checkpoint(self, prior: str) -> Path:
