@@ -62,7 +62,7 @@ WINDOW_MARGIN = 8
 #: TV weights tried by the discrepancy principle (the sinogram scaled so that the FBP's
 #: 99.5th percentile is 1).
 TV_WEIGHT_GRID = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
-TV_ITERATIONS = 300
+TV_ITERATIONS = 500
 #: PDHG's primal/dual balance for measured sinograms. The solver's default (10, for
 #: 64 x 64 simulations) converges slowly on a 361-pixel micro-CT window: on the tooth
 #: (2x-binned, weight 0.3) 300 iterations at 0.3 reach the objective of 1000 iterations
