@@ -23,7 +23,7 @@ once per method with that weight and scored as the benchmark scores (magnitude, 
 Writes ``benchmarks/results/peers/``: ``results.csv`` (one row per test case and method),
 ``tuning.csv`` (every weight tried, mean validation PSNR/SSIM), and ``peer_table.md`` (mean
 PSNR / SSIM / seconds per method and operator, and our TV against the best peer TV). A run
-for some operators replaces those operators' rows and keeps the others.
+of some operators or methods replaces those rows and keeps the others.
 
 Real data (the 8-coil brain k-space, the twix phantom): :func:`reconstruct_measured` takes
 k-space, mask and coil maps and runs every method with the weights tuned here;
@@ -257,8 +257,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def merge(path: Path, fields: Sequence[str], new: list[dict], operators: Sequence[str]) -> list:
-    kept = [row for row in read_rows(path) if row["operator"] not in operators]
+def merge(path: Path, fields: Sequence[str], new: list[dict]) -> list:
+    """The rows of ``path`` with those of the (operator, method) pairs in ``new`` replaced."""
+    replaced = {(row["operator"], row["method"]) for row in new}
+    kept = [row for row in read_rows(path) if (row["operator"], row["method"]) not in replaced]
     rows = kept + [{key: _text(row.get(key, "")) for key in fields} for row in new]
     write_rows(path, fields, rows)
     return rows
@@ -401,8 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
-    all_results = merge(folder / "results.csv", RESULT_FIELDS, results, args.operators)
-    merge(folder / "tuning.csv", TUNING_FIELDS, tuning, args.operators)
+    all_results = merge(folder / "results.csv", RESULT_FIELDS, results)
+    merge(folder / "tuning.csv", TUNING_FIELDS, tuning)
     text = markdown(all_results, notes)
     (folder / "peer_table.md").write_text(text)
     print(f"wrote {folder}/peer_table.md, results.csv, tuning.csv")
