@@ -45,7 +45,7 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="which solvers to tune (default: all)",
     )
     parser.add_argument(
+        "--tv-phase",
+        choices=("plan", "lowres", "none"),
+        default="plan",
+        help="MRI TV phase handling: the plan's (lowres), or another one to compare",
+    )
+    parser.add_argument(
         "--output-dir", type=Path, default=None, help="default: the configs/solver folder"
     )
     args = parser.parse_args(argv)
@@ -429,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_all = time.perf_counter()
     for operator in args.operators:
         plan = PLANS[operator]
+        if args.tv_phase != "plan" and plan.tv_phase is not None:
+            plan = replace(plan, tv_phase=None if args.tv_phase == "none" else args.tv_phase)
         if plan.cases not in cases_cache:
             cases_cache[plan.cases] = training_cases(plan.cases, args.cases)
         cases = cases_cache[plan.cases]
