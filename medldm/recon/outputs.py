@@ -75,6 +75,18 @@ def _write_npy(array: np.ndarray, path: Path, overwrite: bool) -> Path:
     return path
 
 
+def refuse_existing_run(out: str | Path, overwrite: bool) -> Path:
+    """``out`` as a Path; refuses a folder that already holds a run unless ``overwrite``."""
+    out = Path(out)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise OutputExistsError(
+            "this run folder already holds a reconstruction",
+            path=out,
+            fix="choose another output_dir or pass overwrite=true",
+        )
+    return out
+
+
 def write_run_folder(
     result: ReconResult,
     out: str | Path,
@@ -87,13 +99,7 @@ def write_run_folder(
     from medldm.io import write_provenance
     from medldm.recon.report import write_report
 
-    out = Path(out)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise OutputExistsError(
-            "this run folder already holds a reconstruction",
-            path=out,
-            fix="choose another output_dir or pass overwrite=true",
-        )
+    out = refuse_existing_run(out, overwrite)
     direct_name = result.direct_label
     images = {
         "reconstruction": (result.reconstruction, f"{result.metrics['solver']} LDM recon"),

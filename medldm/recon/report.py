@@ -157,6 +157,17 @@ def _measured_notes(metrics: dict[str, Any]) -> list[str]:
     return notes
 
 
+#: For automated checks (headless browsers): did every figure of the page decode?
+FIGURES_LOADED_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  document.body.dataset.figures = images.length;
+  document.body.dataset.figuresLoaded =
+    images.every(function (i) { return i.complete && i.naturalWidth > 0; });
+});
+</script>"""
+
+
 def write_report(result: ReconResult, out: Path, *, overwrite: bool = False) -> Path:
     """Write ``out/report.html`` and ``out/figures/slice_*.png``; returns the HTML path."""
     figures = out / "figures"
@@ -229,15 +240,7 @@ solver {html.escape(str(m.get("solver")))} with prior {html.escape(str(m.get("pr
 <li>Intensities: {html.escape(str(m.get("intensity")))}; outputs are mapped back.</li>
 <li>Device {html.escape(str(m.get("device")))}; total {m.get("total_seconds")} s.</li>
 </ul>
-<script>
-// For automated checks (headless browsers): did every figure decode?
-window.addEventListener("load", function () {{
-  var images = Array.from(document.images);
-  document.body.dataset.figures = images.length;
-  document.body.dataset.figuresLoaded =
-    images.every(function (i) {{ return i.complete && i.naturalWidth > 0; }});
-}});
-</script>
+{FIGURES_LOADED_SCRIPT}
 </body></html>
 """
     path = out / "report.html"

@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from medldm.errors import MedLDMError, OutputExistsError
+from medldm.errors import MedLDMError
 from medldm.io import MedImage
+from medldm.recon.outputs import refuse_existing_run
+from medldm.recon.report import FIGURES_LOADED_SCRIPT
 from medldm.recon.sinogram import SinogramResult, reconstruct_sinogram
 from medldm.utils.files import atomic_output, atomic_write_text
 
@@ -173,14 +175,7 @@ Measured data: no ground truth, so only the data residual is reported (on the
 <h2>Figures</h2>
 {"".join(blocks)}
 <h2>Notes</h2><ul>{notes}</ul>
-<script>
-window.addEventListener("load", function () {{
-  var images = Array.from(document.images);
-  document.body.dataset.figures = images.length;
-  document.body.dataset.figuresLoaded =
-    images.every(function (i) {{ return i.complete && i.naturalWidth > 0; }});
-}});
-</script>
+{FIGURES_LOADED_SCRIPT}
 </body></html>
 """
     return atomic_write_text(out / "report.html", text, overwrite=overwrite)
@@ -196,13 +191,7 @@ def write_sinogram_run(
     """Write every output of ``result`` into ``out``; returns name -> path."""
     from medldm.io import write_nifti, write_provenance
 
-    out = Path(out)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise OutputExistsError(
-            "this run folder already holds a reconstruction",
-            path=out,
-            fix="choose another output_dir or pass overwrite=true",
-        )
+    out = refuse_existing_run(out, overwrite)
     images = {"fbp": result.fbp, "tv": result.tv}
     for name, stack in images.items():
         if not np.all(np.isfinite(stack)):
