@@ -22,7 +22,7 @@ $(VENV)/.stamp-base: pyproject.toml setup.py | $(PY)
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml setup.py $(VENV)/.stamp-base
-	$(PY) -m pip install --quiet -e ".[dev,peers]"
+	$(PY) -m pip install --quiet -e ".[dev,peers,cluster]"
 	touch $@
 
 demo: $(VENV)/.stamp-base

@@ -44,3 +44,15 @@ def microscopy_dir(data_root: Path) -> Path:
     if not path.is_dir():
         _missing(f"{path} is missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def submitit_launcher() -> None:
+    """Hydra's submitit launcher (the ``cluster`` extra): skip where absent, fail under CI."""
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+    except ImportError:
+        reason = "hydra-submitit-launcher not installed (pip install 'medldm[cluster]')"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: `make test` installs the cluster extra)")
+        pytest.skip(reason)

@@ -505,6 +505,33 @@ def test_cli_joblib_multirun_jobs_share_one_results_file(cohort, tmp_path):
     assert "inpaint_box" in report and "inpaint_random" in report, report + log
 
 
+def test_cli_submitit_local_multirun_fills_one_table_and_reruns_without_duplicates(
+    cohort, tmp_path, submitit_launcher
+):
+    arguments = (
+        "-m",
+        f"data.root={cohort}",
+        "data.limit=2",
+        "physics=[inpaint_box],[inpaint_random]",
+        "solvers=[zero_filled]",
+        "seeds=[0]",
+        f"output_dir={tmp_path / 'out'}",
+        "progress=false",
+        "threads=1",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "hydra.launcher.cpus_per_task=1",
+    )
+    for attempt in range(2):  # the rerun finds every case done and adds no rows
+        result = _bench(*arguments, cwd=tmp_path)
+        log = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, log
+        lines = (tmp_path / "out" / "results.csv").read_text().splitlines()
+        assert len(lines) == 1 + 4, f"attempt {attempt}\n" + "\n".join(lines) + log
+    assert {r["operator"] for r in _rows(tmp_path / "out")} == {"inpaint_box", "inpaint_random"}
+    assert list((tmp_path / "out" / "hydra").rglob(".submitit")), "not run by submitit"
+
+
 def test_a_table_from_an_older_medldm_gains_the_new_columns(tmp_path):
     path = tmp_path / "results.csv"
     old_header = [c for c in COLUMNS if c != "precision"]

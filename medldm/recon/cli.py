@@ -3,10 +3,12 @@
 One study per run; ``input=`` a folder of several studies runs them one after another
 into ``output_dir/<study>/`` (a bad study is reported in ``batch_report.json`` and
 skipped, finished studies are not redone on a rerun). For parallel or cluster batches use
-Hydra multirun over explicit inputs, e.g.::
+Hydra multirun over explicit inputs: each job writes ``output_dir/<job>_<study>/``, and a
+rerun into the same ``output_dir`` skips the jobs that finished, e.g.::
 
-    medldm-recon -m input=a.nii.gz,b.nii.gz hydra/launcher=joblib
-    medldm-recon -m input=a.nii.gz,b.nii.gz hydra/launcher=submitit_slurm  # see docs
+    medldm-recon -m input=a.nii.gz,b.nii.gz output_dir=batch/ hydra/launcher=joblib
+    medldm-recon -m input=a.nii.gz,b.nii.gz output_dir=batch/ \
+        hydra/launcher=submitit_slurm hydra.launcher.partition=gpu  # README
 
 Run ``medldm-recon --help`` for the options; the README shows one line per preset.
 """
@@ -62,6 +64,18 @@ def _study_name(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _job_study_name(*paths: str | None) -> str:
+    """The study name of a job's input (input=, kspace= or sinogram=), for its run folder."""
+    for value in paths:
+        if value:
+            return _study_name(Path(str(value)))
+    return "example"
+
+
+# a multirun job's folder: <job number>_<study>, so that a rerun finds the finished ones
+OmegaConf.register_new_resolver("medldm.study_name", _job_study_name, replace=True)
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
@@ -265,18 +279,33 @@ def run_from_config(cfg: DictConfig, out: Path) -> dict[str, Any]:
     return run_one(cfg, input_path, out)
 
 
+def run_multirun_job(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """One job of a Hydra multirun: a job whose folder already holds ``metrics.json`` (a
+    finished earlier run of the same sweep) is skipped; one that was killed mid-write (files
+    but no ``metrics.json``, which is written last) is redone."""
+    if (out / "metrics.json").exists() and not cfg.overwrite:
+        print(f"already done: {out} (pass overwrite=true to redo it)")
+        return {"skipped": str(out)}
+    return run_from_config(OmegaConf.merge(cfg, {"overwrite": True}), out)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="recon/config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    out = (
-        Path(cfg.output_dir)
-        if cfg.get("output_dir")
-        else Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    # a multirun job writes into its sweep sub-folder (output_dir is the sweep's folder)
+    out = Path(
+        hydra_cfg.runtime.output_dir if multirun or not cfg.get("output_dir") else cfg.output_dir
     )
     started = time.perf_counter()
     try:
-        run_from_config(cfg, out)
+        if multirun:
+            run_multirun_job(cfg, out)
+        else:
+            run_from_config(cfg, out)
     except MedLDMError as error:
         print(f"medldm-recon: {error}", file=sys.stderr)
         sys.exit(2)
