@@ -241,6 +241,17 @@ def test_espirit_with_too_small_calibration_region_raises_with_fix():
     kspace = fft2c(birdcage_sensitivities(8, (32, 32)))
     with pytest.raises(InvalidInputError, match="rss_lowres"):
         estimate_sensitivities(kspace, (32, 6), "espirit")
+    with pytest.warns(UserWarning, match="unreliable"):
+        estimate_sensitivities(kspace, (32, 8), "espirit")
+
+
+def test_espirit_accepts_fewer_calibration_rows_than_unknowns_as_bart_does():
+    # 32 coils, 16x16 region, kernel 6: 121 kernel positions for 32 x 36 = 1152 unknowns
+    size = 64
+    true_maps = birdcage_sensitivities(32, (size, size), dtype=torch.complex128)
+    image = _phantom(size)[0, 0]
+    maps = estimate_sensitivities(fft2c(true_maps * image), 16, "espirit", kernel_size=6)
+    assert estimation_correlation(maps, true_maps, image.abs() > 0) > 0.99
 
 
 # --- phase ----------------------------------------------------------------------------

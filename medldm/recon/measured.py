@@ -13,8 +13,9 @@ Steps (each disclosed in ``metrics.json`` and ``report.html``):
    that reference for data that is undersampled already;
 3. **coil maps** (several coils): ESPIRiT (:func:`medldm.physics.coils.estimate_sensitivities`)
    on the largest fully sampled centred block of the mask, with the largest kernel
-   (6 down to 3) the block supports; too small a block (a few fastMRI centre lines for 32
-   coils) falls back to low-resolution maps (``rss_lowres``), and says so;
+   (6 down to 3) the block supports (at least as many kernel positions as the kernel's size
+   along each axis); a block under 5 lines wide falls back to low-resolution maps
+   (``rss_lowres``), and says so;
 4. **intensities**: the preset's ``intensity`` rule (the prior's own training rule, or
    the 0.5-99.5 percentiles) is fitted through the model view
    (:func:`medldm.problems.model_view.fit_intensity`) to the coil-combined zero-filled
@@ -211,14 +212,14 @@ def calibration_region(mask: np.ndarray) -> tuple[int, int]:
 
 
 def espirit_kernel(region: tuple[int, int], n_coils: int) -> int | None:
-    """The largest ESPIRiT kernel of :data:`ESPIRIT_KERNELS` whose calibration matrix on
-    ``region`` has at least as many rows (kernel positions) as unknowns
-    (``n_coils * kernel^2``); ``None`` when none fits."""
-    rows, cols = region
+    """The largest ESPIRiT kernel of :data:`ESPIRIT_KERNELS` that leaves at least as many
+    kernel positions as its own size along both axes of ``region`` (fewer make unreliable
+    maps, see :func:`medldm.physics.coils.estimate_sensitivities`); ``None`` when none
+    fits. Fewer calibration rows than unknowns (``n_coils * kernel^2``) are fine, as in
+    ``bart ecalib``; ``n_coils`` is kept for the callers' record."""
+    del n_coils  # the rule depends on the region only
     for kernel in ESPIRIT_KERNELS:
-        if min(rows, cols) >= kernel and (rows - kernel + 1) * (cols - kernel + 1) >= (
-            n_coils * kernel**2
-        ):
+        if min(region) - kernel + 1 >= kernel:
             return kernel
     return None
 
@@ -244,8 +245,8 @@ def coil_maps(kspace: torch.Tensor, mask: np.ndarray) -> tuple[torch.Tensor, str
     maps = estimate_sensitivities(kspace, region, "rss_lowres")
     return maps, (
         f"low-resolution maps (rss_lowres) from the fully sampled {region[0]}x{region[1]} "
-        f"centre: too small for ESPIRiT with {kspace.shape[0]} coils (kernel 3 needs "
-        f"{kspace.shape[0] * 9} positions)"
+        f"centre: too small for ESPIRiT (kernel {ESPIRIT_KERNELS[-1]} needs a "
+        f"{2 * ESPIRIT_KERNELS[-1] - 1}-wide centre)"
     )
 
 
