@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The LDM suite (configs/bench/ldm.yaml), 3 seeds, the test splits only:
-# - brain_t1_2d + latent_dds against zero-filled, TV and biharmonic on the IXI test subjects
+# - brain_t1_2d + latent_dds against zero-filled, TV, l1-wavelet and biharmonic on the IXI test subjects
 #   (MRI 4x and 8x single- and multi-coil, box and random inpainting);
-# - ct_2d + latent_dds against FBP and TV on the MedNIST CT test block (30 and 60 views);
-# - microscopy_2d + latent_dds against TV and Richardson-Lucy on the held-out image;
+# - ct_2d + latent_dds against FBP, TV and l1-wavelet on the MedNIST CT test block (30 and 60 views);
+# - microscopy_2d + latent_dds against TV, l1-wavelet and Richardson-Lucy on the held-out image;
 # then the autoencoders' ceilings on the same test data. Any medldm-bench override may
 # follow, e.g. solvers=[tv,latent_dds,psld].
 # Output: benchmarks/results/ldm/ (results.csv, report.md, report.html, ceiling*.json).
@@ -15,10 +15,10 @@ start=$(date +%s)
 "$bin/medldm-bench" --config-name ldm "$@"
 # CT part: the MedNIST CT test block (8 images per class) at 30 and 60 views with the ct_2d prior
 "$bin/medldm-bench" --config-name ldm data=mednist_ct_test physics=[ct_sparse_30,ct_sparse_60] \
-    solvers=[zero_filled,tv,latent_dds] prior=ct_2d "$@"
+    solvers=[zero_filled,tv,l1_wavelet,latent_dds] prior=ct_2d "$@"
 # microscopy part: widefield deconvolution of the held-out image (BPAE_mito, 256x256 centre)
 "$bin/medldm-bench" --config-name ldm data=microscopy_test physics=[microscopy_deconv] \
-    solvers=[zero_filled,tv,richardson_lucy,latent_dds] prior=microscopy_2d "$@"
+    solvers=[zero_filled,tv,l1_wavelet,richardson_lucy,latent_dds] prior=microscopy_2d "$@"
 "$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_2d --linear-reference --json benchmarks/results/ldm/ceiling.json
 "$bin/python" benchmarks/autoencoder_ceiling.py ct_2d --linear-reference --json benchmarks/results/ldm/ceiling_ct.json
 "$bin/python" benchmarks/autoencoder_ceiling.py brain_t1_3d --json benchmarks/results/ldm/ceiling_brain_t1_3d.json
