@@ -542,3 +542,62 @@ def test_a_table_from_an_older_medldm_gains_the_new_columns(tmp_path):
     rows = table.read()
     assert [r["case"] for r in rows] == ["a", "b"]
     assert [r["precision"] for r in rows] == ["", "bf16"]
+
+
+def test_latent_solvers_are_compared_with_the_best_classical_one_pair_by_pair():
+    from medldm.bench.comparison import versus_best_classical
+
+    psnr = {"tv": [30, 31, 32], "cg": [31, 29, 29], "latent_dds": [31, 30, 34]}
+    nfe = {"tv": 0, "cg": 0, "latent_dds": 200}
+    rows = [
+        {
+            "dataset": "d",
+            "operator": "mri_4x",
+            "solver": solver,
+            "case": f"c{i}",
+            "seed": "0",
+            "status": "ok",
+            "psnr": str(value),
+            "ssim": "0.9",
+            "nfe": str(nfe[solver]),
+        }
+        for solver, values in psnr.items()
+        for i, value in enumerate(values)
+    ]
+    # a case only the latent solver finished, and a failed row: not paired
+    rows.append({**rows[-1], "case": "c9", "psnr": "99"})
+    rows.append({**rows[0], "case": "c8", "status": "failed", "psnr": ""})
+    (line,) = versus_best_classical(rows)
+    assert (line.classical, line.latent, line.n_pairs, line.wins) == ("tv", "latent_dds", 3, 2)
+    assert line.psnr_gain == pytest.approx(2 / 3)
+    half = 4.302653 * np.std([1, -1, 2], ddof=1) / np.sqrt(3)  # t(0.975, 2 dof)
+    assert line.psnr_ci == pytest.approx((2 / 3 - half, 2 / 3 + half), rel=1e-5)
+    assert line.ssim_gain == 0.0
+    classical_only = [r for r in rows if r["solver"] != "latent_dds"]
+    assert versus_best_classical(classical_only) == []
+
+
+def test_report_shows_the_latent_vs_best_classical_section(tmp_path):
+    table = ResultsTable(tmp_path / "results.csv")
+    for case, (tv, ldm) in enumerate([(30.0, 31.0), (31.0, 30.5)]):
+        for solver, value, nfe in (("tv", tv, 0), ("latent_dds", ldm, 100)):
+            table.append(
+                {
+                    "dataset": "d",
+                    "case": f"c{case}",
+                    "operator": "mri_4x",
+                    "solver": solver,
+                    "seed": 0,
+                    "status": "ok",
+                    "psnr": value,
+                    "ssim": 0.9,
+                    "nmse": 0.01,
+                    "seconds": 1.0,
+                    "nfe": nfe,
+                }
+            )
+    markdown, html_path = write_report(tmp_path)
+    text = markdown.read_text()
+    assert "## Latent priors vs the best classical baseline" in text
+    assert "| d | mri_4x | latent_dds | tv | 2 | +0.25 (" in text and "1 / 2" in text
+    assert "best classical baseline" in html_path.read_text()
