@@ -200,3 +200,23 @@ def test_bf16_is_refused_where_it_would_only_be_emulated(checkpoint):
         with pytest.raises(InvalidInputError, match="no native bf16"):
             load_prior(folder, device="cpu", precision="bf16")
         assert load_prior(folder, device="cpu", precision="auto").precision == "fp32"
+
+
+def test_latent_normalization_reads_old_checkpoints_and_checks_channel_counts():
+    from medldm.models.latent_normalization import LatentNormalization
+
+    legacy = LatentNormalization.from_meta({"scale_factor": 0.7}, channels=3)
+    assert legacy.is_global and legacy.scale_factor == pytest.approx(0.7)
+    mu = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(legacy.forward(mu), mu * 0.7)
+    fitted = LatentNormalization.fit(mu * torch.tensor([5.0, 1.0, 0.2]).view(1, 3, 1, 1))
+    assert fitted.is_global  # "global" is one scale, no shift
+    per_channel = LatentNormalization.fit(mu, "per_channel")
+    read = LatentNormalization.from_meta({"latent_normalization": per_channel.to_meta()}, 3)
+    torch.testing.assert_close(read.shift, per_channel.shift)
+    torch.testing.assert_close(read.scale, per_channel.scale)
+    assert read.scale_factor is None
+    with pytest.raises(InvalidInputError, match="4 latent channels"):
+        LatentNormalization.from_meta({"latent_normalization": per_channel.to_meta()}, 4)
+    with pytest.raises(InvalidInputError, match="unknown latent normalization"):
+        LatentNormalization.fit(mu, "per_pixel")

@@ -137,6 +137,42 @@ def test_tiny_2d_diffusion_trains_and_the_prior_samples(folder_2d, tmp_path):
     torch.testing.assert_close(samples, again)  # same seed, same samples
 
 
+def test_per_channel_latent_normalization_is_fitted_stored_and_resumed(folder_2d, tmp_path):
+    stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=5), tmp_path / "ae")
+    training = DiffusionTraining(
+        autoencoder=str(stage1),
+        steps=4,
+        batch_size=4,
+        log_every=1,
+        validate_every=4,
+        checkpoint_every=2,
+        n_validation=4,
+        n_sample_grid=1,
+        sample_steps=2,
+        device="cpu",
+        latent_normalization="per_channel",
+        data={"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "augment": False},
+    )
+    prior_dir = train_diffusion(TINY_2D.unet, replace(training, steps=2), tmp_path / "diff")
+    stored = json.loads((prior_dir / "config.json").read_text())["latent_normalization"]
+    assert len(stored["shift"]) == len(stored["scale"]) == 4
+    prior = load_prior(prior_dir, device="cpu")
+    assert prior.scale_factor is None and not prior.latent_normalization.is_global
+    # the fitted map standardises every channel of the training latents
+    images = torch.from_numpy(_real_patches())[:, None]
+    z = prior.encode(images)
+    per_channel = z.transpose(0, 1).reshape(4, -1)
+    assert per_channel.std(1).sub(1).abs().max() < 0.35
+    torch.testing.assert_close(
+        prior.decode(z), prior.autoencoder.decode(prior.autoencoder.encode(images)[0])
+    )
+    # resumed from the run state: the same normalisation, not a refit
+    train_diffusion(TINY_2D.unet, training, tmp_path / "diff")
+    again = json.loads((prior_dir / "config.json").read_text())
+    assert again["latent_normalization"] == stored
+    assert again["training"]["diffusion_steps"] == 4
+
+
 def test_tiny_3d_autoencoder_and_diffusion_train(folder_3d, tmp_path):
     stage1 = train_autoencoder(
         TINY_3D,

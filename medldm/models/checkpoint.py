@@ -78,6 +78,7 @@ def save_prior_checkpoint(
     autoencoder: nn.Module,
     unet: nn.Module | None = None,
     scale_factor: float | None = None,
+    latent_normalization: dict[str, list[float]] | None = None,
     normalization: dict[str, Any] | None = None,
     data_card: str | None = None,
     split: dict[str, Any] | None = None,
@@ -88,6 +89,8 @@ def save_prior_checkpoint(
     """Write a prior checkpoint folder atomically and return its path.
 
     ``half=True`` stores float weights as float16 (they load back as float32).
+    ``latent_normalization`` (``{"shift": [...], "scale": [...]}`` per latent channel,
+    :mod:`medldm.models.latent_normalization`) supersedes the single ``scale_factor``.
     """
     folder = Path(folder)
     if folder.exists() and not overwrite:
@@ -108,6 +111,7 @@ def save_prior_checkpoint(
             "format_version": FORMAT_VERSION,
             "model": config.to_dict(),
             "scale_factor": scale_factor,
+            "latent_normalization": latent_normalization,
             "normalization": normalization,
             "data_card": data_card,
             "split": split,

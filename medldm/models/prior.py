@@ -2,7 +2,9 @@
 
 Conventions: images in the model's range are ``[0, 1]`` tensors ``(B, 1, *spatial)``
 (:meth:`Prior.fit_normalization` gives the map from physical units there and back);
-latents are ``z = scale_factor * mu(x)`` with unit variance on the training data; the
+latents are ``z = (mu(x) - shift) * scale`` with zero mean and unit variance on the training
+data (one scale for all channels, or one shift and scale per channel:
+:mod:`medldm.models.latent_normalization`); the
 diffusion model predicts the noise ``eps`` of ``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``.
 
 Example
@@ -36,6 +38,7 @@ from medldm.data.normalize import Normalization, fit_to_image
 from medldm.errors import DataNotFoundError, InvalidInputError
 from medldm.models.checkpoint import LoadedPrior, load_prior_checkpoint
 from medldm.models.config import build_scheduler
+from medldm.models.latent_normalization import LatentNormalization
 from medldm.models.precision import autocast, resolve_precision
 from medldm.models.schedule import ddim_step, gaussian_like, tweedie_x0
 
@@ -66,7 +69,8 @@ class Prior:
 
     Attributes
     ----------
-    spatial_dims, image_size, latent_channels, downsampling_factor, scale_factor, device,
+    spatial_dims, image_size, latent_channels, downsampling_factor, latent_normalization
+    (latent mean <-> diffusion latent, :mod:`medldm.models.latent_normalization`), device,
     precision (resolved: ``"fp32"`` or ``"bf16"``), nfe (network evaluations counted by
     :meth:`predict_eps`), meta (checkpoint description).
     """
@@ -83,10 +87,10 @@ class Prior:
         self.unet = None if loaded.unet is None else loaded.unet.to(self.device).eval()
         if self.unet is not None:
             self.unet.requires_grad_(False)
-        self.scale_factor = float(loaded.meta.get("scale_factor") or 1.0)
         self.spatial_dims = self.config.autoencoder.spatial_dims
         self.image_size = tuple(self.config.image_size)
         self.latent_channels = self.config.autoencoder.latent_channels
+        self.latent_normalization = LatentNormalization.from_meta(loaded.meta, self.latent_channels)
         self.downsampling_factor = self.config.autoencoder.downsampling_factor
         self.scheduler = build_scheduler(self.config.scheduler, "ddpm")
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device, torch.float32)
@@ -107,6 +111,12 @@ class Prior:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def scale_factor(self) -> float | None:
+        """The classic LDM latent scale (``None`` when the latents are normalised per
+        channel: :attr:`latent_normalization`)."""
+        return self.latent_normalization.scale_factor
+
     # --- intensities ------------------------------------------------------------------
     def fit_normalization(self, image: Any, unit: str = "unknown") -> Normalization:
         """The map physical units <-> the model's ``[0, 1]`` range for ``image``, the way
@@ -124,13 +134,13 @@ class Prior:
         self._check_image(x)
         with autocast(self.device, self.precision):
             mu, _ = self.autoencoder.encode(x.to(self.device, torch.float32))
-        return mu.float() * self.scale_factor
+        return self.latent_normalization.forward(mu.float())
 
     def decode(self, z: torch.Tensor, *, tile: Sequence[int] | None = None) -> torch.Tensor:
         """Scaled latent -> image. 3D latents larger than ``tile`` (default: the training
         latent size) are decoded in overlapping tiles (MONAI sliding-window inference), so
         memory stays bounded whatever the volume size. Differentiable."""
-        z = z.to(self.device) / self.scale_factor
+        z = self.latent_normalization.inverse(z.to(self.device))
         latent_size = [s // self.downsampling_factor for s in self.image_size]
         tile = list(tile or latent_size)
         with autocast(self.device, self.precision):

@@ -215,6 +215,7 @@ class _MilestoneWriter:
             autoencoder=loaded.autoencoder,
             unet=loaded.unet,
             scale_factor=meta.get("scale_factor"),
+            latent_normalization=meta.get("latent_normalization"),
             normalization=meta.get("normalization"),
             data_card=meta.get("data_card"),
             split=meta.get("split"),

@@ -1,8 +1,11 @@
 """Stage 2: train the latent diffusion UNet (MONAI ``DiffusionModelUNet``).
 
-The autoencoder of a stage-1 prior checkpoint is frozen; latents are its posterior means
-scaled by ``scale_factor = 1 / std`` of the training latents (fitted once, stored in the
-checkpoint). The UNet learns the DDPM noise prediction over 1000 steps::
+The autoencoder of a stage-1 prior checkpoint is frozen; latents are its posterior means,
+normalised to zero mean and unit variance on the training latents (fitted once, stored in
+the checkpoint): with one ``scale_factor = 1 / std`` (``latent_normalization="global"``,
+the classic LDM) or a mean and std per channel (``"per_channel"``, as EDM2;
+:mod:`medldm.models.latent_normalization`). The UNet learns the DDPM noise prediction over
+1000 steps::
 
     z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps,   L = |eps_theta(z_t, t) - eps|^2,
 
@@ -27,6 +30,7 @@ from tqdm import tqdm
 
 from medldm.models.checkpoint import load_prior_checkpoint, save_prior_checkpoint
 from medldm.models.config import LDMConfig, UNetConfig, build_scheduler, build_unet
+from medldm.models.latent_normalization import LatentNormalization
 from medldm.models.precision import autocast, resolve_precision
 from medldm.models.prior import Prior
 from medldm.train.data import build_training_data
@@ -71,17 +75,33 @@ class DiffusionTraining:
     device: str = "auto"
     half_weights: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    # "global" (one scale_factor) or "per_channel" (a shift and scale per latent channel)
+    latent_normalization: str = "global"
 
 
 @torch.no_grad()
-def fit_scale_factor(autoencoder, images: torch.Tensor, batch_size: int = 32) -> float:
-    """``1 / std`` of the latent means of ``images`` (so latents have unit variance)."""
+def fit_latent_normalization(
+    autoencoder, images: torch.Tensor, mode: str = "global", batch_size: int = 32
+) -> LatentNormalization:
+    """The normalisation that gives the latent means of ``images`` zero mean and unit
+    variance (``mode``: ``"global"`` or ``"per_channel"``)."""
     device = next(autoencoder.parameters()).device
     latents = [
         autoencoder.encode(images[i : i + batch_size].to(device))[0].cpu()
         for i in range(0, len(images), batch_size)
     ]
-    return float(1.0 / torch.cat(latents).std())
+    return LatentNormalization.fit(torch.cat(latents), mode)
+
+
+def _broadcast_normalization(
+    norm: LatentNormalization, channels: int, context: Any
+) -> LatentNormalization:
+    """Rank 0's normalisation on every rank."""
+    values = [broadcast_float(float(v), context) for v in (*norm.shift, *norm.scale)]
+    return LatentNormalization(
+        torch.tensor(values[:channels], dtype=torch.float64),
+        torch.tensor(values[channels:], dtype=torch.float64),
+    )
 
 
 def save_sample_grid(images: torch.Tensor, path: Path) -> None:
@@ -123,7 +143,7 @@ def train_diffusion(
     With ``stop``, the run ends early at a checkpoint when a stop is requested;
     ``on_checkpoint(prior_dir, step, final)`` is called after each export (rank 0). Without
     a saved state, ``training.init_from`` (a full prior checkpoint) gives the starting
-    UNet weights, step and scale factor (a warm start with a fresh optimizer)."""
+    UNet weights, step and latent normalisation (a warm start with a fresh optimizer)."""
     run_dir = Path(run_dir)
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
@@ -147,31 +167,33 @@ def train_diffusion(
     optimizers = {"unet": optimizer}
     sampler = BatchSampler(len(data.train), training.batch_size, training.seed, context)
 
-    step, scale_factor = 0, None
+    channels = model.autoencoder.latent_channels
+    step, norm = 0, None
     state = load_training_state(run_dir) if training.resume else None
     if state is not None:
         step = restore_training_state(
             state, modules=modules, optimizers=optimizers, sampler=sampler, numpy_rng=numpy_rng
         )
-        scale_factor = float(state["extra"]["scale_factor"])
+        norm = LatentNormalization.from_meta(state["extra"], channels)
     elif training.init_from:
         step = warm_start(training.init_from, "diffusion", unet, ema)
-        scale_factor = float(load_prior_checkpoint(training.init_from).meta["scale_factor"])
-    if scale_factor is None:
+        warm_meta = load_prior_checkpoint(training.init_from).meta
+        norm = LatentNormalization.from_meta(warm_meta, channels)
+    if norm is None:
         fit_rng = np.random.default_rng(training.seed)
         count = min(len(data.train), 512)
         fit_images = data.train.batch(
             fit_rng.choice(len(data.train), count, replace=False), fit_rng
         )
-        scale_factor = fit_scale_factor(autoencoder, fit_images) if context.is_main else 0.0
-        scale_factor = broadcast_float(scale_factor, context)
+        norm = fit_latent_normalization(autoencoder, fit_images, training.latent_normalization)
+        norm = _broadcast_normalization(norm, channels, context)
 
     n_val = min(training.n_validation, len(data.validation))
     val_images = data.validation.batch(
         np.linspace(0, len(data.validation) - 1, n_val).astype(int), np.random.default_rng(12345)
     )
     with torch.no_grad():
-        val_latents = autoencoder.encode(val_images.to(device))[0] * scale_factor
+        val_latents = norm.forward(autoencoder.encode(val_images.to(device))[0])
     val_gen = torch.Generator().manual_seed(4321)
     val_noise = torch.randn(val_latents.shape, generator=val_gen).to(device)
     val_t = torch.randint(0, model.scheduler.num_train_timesteps, (n_val,), generator=val_gen).to(
@@ -192,7 +214,11 @@ def train_diffusion(
             optimizers=optimizers,
             sampler=sampler,
             numpy_rng=numpy_rng,
-            extra={"scale_factor": scale_factor, "metrics": metrics},
+            extra={
+                "scale_factor": norm.scale_factor,
+                "latent_normalization": norm.to_meta(),
+                "metrics": metrics,
+            },
         )
         training_info = dict(meta.get("training", {}))
         training_info.update(
@@ -209,7 +235,8 @@ def train_diffusion(
             config=model,
             autoencoder=autoencoder,
             unet=ema.module,
-            scale_factor=scale_factor,
+            scale_factor=norm.scale_factor,
+            latent_normalization=None if norm.is_global else norm.to_meta(),
             normalization=meta.get("normalization"),
             data_card=meta.get("data_card"),
             split=meta.get("split"),
@@ -238,7 +265,7 @@ def train_diffusion(
     while step < training.steps:
         x = data.train.batch(sampler.next(), numpy_rng).to(device)
         with torch.no_grad():
-            z0 = autoencoder.encode(x)[0] * scale_factor
+            z0 = norm.forward(autoencoder.encode(x)[0])
         noise = torch.randn_like(z0)
         t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
         z_t = scheduler.add_noise(z0, noise, t)
