@@ -97,11 +97,12 @@ def test_the_shipped_prior_class_satisfies_the_protocol_and_other_objects_are_re
 
 
 def test_latent_solvers_declare_their_network_evaluations_and_backpropagation():
-    from medldm.recon.estimate import solver_nfe
-
     assert {cls.name for cls in LATENT} <= set(SOLVERS)
-    assert solver_nfe(LatentDDS(n_steps=12)) == 12
-    assert solver_nfe(LatentDAPS(n_anneal=7, n_ode=3)) == 21
+    assert LatentDDS(n_steps=12).nfe_per_sample == 12
+    assert LatentDAPS(n_anneal=7, n_ode=3).nfe_per_sample == 21
+    # the option a dry run varies to time the outer loop
+    assert LatentDDS.schedule_option == "n_steps" and LatentDAPS.schedule_option == "n_anneal"
+    assert all(hasattr(cls(), cls.schedule_option) for cls in LATENT)
     assert not LatentDDS().backpropagates and LatentDPS().backpropagates
     assert LatentDAPS().backpropagates and SOLVERS["psld"]().backpropagates
     assert ReSample(mode="both").backpropagates and not ReSample(mode="pixel").backpropagates

@@ -41,7 +41,7 @@ from typing import Any
 from medldm.utils.files import atomic_write_text
 
 #: Columns of results.csv, in order. Units: psnr in dB, seconds of wall time,
-#: peak_mem_mb in MiB (see medldm.bench.memory), residual = ||A x - y|| / ||y||;
+#: peak_mem_mb in MiB (see medldm.utils.memory), residual = ||A x - y|| / ||y||;
 #: solver_preset names the configs/solver/ file used (e.g. tv_mri_4x); config_digest
 #: fingerprints the physics and solver preset files (see medldm.problems.configs.preset_digest).
 #: Latent solver rows (posterior samples and std) also fill the uncertainty columns

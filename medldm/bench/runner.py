@@ -69,7 +69,6 @@ from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
 from medldm.bench.figure_arrays import save_estimate, save_measurement
 from medldm.bench.measurement_view import measurement_view, to_image_array
-from medldm.bench.memory import PeakMemory
 from medldm.bench.results import STATUS_FAILED, STATUS_OK, ReliabilityLog, ResultsTable
 from medldm.bench.run_log import record_run
 from medldm.errors import InvalidInputError
@@ -85,6 +84,7 @@ from medldm.problems.calibration import (
 from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
 from medldm.problems.simulate import simulate
 from medldm.solvers.latent_base import LatentSolverBase
+from medldm.utils.memory import PeakMemory
 
 log = logging.getLogger(__name__)
 

@@ -187,53 +187,54 @@ def _measured_summary(m: dict[str, Any]) -> str:
 
 
 def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> str:
-    """The dry-run text: what would run and the measured cost estimate."""
+    """The dry-run text: what would run and its cost, measured by short probe runs of the
+    same reconstruction on this machine (:func:`medldm.recon.estimate.calibrated_estimate`);
+    nothing is written."""
     import numpy as np
 
-    from medldm.problems.grid import GridPlan
-    from medldm.recon.estimate import estimate_cost, solver_nfe
-    from medldm.recon.pipeline import canonical_image, slab_bounds
-    from medldm.recon.prior_setup import resolve_prior
+    from medldm.io import load
+    from medldm.recon.estimate import calibrated_estimate
+    from medldm.recon.examples import example_input
+    from medldm.recon.pipeline import canonical_image, reconstruct, slab_bounds
 
     if cfg.get("solver_options"):
         preset = preset.with_overrides(solver_options=_plain(cfg.solver_options))
     solver = preset.build_solver()
-    prior = resolve_prior(
-        preset.prior,
-        str(cfg.device) if cfg.device != "auto" else "auto",
-        str(cfg.get("precision", "auto")),
-    )
-    from medldm.io import load
-    from medldm.recon.examples import example_input
-
-    image = canonical_image(load(input_path or example_input(preset.example)))
-    shape = image.spatial_shape
+    source = input_path or example_input(preset.example)
+    shape = canonical_image(load(source)).spatial_shape
     n = 1
     if len(shape) == 3:
         start, stop = slab_bounds(shape[2], preset.slices)
         n = stop - start
-    plan = GridPlan.make(
-        (n, shape[1], shape[0]),
-        (image.spacing[1], image.spacing[0]),
-        size=preset.grid_size,
-        spacing_mm=preset.grid_spacing,
-    )
-    samples = int(getattr(solver, "n_samples", 1))
-    backprop = getattr(solver, "backpropagates", False)  # classical solvers declare none
-    estimate = estimate_cost(
-        prior,
-        n_images=n,
-        image_shape=plan.working_shape,
-        n_samples=samples,
-        n_steps=solver_nfe(solver),
-        backprop=backprop,
-    )
     size_mb = float(np.prod(shape)) * 4 / 2**20
-    return (
+    samples = int(getattr(solver, "n_samples", 1))
+    header = (
         f"dry run — preset {preset.name}: {n} slice(s) of {shape} ({size_mb:.1f} MB), "
-        f"solver {solver.name} x {samples} samples, prior {prior.name} on "
-        f"{prior.device}\n{plan.describe()}\n{estimate.describe()}"
+        f"solver {solver.name} x {samples} samples, baseline "
+        f"{preset.baseline if cfg.baseline else 'none'}"
     )
+    option = getattr(solver, "schedule_option", None)
+    if option is None:
+        return f"{header}\n(no estimate: {solver.name} has no step schedule to time)"
+    steps = int(getattr(solver, option))
+
+    def probe(k: int, with_baseline: bool) -> dict[str, Any]:
+        result = reconstruct(
+            source,
+            preset.with_overrides(solver_options={option: k}),
+            device=device,
+            seed=int(cfg.seed),
+            baseline=with_baseline,
+            progress=False,
+            precision=str(cfg.get("precision", "auto")),
+        )
+        return result.metrics
+
+    from medldm.models.prior import resolve_device
+
+    device = str(resolve_device(str(cfg.device)))
+    estimate = calibrated_estimate(probe, steps, option, baseline=bool(cfg.baseline), device=device)
+    return f"{header}\n{estimate.describe()}"
 
 
 def run_batch(cfg: DictConfig, folder: Path, out: Path) -> dict[str, Any]:

@@ -55,10 +55,15 @@ class LatentSolverBase:
     backpropagates:
         Whether the steps differentiate through the networks (about three times the time
         and memory of a forward pass); ``False`` unless a solver says otherwise.
+    schedule_option:
+        The option that sets the length of the solver's outer loop (``n_steps``; LatentDAPS:
+        ``n_anneal``): the cost grows linearly with it, so a dry run times short runs and
+        extrapolates (:mod:`medldm.recon.estimate`).
     """
 
     name = "latent"
     requires: ClassVar[frozenset[str]] = frozenset()
+    schedule_option: ClassVar[str] = "n_steps"
     n_steps: int
 
     @property

@@ -36,6 +36,8 @@ Example
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
@@ -106,6 +108,8 @@ class LatentDAPS(LatentSolverBase):
             slice_axis=slice_axis,
             progress=progress,
         )
+
+    schedule_option: ClassVar[str] = "n_anneal"
 
     @property
     def nfe_per_sample(self) -> int:
