@@ -1,0 +1,111 @@
+"""A whole IXI test volume (every axial slice) through ``mri_brain_3d``: time, memory, quality.
+
+The volume is one 3D problem (3D k-space with random phase-encode planes, the preset's
+``mri_4x`` physics); the 2D brain prior denoises all its slices x samples as one batch per
+step and the data consistency couples neighbouring slices. Reported for each setting
+(``--settings``, ``samples x steps``): wall time of ``medldm.reconstruct`` (load,
+simulate, LDM, TV baseline, scoring), the LDM solver's seconds, peak memory above the start
+(:class:`medldm.utils.memory.PeakMemory`: resident set size on CPU) and PSNR/SSIM of the LDM
+and TV (per slice against the input, mean over slices: the app's ``metrics.json``). The
+issue's target: the whole volume in at most 5 minutes on two cores.
+
+Run::
+
+    .venv/bin/python benchmarks/whole_volume.py --subject IXI603 --settings 4x50 2x25 \\
+        --json benchmarks/results/whole_volume/cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import medldm
+from medldm.data.root import find_data_root
+from medldm.utils.memory import PeakMemory
+
+
+def run(path: Path, samples: int, steps: int, precision: str, progress: bool) -> dict:
+    start = time.perf_counter()
+    with PeakMemory("cpu") as memory:
+        result = medldm.reconstruct(
+            path,
+            "mri_brain_3d",
+            slices="all",
+            precision=precision,
+            progress=progress,
+            solver_options={"n_samples": samples, "n_steps": steps},
+        )
+    wall = time.perf_counter() - start
+    m = result.metrics
+    return {
+        "input": path.name,
+        "slices": m["slices"],
+        "n_samples": samples,
+        "n_steps": steps,
+        "precision": m["precision"],
+        "wall_s": round(wall, 1),
+        "ldm_s": round(float(m["ldm"]["seconds"]), 1),
+        "tv_s": round(float(m["baseline"]["seconds"]), 1),
+        "peak_mb": round(memory.peak_mb),
+        "ldm_psnr_db": round(float(m["ldm"]["psnr_db"]), 2),
+        "ldm_ssim": round(float(m["ldm"]["ssim"]), 4),
+        "tv_psnr_db": round(float(m["baseline"]["psnr_db"]), 2),
+        "tv_ssim": round(float(m["baseline"]["ssim"]), 4),
+        "prior": m["prior"],
+    }
+
+
+def markdown(rows: list[dict], machine: str) -> str:
+    lines = [
+        "# A whole IXI test volume through mri_brain_3d",
+        "",
+        f"Written by `benchmarks/whole_volume.py` on {machine}. Wall = the whole "
+        "`medldm.reconstruct` call (load, simulate, LDM, TV baseline, scoring); PSNR/SSIM per "
+        "slice against the input, mean over slices (as the app's metrics.json). "
+        "Target: <= 300 s on two cores.",
+        "",
+        "| input | slices | samples x steps | precision | wall s | LDM s | TV s | peak MB"
+        " | LDM PSNR / SSIM | TV PSNR / SSIM |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['input']} | {r['slices']} | {r['n_samples']} x {r['n_steps']} | "
+            f"{r['precision']} | {r['wall_s']} | {r['ldm_s']} | {r['tv_s']} | {r['peak_mb']} | "
+            f"{r['ldm_psnr_db']} / {r['ldm_ssim']} | {r['tv_psnr_db']} / {r['tv_ssim']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subject", default="IXI603", help="an IXI test subject")
+    parser.add_argument("--settings", nargs="+", default=["4x50"], help="samples x steps")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    folder = find_data_root(required=True) / "ixi_t1"
+    (path,) = sorted(folder.glob(f"{args.subject}-*_T1.nii.gz"))
+    rows = []
+    for setting in args.settings:
+        samples, steps = (int(v) for v in setting.lower().split("x"))
+        rows.append(run(path, samples, steps, args.precision, args.progress))
+        print(json.dumps(rows[-1]), flush=True)
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    text = markdown(rows, machine)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+        args.json.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
