@@ -56,3 +56,11 @@ def submitit_launcher() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true: `make test` installs the cluster extra)")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_folder(tmp_path_factory) -> Path:
+    """:func:`medldm.models.testing.tiny_prior` saved as a checkpoint folder."""
+    from medldm.models.testing import save_tiny_prior
+
+    return save_tiny_prior(tmp_path_factory.mktemp("prior") / "tiny")

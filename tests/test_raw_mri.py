@@ -25,7 +25,7 @@ from medldm.io.raw_mri import (
     sampling_mask_from_zeros,
     write_cfl,
 )
-from medldm.models.testing import tiny_prior
+from medldm.models.testing import save_tiny_prior, tiny_prior
 from medldm.physics.coils import birdcage_sensitivities
 from medldm.physics.mri import SingleCoilMRI, fft2c
 from medldm.problems.grid import GridPlan
@@ -275,16 +275,7 @@ def test_acceleration_on_undersampled_data_is_refused(tmp_path):
 
 
 def test_cli_kspace_run_writes_the_outputs(tmp_path):
-    from medldm.models.checkpoint import save_prior_checkpoint
-
-    prior = tiny_prior()
-    folder = save_prior_checkpoint(
-        tmp_path / "tiny",
-        config=prior.config,
-        autoencoder=prior.autoencoder,
-        unet=prior.unet,
-        scale_factor=1.0,
-    )
+    folder = save_tiny_prior(tmp_path / "tiny")
     kspace = _coil_kspace(4, (32, 28))
     unsampled = np.zeros(28, bool)
     unsampled[1::3] = True

@@ -18,25 +18,11 @@ import torch
 import medldm
 from medldm.errors import InvalidInputError, MedLDMError, OutputExistsError
 from medldm.io import MedImage, load
-from medldm.models.checkpoint import save_prior_checkpoint
-from medldm.models.testing import tiny_prior
 from medldm.recon.outputs import write_run_folder
 from medldm.recon.presets import available_recon_presets, load_preset
 
 FAST = {"n_steps": 2, "n_samples": 2}
 RECON = [sys.executable, "-m", "medldm.recon"]
-
-
-@pytest.fixture(scope="module")
-def tiny_prior_folder(tmp_path_factory) -> Path:
-    prior = tiny_prior()
-    return save_prior_checkpoint(
-        tmp_path_factory.mktemp("prior") / "tiny",
-        config=prior.config,
-        autoencoder=prior.autoencoder,
-        unet=prior.unet,
-        scale_factor=1.0,
-    )
 
 
 @pytest.fixture(scope="module")

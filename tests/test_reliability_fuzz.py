@@ -21,8 +21,8 @@ from pydicom.data import get_testdata_file
 
 import medldm
 from medldm.errors import MedLDMError
-from medldm.models.checkpoint import load_prior_checkpoint, save_prior_checkpoint
-from medldm.models.testing import tiny_prior
+from medldm.models.checkpoint import load_prior_checkpoint
+from medldm.models.testing import save_tiny_prior, tiny_prior
 from medldm.recon.outputs import write_run_folder
 
 TRIED: dict[str, int] = {"checkpoint": 0, "recon": 0}
@@ -30,14 +30,7 @@ TRIED: dict[str, int] = {"checkpoint": 0, "recon": 0}
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    prior = tiny_prior()
-    return save_prior_checkpoint(
-        tmp_path_factory.mktemp("ckpt") / "prior",
-        config=prior.config,
-        autoencoder=prior.autoencoder,
-        unet=prior.unet,
-        scale_factor=1.0,
-    )
+    return save_tiny_prior(tmp_path_factory.mktemp("ckpt") / "prior")
 
 
 def _damaged_checkpoints(source: Path, root: Path) -> list[tuple[str, Path, str]]:

@@ -159,17 +159,9 @@ def test_benchmark_killed_then_rerun_completes_without_duplicates(images, tmp_pa
 def test_batch_reconstruction_killed_then_rerun_finishes_every_study(tmp_path):
     import nibabel as nib
 
-    from medldm.models.checkpoint import save_prior_checkpoint
-    from medldm.models.testing import tiny_prior
+    from medldm.models.testing import save_tiny_prior
 
-    prior = tiny_prior()
-    prior_dir = save_prior_checkpoint(
-        tmp_path / "prior",
-        config=prior.config,
-        autoencoder=prior.autoencoder,
-        unet=prior.unet,
-        scale_factor=1.0,
-    )
+    prior_dir = save_tiny_prior(tmp_path / "prior")
     studies = tmp_path / "studies"
     studies.mkdir()
     rng = np.random.default_rng(0)

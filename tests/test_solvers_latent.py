@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medldm.errors import InvalidInputError, MedLDMError
-from medldm.models.testing import tiny_prior
+from medldm.models.testing import save_tiny_prior, tiny_prior
 from medldm.physics.factory import (
     CTFactory,
     InpaintingFactory,
@@ -209,16 +209,8 @@ def test_solver_presets_instantiate_their_solver(name):
 
 def test_bench_runs_a_latent_solver_with_a_prior_folder(tmp_path):
     from medldm.bench.cli import load_bench_prior
-    from medldm.models.checkpoint import save_prior_checkpoint
 
-    prior = tiny_prior()
-    folder = save_prior_checkpoint(
-        tmp_path / "tiny",
-        config=prior.config,
-        autoencoder=prior.autoencoder,
-        unet=prior.unet,
-        scale_factor=1.0,
-    )
+    folder = save_tiny_prior(tmp_path / "tiny")
     loaded = load_bench_prior(str(folder), "cpu")
     physics, y, _ = _case(OPERATORS["inpaint"], (16, 16))
     rec = get_solver("latent_dds", n_steps=2, n_samples=1).solve(y, physics, loaded)

@@ -15,9 +15,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medldm.models.checkpoint import save_prior_checkpoint
-from medldm.models.testing import tiny_prior
-
 RECON = [sys.executable, "-m", "medldm.recon"]
 
 
@@ -39,18 +36,6 @@ def three_inputs(tmp_path_factory) -> list[Path]:
         paths.append(folder / f"{name}.nii.gz")
         nib.save(nib.Nifti1Image(cut, affine), str(paths[-1]))
     return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_prior_folder(tmp_path_factory) -> Path:
-    prior = tiny_prior()
-    return save_prior_checkpoint(
-        tmp_path_factory.mktemp("prior") / "tiny",
-        config=prior.config,
-        autoencoder=prior.autoencoder,
-        unet=prior.unet,
-        scale_factor=1.0,
-    )
 
 
 def _multirun(inputs: list[Path], out: Path, prior: Path, cwd: Path) -> subprocess.CompletedProcess:

@@ -61,3 +61,24 @@ def tiny_prior(spatial_dims: int = 2, *, with_unet: bool = True, device: str = "
         path=Path(f"tiny_prior_{spatial_dims}d"),
     )
     return Prior(loaded, device=device)
+
+
+def save_tiny_prior(folder: str | Path, spatial_dims: int = 2) -> Path:
+    """Write :func:`tiny_prior` as a checkpoint folder (what ``preset.prior=<folder>`` and
+    ``load_prior(<folder>)`` read); returns the folder.
+
+    >>> import tempfile
+    >>> from medldm.models.prior import load_prior
+    >>> load_prior(save_tiny_prior(tempfile.mkdtemp() + "/tiny")).latent_channels
+    4
+    """
+    from medldm.models.checkpoint import save_prior_checkpoint
+
+    prior = tiny_prior(spatial_dims)
+    return save_prior_checkpoint(
+        folder,
+        config=prior.config,
+        autoencoder=prior.autoencoder,
+        unet=prior.unet,
+        scale_factor=1.0,
+    )
