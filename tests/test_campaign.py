@@ -50,6 +50,7 @@ def _preset(folder: Path, ae_steps: int, diffusion_steps: int) -> dict:
             "lr": 1e-3,
             "n_sample_grid": 2,
             "sample_steps": 2,
+            "latent_normalization": "per_channel",  # as the brain_t1_2d preset
             **small,
         },
     }
@@ -114,6 +115,7 @@ def test_campaign_resumes_stage_by_stage_and_writes_milestones(setup, tmp_path):
     milestone = tmp_path / "milestones" / "tiny_campaign" / "diffusion"
     meta = json.loads((milestone / "config.json").read_text())
     assert meta["weights_dtype"] == "float16" and meta["training"]["diffusion_steps"] == 6
+    assert len(meta["latent_normalization"]["scale"]) == 4 and meta["scale_factor"] is None
     prior = load_prior(milestone, device="cpu")
     sample = prior.sample(1, n_steps=2, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(sample).all()
