@@ -169,3 +169,19 @@ def test_tuning_script_writes_a_preset_from_training_cases(tmp_path, data_root):
     text = (tmp_path / "tv_smoke.yaml").read_text()
     assert "ixi_t1_train" in text and "IXI" in text and "--cases 1" in text
     assert OmegaConf.load(tmp_path / "tv_smoke.yaml").weight in (0.003, 0.03)
+
+
+def test_tv_tuning_keeps_the_better_mri_phase_handling():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import tune_classical
+    finally:
+        sys.path.pop(0)
+    lowres, complex_image = (tune_classical.GridResult("weight") for _ in range(2))
+    for weight, a, b in ((1e-3, 20.0, 19.0), (1e-2, 21.0, 21.5), (1e-1, 20.5, 21.0)):
+        lowres.add(weight, [(a, 0.5)])
+        complex_image.add(weight, [(b, 0.5)])
+    grids = tune_classical.PhaseGrids({"lowres": lowres, None: complex_image})
+    assert grids.best_phase is None  # 21.5 dB at 1e-2 beats lowres' 21.0
+    assert grids.lines()[-1] == "chosen phase: None" and "phase lowres:" in grids.lines()
+    assert tune_classical.PLANS["mri_8x"].tv_phases == ("lowres", None)
