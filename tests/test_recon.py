@@ -316,6 +316,8 @@ def test_cli_dry_run_prints_an_estimate_and_writes_nothing(
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "dry run" in run.stdout and "estimated" in run.stdout
+    # measured by probe runs of the same reconstruction, extrapolated in the steps
+    assert "prior tiny on cpu" in run.stdout and "probe runs of 1 and 3 n_steps" in run.stdout
     assert not (out / "metrics.json").exists()
 
 

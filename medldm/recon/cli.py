@@ -208,10 +208,13 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
         n = stop - start
     size_mb = float(np.prod(shape)) * 4 / 2**20
     samples = int(getattr(solver, "n_samples", 1))
+    from medldm.models.prior import resolve_device
+
+    device = str(resolve_device(str(cfg.device)))
     header = (
         f"dry run — preset {preset.name}: {n} slice(s) of {shape} ({size_mb:.1f} MB), "
-        f"solver {solver.name} x {samples} samples, baseline "
-        f"{preset.baseline if cfg.baseline else 'none'}"
+        f"solver {solver.name} x {samples} samples, prior {Path(str(preset.prior)).name} on "
+        f"{device}, baseline {preset.baseline if cfg.baseline else 'none'}"
     )
     option = getattr(solver, "schedule_option", None)
     if option is None:
@@ -230,9 +233,6 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
         )
         return result.metrics
 
-    from medldm.models.prior import resolve_device
-
-    device = str(resolve_device(str(cfg.device)))
     estimate = calibrated_estimate(probe, steps, option, baseline=bool(cfg.baseline), device=device)
     return f"{header}\n{estimate.describe()}"
 
