@@ -21,7 +21,7 @@ from skimage.transform import resize
 from medldm.models.config import AutoencoderConfig, LDMConfig, UNetConfig
 from medldm.models.prior import load_prior
 from medldm.train.autoencoder import AutoencoderTraining, train_autoencoder
-from medldm.train.diffusion import DiffusionTraining, train_diffusion
+from medldm.train.diffusion import DiffusionTraining, train_diffusion, training_noise
 
 TINY_2D = LDMConfig(
     AutoencoderConfig(spatial_dims=2, channels=(8, 16, 16), latent_channels=4, norm_num_groups=4),
@@ -151,6 +151,7 @@ def test_per_channel_latent_normalization_is_fitted_stored_and_resumed(folder_2d
         sample_steps=2,
         device="cpu",
         latent_normalization="per_channel",
+        noise_offset=0.1,
         data={"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "augment": False},
     )
     prior_dir = train_diffusion(TINY_2D.unet, replace(training, steps=2), tmp_path / "diff")
@@ -171,6 +172,21 @@ def test_per_channel_latent_normalization_is_fitted_stored_and_resumed(folder_2d
     again = json.loads((prior_dir / "config.json").read_text())
     assert again["latent_normalization"] == stored
     assert again["training"]["diffusion_steps"] == 4
+
+
+def test_offset_noise_adds_one_constant_per_image_and_channel():
+    torch.manual_seed(0)
+    z0 = torch.zeros(256, 3, 8, 8, 8)
+    white = training_noise(z0, 0.0)
+    offset = training_noise(z0, 0.5)
+    # white noise: per-(image, channel) means spread like 1 / sqrt(512); offset: ~0.5
+    assert float(white.mean(dim=(2, 3, 4)).std()) < 0.06
+    assert 0.45 < float(offset.mean(dim=(2, 3, 4)).std()) < 0.55
+    # within one image and channel the offset is a constant: the spread about the mean stays 1
+    centred = offset - offset.mean(dim=(2, 3, 4), keepdim=True)
+    assert abs(float(centred.std()) - 1.0) < 0.02
+    with pytest.raises(ValueError, match="noise_offset"):
+        DiffusionTraining(noise_offset=-0.1)
 
 
 def test_tiny_3d_autoencoder_and_diffusion_train(folder_3d, tmp_path):

@@ -9,6 +9,15 @@ the classic LDM) or a mean and std per channel (``"per_channel"``, as EDM2;
 
     z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps,   L = |eps_theta(z_t, t) - eps|^2,
 
+With ``noise_offset = s > 0`` the training noise is ``eps = n + s * m`` with ``n`` white and
+``m`` one N(0, 1) value per image and channel (offset noise; Guttenberg 2023). The
+scaled-linear schedule leaves signal at t = T (``alpha_bar_T`` ~ 0.005): a model trained on
+white noise reads each image's mean (its brightness, in the block-mean channel) from that
+residual signal, and at sampling takes the mean of its initial noise for it, so the seed
+sets the brightness of a sample. The offset drowns that residual in noise it cannot use
+(Lin et al. 2024 give the full fix, a zero-terminal-SNR schedule with v-prediction, which
+needs a retrain). Sampling keeps white noise.
+
 with EMA, gradient clipping, bf16 autocast where the hardware runs it natively
 (``precision="auto"``; the frozen encoder in channels_last on CPU), a validation loss at fixed noise
 and timesteps, a PNG grid of DDIM samples at each validation, resumable state, and the
@@ -77,6 +86,28 @@ class DiffusionTraining:
     data: dict[str, Any] = field(default_factory=dict)
     # "global" (one scale_factor) or "per_channel" (a shift and scale per latent channel)
     latent_normalization: str = "global"
+    # offset noise: std of the extra per-(image, channel) constant added to the noise (0 = off)
+    noise_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.noise_offset < 0:
+            raise ValueError(f"noise_offset must be >= 0, got {self.noise_offset}")
+
+
+def training_noise(z0: torch.Tensor, offset: float) -> torch.Tensor:
+    """White noise shaped like ``z0`` (B, C, *spatial) plus ``offset`` times one N(0, 1)
+    constant per image and channel (offset noise; 0 gives plain white noise).
+
+    >>> z0 = torch.zeros(64, 4, 16, 16)
+    >>> means = training_noise(z0, 0.5).mean(dim=(2, 3))
+    >>> 0.35 < float(means.std()) < 0.65
+    True
+    """
+    noise = torch.randn_like(z0)
+    if offset > 0:
+        shape = (*z0.shape[:2], *([1] * (z0.ndim - 2)))
+        noise = noise + offset * torch.randn(shape, device=z0.device, dtype=z0.dtype)
+    return noise
 
 
 @torch.no_grad()
@@ -269,7 +300,7 @@ def train_diffusion(
         x = data.train.batch(sampler.next(), numpy_rng).to(device)
         with torch.no_grad(), autocast(device, precision):  # the frozen encoder: bf16 too
             z0 = norm.forward(autoencoder.encode(x)[0].float())
-        noise = torch.randn_like(z0)
+        noise = training_noise(z0, training.noise_offset)
         t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
         z_t = scheduler.add_noise(z0, noise, t)
         with autocast(device, precision):
