@@ -215,6 +215,47 @@ def test_rerun_flags_rows_made_with_since_edited_presets(cohort, tmp_path, monke
     assert {r["solver_preset"] for r in _rows(tmp_path / "out")} == {"cg"}
 
 
+def test_rerun_with_retrained_prior_weights_flags_the_latent_rows(
+    cohort, tmp_path, monkeypatch, tiny_prior_folder
+):
+    from medldm.models.checkpoint import save_prior_checkpoint
+    from medldm.models.prior import load_prior
+
+    configs = tmp_path / "configs"
+    (configs / "physics").mkdir(parents=True)
+    (configs / "solver").mkdir()
+    preset = (REPO / "configs" / "physics" / "inpaint_box.yaml").read_text()
+    (configs / "physics" / "inpaint_box.yaml").write_text(preset)
+    (configs / "solver" / "cg.yaml").write_text(
+        "_target_: medldm.solvers.cg.ConjugateGradient\nn_iter: 5\n"
+    )
+    (configs / "solver" / "latent_dds.yaml").write_text(
+        "_target_: medldm.solvers.latent_dds.LatentDDS\nn_steps: 2\nn_samples: 1\nfinal_dc: false\n"
+    )
+    monkeypatch.setenv("MEDLDM_CONFIG_DIR", str(configs))
+    first = load_prior(tiny_prior_folder, device="cpu")
+    retrained = load_prior(tiny_prior_folder, device="cpu")
+    with torch.no_grad():
+        next(retrained.unet.parameters()).add_(0.01)
+    folder = save_prior_checkpoint(
+        tmp_path / "retrained",
+        config=retrained.config,
+        autoencoder=retrained.autoencoder,
+        unet=retrained.unet,
+        scale_factor=1.0,
+    )
+    grid = (CaseSource(root=str(cohort)), ["inpaint_box"], ["cg", "latent_dds"], [0])
+    out = tmp_path / "out"
+    assert run_benchmark(*grid, out, prior=first, progress=False).computed == 6
+    digests = {r["solver"]: r["config_digest"] for r in _rows(out)}
+    assert digests["latent_dds"].count("-") == 2 and digests["cg"].count("-") == 1
+    again = run_benchmark(*grid, out, prior=first, progress=False)
+    assert (again.skipped_done, again.skipped_stale) == (6, 0)
+    # new weights: the 3 latent rows are stale, the classical ones are not
+    summary = run_benchmark(*grid, out, prior=load_prior(folder, device="cpu"), progress=False)
+    assert (summary.computed, summary.skipped_done, summary.skipped_stale) == (0, 6, 3)
+
+
 def test_failing_solver_is_recorded_and_the_run_goes_on(cohort, tmp_path):
     out = tmp_path / "out"
     summary = run_benchmark(

@@ -74,6 +74,7 @@ from medldm.bench.run_log import record_run
 from medldm.errors import InvalidInputError
 from medldm.metrics.scoring import score
 from medldm.metrics.uncertainty import STD_BIN_EDGES, reliability_curve
+from medldm.models.checkpoint import weights_digest
 from medldm.models.prior import resolve_device
 from medldm.problems.calibration import (
     StdCalibration,
@@ -201,6 +202,7 @@ class _GridRun:
         self.factories, self.solvers, self.seeds = factories, solvers, seeds
         self.device, self.prior, self.roi, self.save_arrays = device, prior, roi, save_arrays
         self.done = self.table.completed_rows()
+        self.prior_digest = weights_digest(getattr(prior, "meta", None) or {})
         self.physics_digests: dict[str, str] = {}
         self.applicable: dict[tuple[str, str], bool] = {}
         self.summary = RunSummary()
@@ -209,8 +211,19 @@ class _GridRun:
         return (dataset, case, operator, solver, str(seed)) in self.done
 
     def config_digest(self, operator: str, solver: str) -> str:
-        """``<physics preset digest>-<solver preset digest>`` (parts empty for objects)."""
-        return f"{self.physics_digests.get(operator, '')}-{self.solvers.digest(operator, solver)}"
+        """``<physics preset digest>-<solver preset digest>`` (parts empty for objects),
+        and ``-<prior weights digest>`` for solvers that use the prior: a rerun with
+        retrained weights flags the rows of the old ones as stale."""
+        digest = f"{self.physics_digests.get(operator, '')}-{self.solvers.digest(operator, solver)}"
+        if self.prior_digest and self._uses_prior(operator, solver):
+            digest += f"-{self.prior_digest}"
+        return digest
+
+    def _uses_prior(self, operator: str, name: str) -> bool:
+        try:
+            return isinstance(self.solvers.get(operator, name)[0], LatentSolverBase)
+        except Exception:  # an unloadable solver has no rows to fingerprint
+            return False
 
     def _count_stale(self, case: Case, operator: str, seed: int, names: list[str]) -> None:
         for name in names:
@@ -553,8 +566,8 @@ def run_benchmark(
     if grid.summary.skipped_stale:
         log.warning(
             "%d rows were kept from an earlier run made with different physics/solver presets "
-            "(config_digest differs); delete them from %s or use a new output_dir to "
-            "recompute them",
+            "or prior weights (config_digest differs); delete them from %s or use a new "
+            "output_dir to recompute them",
             grid.summary.skipped_stale,
             grid.table.path,
         )
