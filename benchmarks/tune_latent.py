@@ -42,7 +42,8 @@ from medldm.bench.cases.cards import card_cases
 from medldm.models.prior import load_prior
 from medldm.problems.configs import config_dir, load_preset_config
 
-#: "tv" stands for the operator's tuned TV weight (configs/solver/tv_<operator>.yaml).
+#: "tv" stands for the operator's tuned TV weight (configs/solver/tv_<operator>.yaml), "tv*f"
+#: for f times it.
 GRIDS: dict[str, dict[str, Sequence[float | str]]] = {
     "latent_dds": {
         "dc_weight": (0.02, 0.1),
@@ -82,6 +83,33 @@ def validation_cases(card: str, slices: int, n: int = 6) -> list:
     return _spread([c for c in cases if float(np.ptp(c.image)) > 0.0], n)
 
 
+def _resolve_tv(value: float | str, tv_weight: float) -> float:
+    """``"tv"`` -> the operator's TV weight, ``"tv*f"`` -> f times it; numbers unchanged."""
+    if isinstance(value, str):
+        factor = float(value.split("*", 1)[1]) if "*" in value else 1.0
+        return tv_weight * factor
+    return value
+
+
+def parse_grid(items: Sequence[str], solver: str) -> dict[str, Sequence[float | str]]:
+    """``GRIDS[solver]`` with ``key=v1,v2`` items replacing (or adding) axes; values are
+    numbers or ``tv`` / ``tv*f`` (see ``GRIDS``)."""
+    grid = dict(GRIDS[solver])
+    for item in items:
+        key, _, listed = item.partition("=")
+        values: list[float | str] = []
+        for text in listed.split(","):
+            text = text.strip()
+            if text == "tv" or text.startswith("tv*"):
+                values.append(text)
+            else:
+                values.append(float(text))
+        if not key or not values:
+            raise SystemExit(f"--grid takes key=v1,v2,...; got {item!r}")
+        grid[key] = tuple(values)
+    return grid
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prior", default="brain_t1_2d")
@@ -96,9 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cases", type=int, default=6, help="MedNIST validation images")
     parser.add_argument("--set", nargs="*", default=[], help="fixed overrides key=value")
+    parser.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        help="grid axes key=v1,v2,... replacing the default ones (values: numbers, tv, tv*f)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="of the network calls; auto (bf16 where native) as the benchmark's default",
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    prior = load_prior(args.prior, device="auto")
+    prior = load_prior(args.prior, device="auto", precision=args.precision)
     cases = validation_cases(args.card, args.slices, args.cases)
     base = dict(load_preset_config("solver", args.solver))
     target = base.pop("_target_")
@@ -108,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/tune_latent.py " + " ".join(sys.argv[1:] if argv is None else argv)
     module, name = target.rsplit(".", 1)
     solver_class = getattr(__import__(module, fromlist=[name]), name)
-    grid = GRIDS[args.solver]
+    grid = parse_grid(args.grid, args.solver)
     keys = list(grid)
     for operator in args.operators:
         started = time.perf_counter()
@@ -116,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = []
         tv_weight = float(load_preset_config("solver", f"tv_{operator}")["weight"])
         for raw in itertools.product(*(grid[k] for k in keys)):
-            values = tuple(tv_weight if v == "tv" else v for v in raw)
+            values = tuple(_resolve_tv(v, tv_weight) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
             solver = solver_class(**params)
             scores = []
@@ -150,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  {values}: {psnr:.2f} / {ssim:.4f}{'  <- chosen' if i == best else ''}"
                 for i, (values, psnr, ssim) in enumerate(rows)
             ],
-            f"Tuning time: {time.perf_counter() - started:.0f} s on {prior.device}.",
+            f"Tuning time: {time.perf_counter() - started:.0f} s on {prior.device} "
+            f"({prior.precision} network calls).",
             "",
         ]
         path = write_preset(
