@@ -44,7 +44,8 @@ from medldm.utils.files import atomic_write_text
 #: peak_mem_mb in MiB (see medldm.utils.memory), residual = ||A x - y|| / ||y||;
 #: solver_preset names the configs/solver/ file used (e.g. tv_mri_4x); config_digest
 #: fingerprints the physics and solver preset files (see medldm.problems.configs.preset_digest)
-#: and, for latent solvers, the prior's weight files (medldm.models.checkpoint.weights_digest).
+#: and, for latent solvers, the prior's weight files
+#: (medldm.problems.calibration.prior_fingerprint).
 #: Latent solver rows (posterior samples and std) also fill the uncertainty columns
 #: (medldm.metrics.UNCERTAINTY_CONVENTION; empty for classical rows): coverage_50/90 of
 #: estimate +- z std, coverage_50/90_samples of the samples' quantile interval,

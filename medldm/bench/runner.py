@@ -74,12 +74,12 @@ from medldm.bench.run_log import record_run
 from medldm.errors import InvalidInputError
 from medldm.metrics.scoring import score
 from medldm.metrics.uncertainty import STD_BIN_EDGES, reliability_curve
-from medldm.models.checkpoint import weights_digest
 from medldm.models.prior import resolve_device
 from medldm.problems.calibration import (
     StdCalibration,
     find_calibration,
     preset_solver_config,
+    prior_fingerprint,
     score_uncertainty,
 )
 from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
@@ -202,7 +202,7 @@ class _GridRun:
         self.factories, self.solvers, self.seeds = factories, solvers, seeds
         self.device, self.prior, self.roi, self.save_arrays = device, prior, roi, save_arrays
         self.done = self.table.completed_rows()
-        self.prior_digest = weights_digest(getattr(prior, "meta", None) or {})
+        self.prior_digest = prior_fingerprint(prior)
         self.physics_digests: dict[str, str] = {}
         self.applicable: dict[tuple[str, str], bool] = {}
         self.summary = RunSummary()

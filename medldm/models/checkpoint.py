@@ -26,7 +26,6 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -161,23 +160,6 @@ def read_checkpoint_meta(folder: str | Path) -> dict[str, Any]:
             fix="upgrade medldm",
         )
     return meta
-
-
-def weights_digest(meta: dict[str, Any]) -> str:
-    """A 12-hex-digit fingerprint of a checkpoint's weight files (from the SHA-256 sums
-    its ``config.json`` records), ``""`` when it records none (a pickled checkpoint).
-    Two checkpoints share it exactly when their weight files are byte-identical.
-
-    >>> weights_digest({"files": {"unet.safetensors": "ab", "autoencoder.safetensors": "cd"}})
-    '9de3b66e78a9'
-    >>> weights_digest({})
-    ''
-    """
-    files = meta.get("files") or {}
-    if not files:
-        return ""
-    text = json.dumps(files, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _load_pickled(path: Path, device: str | torch.device) -> LoadedPrior:
