@@ -1,6 +1,7 @@
 """Does the seed set a sample's brightness? Unconditional samples against their initial noise.
 
-With the scaled-linear noise schedule some signal is left at t = T (alpha_bar_T ~ 0.005). A
+With the scaled-linear noise schedule some signal is left at t = T (alpha_bar_T = 1.4e-4 for
+beta 0.0015-0.0195). A
 model trained on white noise reads each image's mean from that residual signal, and at
 sampling it takes the random mean of its initial noise z_T for it: a sample's brightness
 then follows the seed, not the data (Lin et al. 2024, "Common diffusion noise schedules and
@@ -17,7 +18,7 @@ spread of the samples' brightness beside that of the validation slices selected 
 training slices are (the data's own spread).
 
     .venv/bin/python benchmarks/sample_brightness.py \\
-        /tmp/step5815/campaign/milestones/brain_t1_2d/diffusion \\
+        /tmp/m5815/campaign/milestones/brain_t1_2d/diffusion \\
         campaign/milestones/brain_t1_2d/diffusion --n 32 \\
         --output benchmarks/results/sample_brightness/brain_t1_2d.md
 """
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ from medldm.train.data import ixi_slices
 from medldm.utils.files import atomic_write_text
 
 
-def brightness_against_noise(prior_path: str, n: int, steps: int, seed: int) -> dict:
+def brightness_against_noise(prior_path: str, n: int, steps: int, seed: int) -> dict[str, Any]:
     """Sample brightness vs initial-noise channel means for one prior (see module doc)."""
     prior = load_prior(prior_path, device="auto")
     shape = (n, *prior.latent_shape())
@@ -73,7 +75,9 @@ def validation_brightness() -> tuple[float, float, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("priors", nargs="+", help="prior names or checkpoint folders")
+    parser.add_argument(
+        "priors", nargs="+", help="brain_t1_2d-like prior names or checkpoint folders"
+    )
     parser.add_argument("--n", type=int, default=32, help="samples per prior")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps per sample")
     parser.add_argument("--seed", type=int, default=0)

@@ -13,8 +13,16 @@ benchmark's scoring, and the best mean PSNR is written to
 
 Grids (``GRIDS``): latent_dds over ``dc_weight`` x ``start_fraction`` x
 ``final_tv_weight`` (0 or the operator's tuned TV weight); the others over their main step
-size. ``--set`` fixes other parameters for the whole grid (they are written to the preset
-too); the rest come from ``configs/solver/<solver>.yaml``.
+size. ``--grid key=v1,v2`` replaces an axis (values: numbers, ``tv`` or ``tv*f`` for f
+times the TV weight); a key the solver does not take is refused before any case runs.
+``--set`` fixes other parameters for the whole grid (they are written to the preset too);
+the rest come from ``configs/solver/<solver>.yaml``. ``--precision`` of the network calls
+defaults to auto (bf16 where the processor runs it natively), as the benchmark's. The
+brain_t1_2d presets of this session::
+
+    .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d --operators mri_4x mri_8x \\
+        --slices 2 --set n_steps=50 n_samples=4 final_dc_weight=0.003 \\
+        --grid dc_weight=0.005,0.02 start_fraction=1.0 final_tv_weight=0,tv*0.5,tv
 """
 
 from __future__ import annotations
@@ -97,15 +105,18 @@ def parse_grid(items: Sequence[str], solver: str) -> dict[str, Sequence[float | 
     grid = dict(GRIDS[solver])
     for item in items:
         key, _, listed = item.partition("=")
+        texts = [text.strip() for text in listed.split(",") if text.strip()]
+        if not key or not texts:
+            raise SystemExit(f"--grid takes key=v1,v2,...; got {item!r}")
         values: list[float | str] = []
-        for text in listed.split(","):
-            text = text.strip()
+        for text in texts:
             if text == "tv" or text.startswith("tv*"):
                 values.append(text)
-            else:
+                continue
+            try:
                 values.append(float(text))
-        if not key or not values:
-            raise SystemExit(f"--grid takes key=v1,v2,...; got {item!r}")
+            except ValueError:
+                raise SystemExit(f"--grid {key}: {text!r} is not a number, tv or tv*f") from None
         grid[key] = tuple(values)
     return grid
 
@@ -150,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     solver_class = getattr(__import__(module, fromlist=[name]), name)
     grid = parse_grid(args.grid, args.solver)
     keys = list(grid)
+    unknown = sorted(set(keys) - set(base))
+    if unknown:
+        raise SystemExit(
+            f"--grid: {args.solver} takes no {', '.join(unknown)} "
+            f"(its options: {', '.join(sorted(base))})"
+        )
     for operator in args.operators:
         started = time.perf_counter()
         measurements = simulate(operator, cases)

@@ -9,19 +9,20 @@ the classic LDM) or a mean and std per channel (``"per_channel"``, as EDM2;
 
     z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps,   L = |eps_theta(z_t, t) - eps|^2,
 
+with EMA, gradient clipping, bf16 autocast where the hardware runs it natively
+(``precision="auto"``; the frozen encoder in channels_last on CPU), a validation loss at fixed noise
+and timesteps, a PNG grid of DDIM samples at each validation, resumable state, and the
+full prior (autoencoder + EMA UNet) exported to ``<run>/prior``.
+
 With ``noise_offset = s > 0`` the training noise is ``eps = n + s * m`` with ``n`` white and
 ``m`` one N(0, 1) value per image and channel (offset noise; Guttenberg 2023). The
-scaled-linear schedule leaves signal at t = T (``alpha_bar_T`` ~ 0.005): a model trained on
+scaled-linear schedule leaves signal at t = T (``alpha_bar_T`` = 1.4e-4 for the
+beta 0.0015-0.0195 presets, a signal amplitude of 0.012): a model trained on
 white noise reads each image's mean (its brightness, in the block-mean channel) from that
 residual signal, and at sampling takes the mean of its initial noise for it, so the seed
 sets the brightness of a sample. The offset drowns that residual in noise it cannot use
 (Lin et al. 2024 give the full fix, a zero-terminal-SNR schedule with v-prediction, which
 needs a retrain). Sampling keeps white noise.
-
-with EMA, gradient clipping, bf16 autocast where the hardware runs it natively
-(``precision="auto"``; the frozen encoder in channels_last on CPU), a validation loss at fixed noise
-and timesteps, a PNG grid of DDIM samples at each validation, resumable state, and the
-full prior (autoencoder + EMA UNet) exported to ``<run>/prior``.
 """
 
 from __future__ import annotations
