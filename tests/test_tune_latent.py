@@ -1,0 +1,41 @@
+"""The selection rule of benchmarks/tune_latent.py: best SSIM within a PSNR tolerance."""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_latent.py"
+
+
+@pytest.fixture(scope="module")
+def tune_latent():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("tune_latent", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+def test_choose_prefers_ssim_among_near_best_psnr(tune_latent):
+    rows = [((0.0,), 18.82, 0.413), ((0.5,), 18.80, 0.455), ((1.0,), 18.60, 0.480)]
+    assert tune_latent.choose(rows, 0.05) == 1  # 0.02 dB below the best, +0.04 SSIM
+    assert tune_latent.choose(rows, 0.0) == 0  # PSNR alone
+    assert tune_latent.choose(rows, 0.5) == 2
+
+
+def test_choose_breaks_ssim_ties_by_psnr(tune_latent):
+    rows = [((0,), 20.0, 0.5), ((1,), 20.03, 0.5)]
+    assert tune_latent.choose(rows, 0.05) == 1
+
+
+def test_doctests(tune_latent):
+    failures, _ = doctest.testmod(tune_latent)
+    assert failures == 0
