@@ -7,9 +7,10 @@ validation subjects (``ixi_t1`` card) are measured exactly as the benchmark does
 ``i`` for case ``i``), every grid point of the solver is run and scored with the
 benchmark's scoring, and the grid point written to
 ``configs/solver/<solver>_<operator>.yaml`` (with the grid and its scores in the header) is
-the one with the best mean SSIM among those within ``--psnr-tolerance`` dB (0.05) of the
-best mean PSNR: differences of a few hundredths of a dB are noise on six validation
-slices, while PSNR alone once chose a preset that gave up 0.05 SSIM for 0.04 dB.
+the one with the best mean SSIM among those within ``--psnr-tolerance`` dB (0.05, on the
+unrounded means) of the best mean PSNR: differences of a few hundredths of a dB are noise
+on three to six validation slices, while PSNR alone once chose a preset that gave up 0.05
+SSIM for 0.04 dB.
 
     .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d \\
         --operators mri_4x mri_8x inpaint_box --solver latent_dds --slices 2
@@ -103,6 +104,10 @@ def choose(rows: Sequence[tuple[tuple, float, float]], psnr_tolerance: float) ->
     >>> choose([((0,), 20.00, 0.40), ((1,), 19.97, 0.45)], 0.0)
     0
     """
+    if psnr_tolerance < 0:
+        raise ValueError(f"the PSNR tolerance must be >= 0 dB, got {psnr_tolerance}")
+    if not rows:
+        raise ValueError("no grid points to choose from")
     best_psnr = max(row[1] for row in rows)
     near = [i for i, row in enumerate(rows) if row[1] >= best_psnr - psnr_tolerance]
     return max(near, key=lambda i: (rows[i][2], rows[i][1]))
@@ -171,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="dB below the best mean PSNR within which the best mean SSIM is chosen",
     )
     args = parser.parse_args(argv)
+    if args.psnr_tolerance < 0:
+        parser.error(f"--psnr-tolerance must be >= 0 dB, got {args.psnr_tolerance}")
     torch.manual_seed(0)
     prior = load_prior(args.prior, device="auto", precision=args.precision)
     cases = validation_cases(args.card, args.slices, args.cases)
@@ -225,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed i for case i.",
             f"Validation cases ({len(cases)}): {listed}",
             "Scoring: the benchmark's (magnitude, data_range = ground truth max - min).",
-            f"Chosen: the best mean SSIM within {args.psnr_tolerance} dB of the best mean PSNR.",
+            f"Chosen: the best mean SSIM within {args.psnr_tolerance} dB of the best mean PSNR "
+            "(unrounded means).",
             f"{' x '.join(keys)} -> mean PSNR dB / SSIM:",
             *[
                 f"  {values}: {psnr:.2f} / {ssim:.4f}{'  <- chosen' if i == best else ''}"

@@ -11,8 +11,10 @@ issue's target: the whole volume in at most 5 minutes on two cores.
 
 Run::
 
-    .venv/bin/python benchmarks/whole_volume.py --subject IXI603 --settings 4x50 2x25 \\
+    .venv/bin/python benchmarks/whole_volume.py --subject IXI603 --settings 1x50 2x25 \\
         --json benchmarks/results/whole_volume/cpu.json
+
+(The preset's own 4 samples x 50 steps take about four times as long.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -102,7 +105,9 @@ def main() -> None:
     text = markdown(rows, machine)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+        command = "python benchmarks/whole_volume.py " + " ".join(sys.argv[1:])
+        record = {"command": command, "machine": machine, "rows": rows}
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
         args.json.with_suffix(".md").write_text(text)
     print(text)
 

@@ -58,7 +58,7 @@ def test_model_slices_put_anterior_along_rows_and_right_along_columns(storage):
 
 @pytest.mark.parametrize("storage", sorted(AFFINES))
 def test_benchmark_cases_use_the_model_view(storage):
-    """The benchmark once flipped slices upside down relative to training (-0.5 dB)."""
+    """The benchmark once flipped slices upside down relative to training (-0.43 dB)."""
     normalizer = FixedRangeNormalizer(-1000.0, 1000.0, clip=False)
     cases = {}
     for axis in (0, 1):

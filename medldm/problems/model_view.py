@@ -2,7 +2,8 @@
 
 Training, the benchmark and the reconstruction app all lay images out for a prior through
 these functions, so the convention exists once (the benchmark once fed the brain prior
-upside-down slices because it had its own: -0.5 dB at MRI 4x on 16 of 16 unseen slices).
+upside-down slices because it had its own: -0.43 dB at MRI 4x, worse on 18 of 18 IXI test
+slice x seed pairs; benchmarks/results/orientation/).
 
 **Orientation.** A volume is read in its own storage order; its slices are reoriented to
 RAS+ (:func:`~medldm.data.slices.central_slices`: slice ``x`` grows towards R, ``y``
