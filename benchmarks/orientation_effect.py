@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from scipy import stats
 
 from medldm.bench.cases.cards import card_cases
@@ -49,15 +50,10 @@ from medldm.problems.calibration import prior_fingerprint
 from medldm.problems.configs import config_dir, load_physics, load_solver
 from medldm.problems.simulate import simulate
 
-#: The IXI operators of the LDM suite (configs/bench/ldm.yaml).
-SUITE_OPERATORS = (
-    "mri_4x",
-    "mri_8x",
-    "mri_multicoil_4x",
-    "mri_multicoil_8x",
-    "inpaint_box",
-    "inpaint_random",
-)
+
+def suite_operators() -> list[str]:
+    """The IXI operators of the LDM suite, as ``configs/bench/ldm.yaml`` lists them."""
+    return list(yaml.safe_load((config_dir() / "bench" / "ldm.yaml").read_text())["physics"])
 
 
 def preset_solver(presets: Path, name: str) -> Any:
@@ -181,12 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--presets", type=Path, default=None, help="solver preset folder (configs/solver)"
     )
     parser.add_argument("--solver", default="latent_dds", help="presets <solver>_<operator>")
-    parser.add_argument("--operators", nargs="+", default=list(SUITE_OPERATORS))
+    parser.add_argument("--operators", nargs="+", default=None, help="default: the suite's")
     parser.add_argument("--slices", type=int, default=2, help="central slices per subject")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--json", type=Path, default=None, help="results (and a .md beside)")
     args = parser.parse_args(argv)
+    args.operators = args.operators or suite_operators()
     presets = args.presets or config_dir() / "solver"
     solvers = {op: preset_solver(presets, f"{args.solver}_{op}") for op in args.operators}
     started = time.perf_counter()

@@ -67,3 +67,8 @@ def test_preset_solver_builds_the_preset_class(orientation_effect):
 def test_preset_solver_names_the_missing_preset(orientation_effect, tmp_path):
     with pytest.raises(InvalidInputError, match=r"latent_dds_mri_4x\.yaml"):
         orientation_effect.preset_solver(tmp_path, "latent_dds_mri_4x")
+
+
+def test_suite_operators_are_the_ldm_suites(orientation_effect):
+    ops = orientation_effect.suite_operators()
+    assert ops[:2] == ["mri_4x", "mri_8x"] and "inpaint_random" in ops
