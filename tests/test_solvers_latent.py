@@ -260,6 +260,44 @@ def test_starting_from_the_noised_direct_reconstruction():
         LatentDDS(start_fraction=0.0)
 
 
+@pytest.mark.parametrize("operator", ["mri", "ct"])
+def test_tv_reconstruction_of_the_problem_is_the_tv_solver_on_its_real_physics(operator):
+    """The TV start image: real and non-negative in image space (MRI through the phase
+    constraint), and closer to the object than the direct reconstruction."""
+    from medldm.solvers.tv import TotalVariation
+
+    physics, y, x = _case(OPERATORS[operator], (16, 16))
+    problem = LatentProblem(y, physics, tiny_prior())
+    start = problem.tv_reconstruction(0.01, n_iter=200)
+    expected = TotalVariation(0.01, 200, constraint="nonnegative").solve(y, problem.physics)
+    assert not start.is_complex() and start.shape == problem.x_init.shape
+    assert torch.allclose(start, expected.estimate) and bool((start >= 0).all())
+    truth = x.abs()
+    assert (start - truth).norm() < (problem.x_init - truth).norm()
+
+
+def test_starting_from_the_noised_tv_reconstruction(monkeypatch):
+    """start_tv_weight > 0 with start_fraction < 1 encodes the TV reconstruction (once per
+    solve, repeated over the samples) instead of the direct one; ignored from pure noise."""
+    physics, y, _ = _case(OPERATORS["ct"], (16, 16))
+    calls = []
+    original = LatentProblem.tv_reconstruction
+
+    def spy(self, tv_weight, **kwargs):
+        calls.append(tv_weight)
+        return original(self, tv_weight, **kwargs)
+
+    monkeypatch.setattr(LatentProblem, "tv_reconstruction", spy)
+    solver = LatentDDS(n_steps=3, n_samples=2, start_fraction=0.4, start_tv_weight=0.02)
+    rec = solver.solve(y, physics, tiny_prior(), generator=torch.Generator().manual_seed(0))
+    assert calls == [0.02] and rec.info["start_tv_weight"] == 0.02
+    assert rec.samples.shape == (2, 1, 1, 16, 16)
+    LatentDDS(n_steps=3, n_samples=1, start_tv_weight=0.02).solve(y, physics, tiny_prior())
+    assert calls == [0.02]  # start_fraction 1: from noise, no TV start
+    with pytest.raises(InvalidInputError, match="start_tv_weight"):
+        LatentDDS(start_tv_weight=-1.0)
+
+
 def test_shipped_prior_std_is_higher_inside_an_inpainted_box_on_a_real_brain():
     """The trained brain_t1_2d prior on a real brain slice (MNI152, nilearn): the posterior
     std inside the missing box exceeds the std on measured pixels several times over."""

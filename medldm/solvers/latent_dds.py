@@ -78,6 +78,12 @@ class LatentDDS(LatentSolverBase):
         ``t = start_fraction T`` from the direct reconstruction (zero-filled / FBP), encoded
         and noised to that level ("come closer, diffuse faster", Chung et al. 2022), so
         fewer steps are spent on what the measurement already tells.
+    start_tv_weight:
+        With ``start_fraction < 1``: when > 0, start from the TV reconstruction with this
+        weight (``argmin_{x >= 0} 1/2||Ax-y||^2 + tv TV(x)``, PDHG, as the
+        ``tv_<operator>`` presets) instead of the direct one, so that the prior refines
+        the best classical estimate rather than an aliased or streaked one (0: the
+        direct reconstruction).
     slice_weight:
         Quadratic coupling of neighbouring slices in the CG step (volumes, 2D prior).
     normalization, phase, slice_axis:
@@ -101,6 +107,7 @@ class LatentDDS(LatentSolverBase):
         final_tv_weight: float = 0.0,
         slice_weight: float = 0.0,
         start_fraction: float = 1.0,
+        start_tv_weight: float = 0.0,
         normalization: str = "none",
         phase: str | None = "lowres",
         slice_axis: int = -1,
@@ -114,6 +121,9 @@ class LatentDDS(LatentSolverBase):
         if not 0.0 < float(start_fraction) <= 1.0:
             raise InvalidInputError(f"start_fraction must be in (0, 1], got {start_fraction}")
         self.start_fraction = float(start_fraction)
+        if float(start_tv_weight) < 0.0:
+            raise InvalidInputError(f"start_tv_weight must be >= 0, got {start_tv_weight}")
+        self.start_tv_weight = float(start_tv_weight)
         self._set_common(
             n_samples=n_samples,
             final_dc=final_dc,
@@ -140,7 +150,9 @@ class LatentDDS(LatentSolverBase):
         n = self.n_samples
         x0 = problem.repeat(problem.x_init, n)
         steps = prior.ddim_timesteps(self.n_steps)
-        if self.start_fraction < 1.0:  # start from the noised direct reconstruction (CCDF)
+        if self.start_fraction < 1.0:  # start from a noised reconstruction (CCDF)
+            if self.start_tv_weight > 0.0:
+                x0 = problem.repeat(problem.tv_reconstruction(self.start_tv_weight), n)
             t_start = round(self.start_fraction * (prior.num_train_timesteps - 1))
             steps = [int(t) for t in np.linspace(t_start, 0, self.n_steps).round()]
             z = forward_diffuse(problem.encode(x0), prior.alpha_bar(t_start), z)
@@ -172,5 +184,6 @@ class LatentDDS(LatentSolverBase):
                 "dc_weight": self.dc_weight,
                 "eta": self.eta,
                 "start_fraction": self.start_fraction,
+                "start_tv_weight": self.start_tv_weight,
             },
         )
