@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_latent.py"
@@ -49,3 +50,29 @@ def test_choose_refuses_a_negative_tolerance_and_no_rows(tune_latent):
 def test_doctests(tune_latent):
     failures, _ = doctest.testmod(tune_latent)
     assert failures == 0
+
+
+def test_choose_above_reference_takes_the_best_psnr_that_keeps_the_ssim(tune_latent):
+    rows = [((0,), 24.46, 0.7278), ((1,), 24.30, 0.7350), ((2,), 24.10, 0.7420)]
+    assert tune_latent.choose_above_reference(rows, 0.7300, 0.05) == (1, True)
+    assert tune_latent.choose_above_reference(rows, 0.7400, 0.05) == (2, True)
+    # nobody reaches it: the near-best-PSNR rule decides, and says so
+    assert tune_latent.choose_above_reference(rows, 0.80, 0.05) == (0, False)
+    assert tune_latent.choose_above_reference(rows, 0.80, 0.2) == (1, False)
+
+
+def test_reference_scores_run_the_classical_presets_on_the_same_measurements(tune_latent):
+    from skimage.data import camera
+    from skimage.transform import resize
+
+    from medldm.bench.cases.case import Case
+    from medldm.data.normalize import Normalization
+
+    image = resize(camera().astype(np.float32) / 255.0, (32, 32), anti_aliasing=True)
+    case = Case("toy", "camera", image.astype(np.float32), Normalization(0.0, 1.0))
+    measurements = tune_latent.simulate("inpaint_random", [case])
+    scores = tune_latent.reference_scores(["zero_filled", "tv"], "inpaint_random", measurements)
+    assert list(scores) == ["zero_filled", "tv_inpaint_random"]  # the preset that was used
+    (zf_psnr, _), (tv_psnr, tv_ssim) = scores["zero_filled"], scores["tv_inpaint_random"]
+    assert tv_psnr > zf_psnr + 3.0  # TV fills the missing pixels; zero filling does not
+    assert 0.0 < tv_ssim <= 1.0
