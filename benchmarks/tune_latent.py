@@ -187,6 +187,15 @@ def parse_grid(items: Sequence[str], solver: str) -> dict[str, Sequence[float | 
     return grid
 
 
+def set_keys_on_grid(items: Sequence[str], axes: Sequence[str]) -> list[str]:
+    """The ``--set key=value`` keys that are also grid axes (the axis would win silently).
+
+    >>> set_keys_on_grid(["n_steps=50", "dc_weight=0.005"], ["dc_weight", "start_fraction"])
+    ['dc_weight']
+    """
+    return [key for key in (item.split("=", 1)[0] for item in items) if key in axes]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prior", default="brain_t1_2d")
@@ -239,9 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rule above-reference needs at least one of --references")
     if args.psnr_tolerance < 0:
         parser.error(f"--psnr-tolerance must be >= 0 dB, got {args.psnr_tolerance}")
-    torch.manual_seed(0)
-    prior = load_prior(args.prior, device="auto", precision=args.precision)
-    cases = validation_cases(args.card, args.slices, args.cases)
     base = dict(load_preset_config("solver", args.solver))
     target = base.pop("_target_")
     for item in args.set:
@@ -258,6 +264,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--grid: {args.solver} takes no {', '.join(unknown)} "
             f"(its options: {', '.join(sorted(base))})"
         )
+    shadowed = set_keys_on_grid(args.set, keys)
+    if shadowed:
+        raise SystemExit(
+            f"--set {', '.join(shadowed)}: also a grid axis of {args.solver}, whose values would "
+            f"replace it; give it as a one-valued axis instead, e.g. --grid {shadowed[0]}=<value>"
+        )
+    torch.manual_seed(0)
+    prior = load_prior(args.prior, device="auto", precision=args.precision)
+    cases = validation_cases(args.card, args.slices, args.cases)
     for operator in args.operators:
         started = time.perf_counter()
         measurements = simulate(operator, cases)
