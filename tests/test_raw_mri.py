@@ -366,7 +366,7 @@ def test_real_files_reconstruct_end_to_end(raw_mri_dir, tmp_path):
 
 
 def test_espirit_that_leaves_the_object_uncovered_falls_back_to_lowres_maps(raw_mri_dir):
-    # 32 coils, fastMRI 4x: 5 centre lines. ESPIRiT (kernel 3) zeroes a third of the
+    # 32 coils, fastMRI 4x: 5 centre lines. ESPIRiT (kernel 3) leaves part of the
     # phantom's maps, and SENSE on them fell to 6 dB; the fall-back is said in the record.
     raw = read_raw_kspace(raw_mri_dir / "phantom_32coil_twix_MID00243.dat")
     kspace = torch.as_tensor(raw.kspace)

@@ -78,7 +78,7 @@ def test_reference_scores_run_the_classical_presets_on_the_same_measurements(tun
     assert 0.0 < tv_ssim <= 1.0
 
 
-def test_a_set_value_shadowed_by_a_grid_axis_is_refused(tune_latent, capsys):
+def test_a_set_value_shadowed_by_a_grid_axis_is_refused(tune_latent):
     # dc_weight is a default grid axis of latent_dds: --set dc_weight would be ignored
     with pytest.raises(SystemExit, match=r"also a grid axis.*--grid dc_weight="):
         tune_latent.main(["--operators", "mri_4x", "--set", "dc_weight=0.005", "--references"])

@@ -193,6 +193,35 @@ def estimate_sensitivities(
     return torch.stack(maps).to(device=kspace.device, dtype=kspace.dtype)
 
 
+def map_coverage(
+    maps: torch.Tensor, kspace: torch.Tensor, calibration_region: int | Sequence[int]
+) -> float:
+    """The fraction of the object's signal that has coil maps: the energy of the
+    low-resolution root-sum-of-squares image of the calibration block of ``kspace``
+    ``(n_coils, *spatial)`` where ``sum_c |maps_c|^2 > 0.5``, over its total energy.
+    ESPIRiT zeroes its maps where the eigenvalue falls below the threshold; with too few
+    calibration lines for the coils it zeroes part of the object too. Energy-weighted, so
+    the blur and ringing of a narrow block around the object do not count. Measured
+    (2D): 0.998 on the 8-coil brain (24x24 centre), 0.992 on a synthetic 4-coil rectangle
+    from 6 lines, 0.60 on the 32-coil twix phantom from 5 lines (5x64 centre).
+
+    >>> import torch
+    >>> kspace = torch.zeros(2, 8, 8, dtype=torch.complex64); kspace[:, 4, 4] = 1.0
+    >>> maps = torch.ones(2, 8, 8, dtype=torch.complex64) / 2**0.5
+    >>> map_coverage(maps, kspace, 3)
+    1.0
+    >>> maps[:, :, :4] = 0
+    >>> map_coverage(maps, kspace, 3)
+    0.5
+    """
+    spatial = tuple(kspace.shape[1:])
+    block = _calibration_block(kspace, _calibration_sides(calibration_region, spatial))
+    energy = (ifftnc(_zero_pad_centred(block, spatial), len(spatial)).abs() ** 2).sum(0)
+    covered = (maps.abs() ** 2).sum(0) > 0.5
+    total = float(energy.sum())
+    return float(energy[covered].sum()) / total if total > 0 else 0.0
+
+
 def _calibration_sides(region: int | Sequence[int], spatial: tuple[int, ...]) -> tuple:
     sides = (int(region),) * len(spatial) if isinstance(region, int) else tuple(region)
     if len(sides) != len(spatial):

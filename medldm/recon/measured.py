@@ -15,7 +15,7 @@ Steps (each disclosed in ``metrics.json`` and ``report.html``):
    on the largest fully sampled centred block of the mask, with the largest kernel
    (6 down to 3) the block supports (at least as many kernel positions as the kernel's size
    along each axis); a block under 5 lines wide, or ESPIRiT maps that leave more than 5 %
-   of the object's signal uncovered (:func:`map_coverage`: too few lines for the coils), fall back
+   of the object's signal uncovered (``coils.map_coverage``: too few lines for the coils), fall back
    to low-resolution maps (``rss_lowres``), and say so;
 4. **intensities**: the preset's ``intensity`` rule (the prior's own training rule, or
    the 0.5-99.5 percentiles) is fitted through the model view
@@ -86,10 +86,10 @@ from medldm.recon.result import ReconResult
 RAW_UNIT = "arbitrary MR units (raw k-space)"
 #: ESPIRiT kernel sizes tried, largest first (BART's ecalib uses 6).
 ESPIRIT_KERNELS = (6, 5, 4, 3)
-#: The fraction of the object's signal (see :func:`map_coverage`) that ESPIRiT's maps
-#: must cover; below it the calibration failed (too few lines for the coils) and
-#: low-resolution maps are used instead. On the 32-coil phantom at 4x (5 centre lines)
-#: ESPIRiT covered 0.775, and SENSE on those maps fell to 6 dB.
+#: The fraction of the object's signal (:func:`medldm.physics.coils.map_coverage`) that
+#: ESPIRiT's maps must cover; below it the calibration failed (too few lines for the
+#: coils) and low-resolution maps are used instead. On the 32-coil phantom at 4x (5 centre
+#: lines) ESPIRiT covered 0.60, and SENSE on those maps fell to 6 dB.
 ESPIRIT_MIN_COVERAGE = 0.95
 
 
@@ -230,39 +230,10 @@ def espirit_kernel(region: tuple[int, int], n_coils: int) -> int | None:
     return None
 
 
-def map_coverage(maps: torch.Tensor, kspace: torch.Tensor, region: tuple[int, int]) -> float:
-    """The fraction of the object's signal that has coil maps: the energy of the
-    low-resolution root-sum-of-squares image of the centred ``region`` of ``kspace``
-    (coils, rows, cols) where ``sum_c |maps_c|^2 > 0.5``, over its total energy (ESPIRiT
-    zeroes the maps where its eigenvalue falls below the threshold). Energy-weighted, so
-    the blur and ringing of a narrow calibration block around the object do not count.
-    Measured: 0.998 on the 8-coil brain (24x24 centre), 0.992 on a synthetic 4-coil
-    rectangle from 6 lines, 0.775 on the 32-coil phantom from 5 lines.
-
-    >>> import torch
-    >>> kspace = torch.zeros(2, 8, 8, dtype=torch.complex64); kspace[:, 4, 4] = 1.0
-    >>> maps = torch.ones(2, 8, 8, dtype=torch.complex64) / 2**0.5
-    >>> map_coverage(maps, kspace, (3, 3))
-    1.0
-    >>> maps[:, :, :4] = 0
-    >>> map_coverage(maps, kspace, (3, 3))
-    0.5
-    """
-    rows, cols = region
-    n_rows, n_cols = kspace.shape[-2:]
-    r0, c0 = (n_rows - rows + 1) // 2, (n_cols - cols + 1) // 2
-    block = torch.zeros_like(kspace)
-    block[..., r0 : r0 + rows, c0 : c0 + cols] = kspace[..., r0 : r0 + rows, c0 : c0 + cols]
-    energy = rss(ifftnc(block), dim=0) ** 2
-    covered = (maps.abs() ** 2).sum(dim=0) > 0.5
-    total = float(energy.sum())
-    return float(energy[covered].sum()) / total if total > 0 else 0.0
-
-
 def coil_maps(kspace: torch.Tensor, mask: np.ndarray) -> tuple[torch.Tensor, str]:
     """Coil sensitivities ``(coils, rows, cols)`` from the fully sampled centre of
     ``kspace`` and how they were made (ESPIRiT where the calibration block allows it)."""
-    from medldm.physics.coils import estimate_sensitivities
+    from medldm.physics.coils import estimate_sensitivities, map_coverage
 
     region = calibration_region(mask)
     if min(region) < 2:
