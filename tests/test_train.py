@@ -189,6 +189,40 @@ def test_offset_noise_adds_one_constant_per_image_and_channel():
         DiffusionTraining(noise_offset=-0.1)
 
 
+def test_lr_cooldown_appended_to_a_finished_run_decays_to_zero(folder_2d, tmp_path):
+    """A run finished at a constant rate is extended by a decay phase: it resumes from its
+    state, and the logged rate falls linearly over the added steps."""
+    stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=3), tmp_path / "ae")
+    training = DiffusionTraining(
+        autoencoder=str(stage1),
+        steps=2,
+        batch_size=4,
+        lr=1e-3,
+        log_every=1,
+        validate_every=100,
+        checkpoint_every=1,
+        n_validation=4,
+        n_sample_grid=1,
+        sample_steps=2,
+        device="cpu",
+        data={"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "augment": False},
+    )
+    run_dir = tmp_path / "diff"
+    train_diffusion(TINY_2D.unet, training, run_dir)
+    train_diffusion(TINY_2D.unet, replace(training, steps=6, lr_cooldown_steps=4), run_dir)
+    with open(run_dir / "train_log.csv", newline="") as handle:
+        rates = {int(row["step"]): float(row["lr"]) for row in csv.DictReader(handle)}
+    assert [rates[s] for s in range(1, 7)] == pytest.approx(
+        [1e-3, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4]
+    )
+    assert (
+        json.loads((run_dir / "prior" / "config.json").read_text())["training"]["diffusion_steps"]
+        == 6
+    )
+    with pytest.raises(ValueError, match="lr_cooldown_steps"):
+        DiffusionTraining(steps=10, lr_cooldown_steps=11)
+
+
 def test_tiny_3d_autoencoder_and_diffusion_train(folder_3d, tmp_path):
     stage1 = train_autoencoder(
         TINY_3D,

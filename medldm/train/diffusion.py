@@ -89,10 +89,35 @@ class DiffusionTraining:
     latent_normalization: str = "global"
     # offset noise: std of the extra per-(image, channel) constant added to the noise (0 = off)
     noise_offset: float = 0.0
+    # the last lr_cooldown_steps steps before ``steps`` decay the learning rate linearly to 0
+    # (the decay phase of a warmup-stable-decay schedule; 0 = constant lr throughout)
+    lr_cooldown_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.noise_offset < 0:
             raise ValueError(f"noise_offset must be >= 0, got {self.noise_offset}")
+        if not 0 <= self.lr_cooldown_steps <= self.steps:
+            raise ValueError(
+                f"lr_cooldown_steps must be in [0, steps={self.steps}], "
+                f"got {self.lr_cooldown_steps}"
+            )
+
+
+def cooldown_lr(lr: float, step: int, steps: int, cooldown: int) -> float:
+    """Learning rate of the update that takes the run from ``step`` to ``step + 1``: ``lr``
+    until the last ``cooldown`` updates before ``steps``, then a linear decay that reaches 0
+    after the last one (Hägele et al. 2024, "Scaling laws and compute-optimal training
+    beyond fixed training durations": a short decay phase after a constant rate matches a
+    cosine schedule, and it can be appended to a finished constant-rate run).
+
+    >>> [round(cooldown_lr(1.0, s, 10, 4), 2) for s in (0, 5, 6, 7, 8, 9)]
+    [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+    >>> cooldown_lr(1.0, 9, 10, 0)
+    1.0
+    """
+    if cooldown <= 0:
+        return lr
+    return lr * min(1.0, (steps - step) / cooldown)
 
 
 def training_noise(z0: torch.Tensor, offset: float) -> torch.Tensor:
@@ -309,6 +334,8 @@ def train_diffusion(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), training.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = cooldown_lr(training.lr, step, training.steps, training.lr_cooldown_steps)
         optimizer.step()
         ema.update(unet, step)
         step += 1
@@ -317,7 +344,8 @@ def train_diffusion(
         if step % training.log_every == 0 or step == training.steps:
             rate = seen / (time.perf_counter() - tic)
             progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
-            log.log(step, {"loss": loss.item(), "images_per_s": rate})
+            lr_now = optimizer.param_groups[0]["lr"]
+            log.log(step, {"loss": loss.item(), "images_per_s": rate, "lr": lr_now})
             tic, seen = time.perf_counter(), 0
         if context.is_main and (step % training.validate_every == 0 or step == training.steps):
             metrics = validate()
