@@ -14,7 +14,9 @@ Run::
     .venv/bin/python benchmarks/whole_volume.py --subject IXI603 --settings 1x50 2x25 \\
         --json benchmarks/results/whole_volume/cpu.json
 
-(The preset's own 4 samples x 50 steps take about four times as long.)
+(The preset's own 4 samples x 50 steps take about four times as long.) ``--set eta=0``
+passes solver options to every setting; choose them on a validation subject
+(``--subject IXI527``), report them on a test one.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from medldm.data.root import find_data_root
 from medldm.utils.memory import PeakMemory
 
 
-def run(path: Path, samples: int, steps: int, precision: str, progress: bool) -> dict:
+def run(
+    path: Path,
+    samples: int,
+    steps: int,
+    precision: str,
+    progress: bool,
+    options: dict[str, float] | None = None,
+) -> dict:
     start = time.perf_counter()
     with PeakMemory("cpu") as memory:
         result = medldm.reconstruct(
@@ -42,7 +51,7 @@ def run(path: Path, samples: int, steps: int, precision: str, progress: bool) ->
             slices="all",
             precision=precision,
             progress=progress,
-            solver_options={"n_samples": samples, "n_steps": steps},
+            solver_options={**(options or {}), "n_samples": samples, "n_steps": steps},
         )
     wall = time.perf_counter() - start
     m = result.metrics
@@ -51,6 +60,7 @@ def run(path: Path, samples: int, steps: int, precision: str, progress: bool) ->
         "slices": m["slices"],
         "n_samples": samples,
         "n_steps": steps,
+        "options": dict(options or {}),
         "precision": m["precision"],
         "wall_s": round(wall, 1),
         "ldm_s": round(float(m["ldm"]["seconds"]), 1),
@@ -73,33 +83,64 @@ def markdown(rows: list[dict], machine: str) -> str:
         "slice against the input, mean over slices (as the app's metrics.json). "
         "Target: <= 300 s on two cores.",
         "",
-        "| input | slices | samples x steps | precision | wall s | LDM s | TV s | peak MB"
+        "| input | slices | samples x steps | solver options | precision | wall s | LDM s | TV s"
+        " | peak MB"
         " | LDM PSNR / SSIM | TV PSNR / SSIM |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['input']} | {r['slices']} | {r['n_samples']} x {r['n_steps']} | "
-            f"{r['precision']} | {r['wall_s']} | {r['ldm_s']} | {r['tv_s']} | {r['peak_mb']} | "
+            f"{_options_text(r.get('options'))} | {r['precision']} | {r['wall_s']} | "
+            f"{r['ldm_s']} | {r['tv_s']} | {r['peak_mb']} | "
             f"{r['ldm_psnr_db']} / {r['ldm_ssim']} | {r['tv_psnr_db']} / {r['tv_ssim']} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def _options_text(options: dict | None) -> str:
+    """``key=value`` pairs of the extra solver options (``preset`` when none)."""
+    return ", ".join(f"{k}={v:g}" for k, v in (options or {}).items()) or "preset"
+
+
+def parse_options(items: list[str]) -> dict[str, float]:
+    """``["eta=0", "dc_weight=0.01"]`` -> ``{"eta": 0.0, "dc_weight": 0.01}``.
+
+    >>> parse_options(["eta=0"])
+    {'eta': 0.0}
+    """
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes key=value solver options, got {item!r}")
+        options[key] = float(value)
+    return options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subject", default="IXI603", help="an IXI test subject")
+    parser.add_argument(
+        "--subject",
+        default="IXI603",
+        help="an IXI subject: a test one (IXI603, IXI606, IXI632) to report, a validation one "
+        "(IXI527, IXI565, IXI577) to choose settings on",
+    )
     parser.add_argument("--settings", nargs="+", default=["4x50"], help="samples x steps")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="solver options for every setting, e.g. eta=0"
+    )
     args = parser.parse_args()
+    options = parse_options(args.set)
     folder = find_data_root(required=True) / "ixi_t1"
     (path,) = sorted(folder.glob(f"{args.subject}-*_T1.nii.gz"))
     rows = []
     for setting in args.settings:
         samples, steps = (int(v) for v in setting.lower().split("x"))
-        rows.append(run(path, samples, steps, args.precision, args.progress))
+        rows.append(run(path, samples, steps, args.precision, args.progress, options))
         print(json.dumps(rows[-1]), flush=True)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     text = markdown(rows, machine)
