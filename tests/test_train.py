@@ -106,11 +106,8 @@ def test_tiny_2d_autoencoder_loss_decreases_and_exports_a_prior(folder_2d, tmp_p
     assert set(meta["files"]) == {"autoencoder.safetensors"}
 
 
-def test_tiny_2d_diffusion_trains_and_the_prior_samples(folder_2d, tmp_path):
-    stage1 = train_autoencoder(
-        TINY_2D, _ae_training(folder_2d, (32, 32), steps=10), tmp_path / "ae"
-    )
-    training = DiffusionTraining(
+def _diffusion_training(stage1: Path, folder: Path, **changes) -> DiffusionTraining:
+    base = DiffusionTraining(
         autoencoder=str(stage1),
         steps=40,
         batch_size=8,
@@ -123,8 +120,16 @@ def test_tiny_2d_diffusion_trains_and_the_prior_samples(folder_2d, tmp_path):
         n_sample_grid=4,
         sample_steps=3,
         device="cpu",
-        data={"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "augment": False},
+        data={"kind": "folder", "folder": str(folder), "size": [32, 32], "augment": False},
     )
+    return replace(base, **changes)
+
+
+def test_tiny_2d_diffusion_trains_and_the_prior_samples(folder_2d, tmp_path):
+    stage1 = train_autoencoder(
+        TINY_2D, _ae_training(folder_2d, (32, 32), steps=10), tmp_path / "ae"
+    )
+    training = _diffusion_training(stage1, folder_2d)
     prior_dir = train_diffusion(TINY_2D.unet, training, tmp_path / "diff")
     losses = [float(r["loss"]) for r in _log(tmp_path / "diff") if r.get("loss")]
     assert np.mean(losses[-10:]) < 0.8 * losses[0]
@@ -139,20 +144,19 @@ def test_tiny_2d_diffusion_trains_and_the_prior_samples(folder_2d, tmp_path):
 
 def test_per_channel_latent_normalization_is_fitted_stored_and_resumed(folder_2d, tmp_path):
     stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=5), tmp_path / "ae")
-    training = DiffusionTraining(
-        autoencoder=str(stage1),
+    training = _diffusion_training(
+        stage1,
+        folder_2d,
         steps=4,
         batch_size=4,
-        log_every=1,
+        lr=1e-4,
+        ema_decay=0.999,
         validate_every=4,
         checkpoint_every=2,
-        n_validation=4,
         n_sample_grid=1,
         sample_steps=2,
-        device="cpu",
         latent_normalization="per_channel",
         noise_offset=0.1,
-        data={"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "augment": False},
     )
     prior_dir = train_diffusion(TINY_2D.unet, replace(training, steps=2), tmp_path / "diff")
     stored = json.loads((prior_dir / "config.json").read_text())["latent_normalization"]
@@ -193,19 +197,17 @@ def test_lr_cooldown_appended_to_a_finished_run_decays_to_zero(folder_2d, tmp_pa
     """A run finished at a constant rate is extended by a decay phase: it resumes from its
     state, and the logged rate falls linearly over the added steps."""
     stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=3), tmp_path / "ae")
-    training = DiffusionTraining(
-        autoencoder=str(stage1),
+    training = _diffusion_training(
+        stage1,
+        folder_2d,
         steps=2,
         batch_size=4,
         lr=1e-3,
-        log_every=1,
+        ema_decay=0.999,
         validate_every=100,
         checkpoint_every=1,
-        n_validation=4,
         n_sample_grid=1,
         sample_steps=2,
-        device="cpu",
-        data={"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "augment": False},
     )
     run_dir = tmp_path / "diff"
     train_diffusion(TINY_2D.unet, training, run_dir)
