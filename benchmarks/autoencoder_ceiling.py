@@ -8,7 +8,13 @@ held-out test split of its data card and report PSNR/SSIM with medldm's metric c
 * ``mednist``: the HeadCT/ChestCT/AbdomenCT test blocks (every ``--stride``-th image);
 * ``microscopy``: the whole held-out test image on its own grid (convolutional prior), or
   with ``--crop 256`` its central 256x256 crop, the image the LDM benchmark scores;
-* ``ixi_t1`` with a 3D prior: the whole test volumes at 4 mm.
+* ``ixi_t1`` with a 3D prior: the whole test volumes at 4 mm;
+* ``brain_mri_native``: every ``--stride``-th foreground axial slice of the test patient at
+  the scanner's own matrix and spacing (whole slices, cut to the networks' size multiple).
+
+``--card`` scores a prior on another card's held-out slices than its own (e.g. the 2 mm
+``brain_t1_2d`` autoencoder on ``brain_mri_native``), ``--split validation`` on the
+validation split instead of the test split (for choices made before the test).
 
 ``--linear-reference`` also scores a *linear* codec with the same latent size on the same
 images: PCA of the non-overlapping ``f x f`` pixel blocks (``f`` = the autoencoder's
@@ -20,6 +26,8 @@ Run::
 
     .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d [--json out.json]
     .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --linear-reference
+    .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --card brain_mri_native \
+        --split validation --stride 4 --linear-reference
 """
 
 from __future__ import annotations
@@ -35,14 +43,36 @@ import torch
 from medldm.metrics import psnr, ssim
 from medldm.models.block_pca import BlockPCACodec
 from medldm.models.prior import load_prior
-from medldm.train.data import _pad_or_crop, ixi_slices, ixi_volumes, mednist_images
+from medldm.train.data import (
+    _pad_or_crop,
+    ixi_slices,
+    ixi_volumes,
+    mednist_images,
+    native_brain_slices,
+)
 
 
 def held_out_images(
-    prior, n_slices: int, stride: int, crop: int | None = None
-) -> tuple[np.ndarray, str]:
-    """Test-split images in [0, 1] shaped like the prior's training images."""
-    card = prior.meta.get("data_card")
+    prior,
+    n_slices: int,
+    stride: int,
+    crop: int | None = None,
+    card: str | None = None,
+    split: str = "test",
+) -> tuple[np.ndarray | list[np.ndarray], str]:
+    """Held-out images in [0, 1] shaped like the prior's training images (a list of whole
+    slices of different sizes for ``brain_mri_native``)."""
+    card = card or prior.meta.get("data_card")
+    if card == "brain_mri_native":
+        slices, _ = native_brain_slices(split)
+        multiple = prior.size_multiple
+        cut = [
+            s[: s.shape[0] // multiple * multiple, : s.shape[1] // multiple * multiple]
+            for s in slices[::stride]
+        ]
+        return cut, f"brain_mri_native {split} patient, every {stride}th axial slice, native grid"
+    if split != "test":
+        raise SystemExit(f"--split {split}: only brain_mri_native is implemented")
     if card == "ixi_t1" and prior.spatial_dims == 3:
         volumes, _ = ixi_volumes("test", prior.image_size, downsample=2)
         return volumes, "IXI test subjects, whole volumes at 4 mm"
@@ -96,8 +126,13 @@ def summarize(pairs) -> dict[str, float]:
 
 
 @torch.no_grad()
-def ceiling(prior, images: np.ndarray, batch_size: int = 16) -> dict[str, float]:
+def ceiling(prior, images, batch_size: int = 16) -> dict[str, float]:
     pairs = []
+    if isinstance(images, list):  # whole slices of different sizes, one at a time
+        for image in images:
+            x = torch.from_numpy(image)[None, None].to(prior.device)
+            pairs.append((prior.decode(prior.encode(x)).clamp(0, 1).cpu().numpy()[0, 0], image))
+        return summarize(pairs)
     whole = images.shape[1:] != tuple(prior.image_size)  # larger planes, one at a time
     step = 1 if whole else batch_size
     for start in range(0, len(images), step):
@@ -109,9 +144,11 @@ def ceiling(prior, images: np.ndarray, batch_size: int = 16) -> dict[str, float]
     return summarize(pairs)
 
 
-def training_images(prior) -> list[np.ndarray]:
-    """Training-split images (2D arrays in [0, 1]) of the prior's data card."""
-    card = prior.meta.get("data_card")
+def training_images(prior, card: str | None = None) -> list[np.ndarray]:
+    """Training-split images (2D arrays in [0, 1]) of ``card`` (default: the prior's)."""
+    card = card or prior.meta.get("data_card")
+    if card == "brain_mri_native":
+        return native_brain_slices("train")[0]
     if card == "ixi_t1" and prior.spatial_dims == 2:
         return list(ixi_slices("train", prior.image_size[0])[0])
     if card == "mednist":
@@ -123,10 +160,11 @@ def training_images(prior) -> list[np.ndarray]:
     raise SystemExit(f"--linear-reference: no 2D training set known for data card {card!r}")
 
 
-def linear_reference(prior, images: np.ndarray) -> dict[str, float]:
-    """PSNR/SSIM of :class:`BlockPCACodec` with the prior's latent size on ``images``."""
+def linear_reference(prior, images, card: str | None = None) -> dict[str, float]:
+    """PSNR/SSIM of :class:`BlockPCACodec` with the prior's latent size on ``images``,
+    fitted on the training split of ``card`` (default: the prior's)."""
     factor = prior.downsampling_factor
-    codec = BlockPCACodec(factor, prior.latent_channels).fit(training_images(prior))
+    codec = BlockPCACodec(factor, prior.latent_channels).fit(training_images(prior, card))
     pairs = []
     for truth in images:
         h, w = (s // factor * factor for s in truth.shape)
@@ -146,6 +184,8 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=10)
     parser.add_argument("--crop", type=int, help="microscopy: score the central crop only")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--card", help="score on this data card's held-out images")
+    parser.add_argument("--split", default="test", choices=("validation", "test"))
     parser.add_argument(
         "--linear-reference",
         action="store_true",
@@ -154,7 +194,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     prior = load_prior(args.prior, device=args.device)
-    images, description = held_out_images(prior, args.slices, args.stride, args.crop)
+    images, description = held_out_images(
+        prior, args.slices, args.stride, args.crop, args.card, args.split
+    )
     result = {"prior": str(args.prior), "held_out": description, **ceiling(prior, images)}
     print(
         f"{args.prior}: {description}: "
@@ -164,7 +206,7 @@ def main() -> None:
     if args.linear_reference:
         if prior.spatial_dims != 2:
             raise SystemExit("--linear-reference is implemented for 2D priors only")
-        reference = linear_reference(prior, images)
+        reference = linear_reference(prior, images, args.card)
         result["linear_reference"] = reference
         print(
             f"  linear reference ({reference['codec']}): "

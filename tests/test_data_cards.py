@@ -15,7 +15,7 @@ from medldm.errors import DataNotFoundError, InvalidInputError
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "data_cards" / "README.md"
 CARDS_DIR = REPO / "medldm" / "data" / "cards"
-EXPECTED_IDS = ["dicom_qa", "ixi_t1", "mednist", "microscopy"]
+EXPECTED_IDS = ["brain_mri_native", "dicom_qa", "ixi_t1", "mednist", "microscopy"]
 
 
 def test_every_shipped_card_loads_and_validates():
@@ -40,7 +40,12 @@ def test_readme_carries_each_licence():
     text = README.read_text(encoding="utf-8")
     for card_id in list_cards():
         assert load_card(card_id).licence.split(" (")[0].split(";")[0] in text
-    for needle in ["https://brain-development.org/ixi-dataset/", "Bradley J. Erickson", "BSD 2"]:
+    for needle in [
+        "https://brain-development.org/ixi-dataset/",
+        "Bradley J. Erickson",
+        "BSD 2",
+        "Lesjak",
+    ]:
         assert needle in text
 
 

@@ -66,8 +66,32 @@ def test_root_without_the_dataset_folder_raises_with_the_path(tmp_path):
 
 
 # --- against the real data -------------------------------------------------------------------
-def test_list_datasets_finds_all_four(data_root):
-    assert list_datasets(data_root) == ["dicom_qa", "ixi_t1", "mednist", "microscopy"]
+def test_native_brain_series_come_per_patient_with_their_contrast(data_root):
+    series = list(iter_images("brain_mri_native", "test", root=data_root))
+    assert [s.metadata["contrast"] for s in series] == ["FLAIR", "FLAIR", "T1W"]
+    assert {s.metadata["subject"] for s in series} == {"patient19"}
+    t1 = series[2]
+    assert t1.spatial_shape == (256, 256, 48) and t1.modality == "MR"
+    assert np.allclose(t1.spacing[:2], 0.91, atol=0.01)
+
+
+def test_native_brain_slices_keep_the_scanner_grid(data_root):
+    from medldm.train.data import native_brain_slices
+
+    slices, names = native_brain_slices("validation", contrasts=("T1W",), root=data_root)
+    assert {s.shape for s in slices} == {(256, 256)}  # no resampling to a common grid
+    assert set(names) == {"patient12/study1/T1W", "patient12/study2/T1W"}
+    assert all(0 <= s.min() and s.max() <= 1 for s in slices)
+
+
+def test_list_datasets_finds_all_five(data_root):
+    assert list_datasets(data_root) == [
+        "brain_mri_native",
+        "dicom_qa",
+        "ixi_t1",
+        "mednist",
+        "microscopy",
+    ]
 
 
 def test_ixi_test_split_yields_its_subjects_as_float_mr_volumes(data_root):

@@ -178,6 +178,53 @@ def test_per_channel_latent_normalization_is_fitted_stored_and_resumed(folder_2d
     assert again["training"]["diffusion_steps"] == 4
 
 
+def test_a_new_prior_starts_from_another_priors_weights_at_step_zero(folder_2d, tmp_path):
+    """init_weights: transfer learning (the native-resolution brain prior starts from the
+    2 mm one): the weights are copied, the step count and latent normalisation are not."""
+    from medldm.models.checkpoint import load_prior_checkpoint
+
+    source_ae = train_autoencoder(
+        TINY_2D, _ae_training(folder_2d, (32, 32), steps=10), tmp_path / "source_ae"
+    )
+    source = train_diffusion(
+        TINY_2D.unet,
+        _diffusion_training(source_ae, folder_2d, steps=6, validate_every=6, checkpoint_every=6),
+        tmp_path / "source",
+    )
+    ae = train_autoencoder(
+        TINY_2D,
+        _ae_training(folder_2d, (32, 32), steps=1, lr=1e-12, init_weights=str(source)),
+        tmp_path / "ae",
+    )
+    copied = load_prior_checkpoint(ae).autoencoder.state_dict()
+    original = load_prior_checkpoint(source).autoencoder.state_dict()
+    assert all(torch.allclose(copied[k], original[k], atol=1e-6) for k in original)
+    assert json.loads((ae / "config.json").read_text())["training"]["autoencoder_steps"] == 1
+    scaled = folder_2d.parent / "darker"  # other data: the normalisation is refitted
+    scaled.mkdir()
+    with np.load(next(folder_2d.glob("*.npz"))) as data:
+        np.savez(scaled / "images.npz", images=data["images"] ** 3)
+    diffusion = _diffusion_training(
+        ae,
+        scaled,
+        steps=1,
+        lr=1e-12,
+        validate_every=1,
+        checkpoint_every=1,
+        init_weights=str(source),
+    )
+    prior_dir = train_diffusion(TINY_2D.unet, diffusion, tmp_path / "diff")
+    new, old = load_prior_checkpoint(prior_dir), load_prior_checkpoint(source)
+    assert json.loads((prior_dir / "config.json").read_text())["training"]["diffusion_steps"] == 1
+    fresh = load_prior_checkpoint(
+        train_diffusion(TINY_2D.unet, replace(diffusion, init_weights=None), tmp_path / "fresh")
+    )
+    assert new.meta["scale_factor"] == pytest.approx(fresh.meta["scale_factor"], rel=1e-6)
+    assert new.meta["scale_factor"] != old.meta["scale_factor"]
+    unet, before = new.unet.state_dict(), old.unet.state_dict()
+    assert all(torch.allclose(unet[k], before[k], atol=1e-3) for k in before)
+
+
 def test_offset_noise_adds_one_constant_per_image_and_channel():
     torch.manual_seed(0)
     z0 = torch.zeros(256, 3, 8, 8, 8)

@@ -220,6 +220,32 @@ def _ixi_images(card: DataCard, split: str, root: str | Path | None) -> Iterator
         yield image.replace(modality="MR", unit=UNIT_MR, metadata=metadata)
 
 
+def _native_brain_images(card: DataCard, split: str, root: str | Path | None) -> Iterator[MedImage]:
+    """Every series of the split's patients, in file-name order; metadata adds ``subject``
+    (the patient), ``study`` and ``contrast`` (``T1W``, ``T2W`` or ``FLAIR``)."""
+    folder = dataset_dir(card, root)
+    for patient in subjects(card, split):
+        paths = sorted(folder.glob(f"{patient}_study*_*.nii.gz"))
+        if not paths:
+            raise DataNotFoundError(
+                f"no series found for {patient}",
+                path=folder,
+                fix=f"restore {patient}_study*_*.nii.gz (see the {card.id} data card)",
+            )
+        for path in paths:
+            _, study, contrast = path.name.removesuffix(".nii.gz").split("_")
+            image = _read_nifti(path)
+            metadata = {
+                **image.metadata,
+                "subject": patient,
+                "study": study,
+                "contrast": contrast,
+                "source": str(path),
+                "dataset": card.id,
+            }
+            yield image.replace(modality="MR", unit=UNIT_MR, metadata=metadata)
+
+
 # --- microscopy ----------------------------------------------------------------------------
 #: On-disk axis order (outermost first) -> medldm axes after transposing.
 _TIFF_AXES = {
@@ -289,6 +315,7 @@ def _dicom_images(card: DataCard, split: str, root: str | Path | None) -> Iterat
 
 _READERS = {
     "ixi_t1": _ixi_images,
+    "brain_mri_native": _native_brain_images,
     "mednist": _mednist_images,
     "microscopy": _microscopy_images,
     "dicom_qa": _dicom_images,

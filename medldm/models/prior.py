@@ -253,20 +253,29 @@ class Prior:
             )
 
 
+def prior_folder(name_or_path: str | Path) -> Path:
+    """The checkpoint folder of a shipped prior's name (``"brain_t1_2d"``) or of a path.
+
+    >>> prior_folder("brain_t1_2d").name
+    'brain_t1_2d'
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = SHIPPED_DIR / str(name_or_path)
+    if not shipped.is_dir():
+        raise DataNotFoundError(
+            f"no prior named {name_or_path!r}",
+            fix=f"use a checkpoint folder path or one of the shipped priors: "
+            f"{', '.join(shipped_priors()) or 'none installed'}",
+        )
+    return shipped
+
+
 def load_prior(
     name_or_path: str | Path, device: str | torch.device = "auto", precision: str = "fp32"
 ) -> Prior:
     """Load a shipped prior by name (``"brain_t1_2d"``) or any checkpoint folder by path;
     ``precision`` of its network calls as in :class:`Prior`."""
-    path = Path(name_or_path)
-    if not path.exists():
-        shipped = SHIPPED_DIR / str(name_or_path)
-        if not shipped.is_dir():
-            raise DataNotFoundError(
-                f"no prior named {name_or_path!r}",
-                fix=f"use a checkpoint folder path or one of the shipped priors: "
-                f"{', '.join(shipped_priors()) or 'none installed'}",
-            )
-        path = shipped
-    loaded = load_prior_checkpoint(path, device=resolve_device(device))
+    loaded = load_prior_checkpoint(prior_folder(name_or_path), device=resolve_device(device))
     return Prior(loaded, device=device, precision=precision)

@@ -45,6 +45,7 @@ from medldm.train.loop import (
     restore_training_state,
     save_training_state,
     seed_everything,
+    start_from_prior,
     warm_start,
     wrap_ddp,
 )
@@ -72,6 +73,9 @@ class AutoencoderTraining:
     n_validation: int = 64
     resume: bool = True
     init_from: str | None = None
+    # a new prior's starting weights: this stage's network of another prior (shipped name
+    # or folder), at step 0 (transfer learning; init_from, a run's own milestone, wins)
+    init_weights: str | None = None
     device: str = "auto"
     data_card: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -126,7 +130,8 @@ def train_autoencoder(
     With ``stop``, the run ends early at a checkpoint when a stop is requested;
     ``on_checkpoint(prior_dir, step, final)`` is called after each export (rank 0). Without
     a saved state, ``training.init_from`` (a prior checkpoint folder) gives the starting
-    weights and step (a warm start with a fresh optimizer)."""
+    weights and step (a warm start with a fresh optimizer); else ``training.init_weights``
+    (another prior) gives starting weights at step 0."""
     run_dir = Path(run_dir)
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
@@ -174,6 +179,8 @@ def train_autoencoder(
         )
     elif training.init_from:
         step = warm_start(training.init_from, "autoencoder", autoencoder, ema)
+    elif training.init_weights:
+        start_from_prior(training.init_weights, "autoencoder", autoencoder, ema)
     precision = resolve_precision(training.precision, device)
     log = TrainingLog(run_dir, context.is_main)
     val_rng = np.random.default_rng(12345)

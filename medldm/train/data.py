@@ -7,6 +7,9 @@ Sources (``kind``):
   only slices with foreground (``min_foreground`` of the pixels above 0.1);
 * ``ixi_volumes``: whole IXI volumes downsampled by ``downsample`` (2 -> 4 mm voxels) and
   padded/cropped to ``size`` (three numbers);
+* ``native_brain_slices``: axial slices of the clinical ``brain_mri_native`` series of a
+  split at the scanner's own matrix and spacing (``contrasts``: any of T1W, T2W, FLAIR),
+  from which :class:`ImageDataset` cuts random ``patch`` x ``patch`` crops;
 * ``mednist``: the MedNIST classes of a split (8-bit, ``/255``);
 * ``microscopy``: the microscopy images of a split (per-image percentile scaling), from
   which :class:`ImageDataset` cuts random ``patch`` x ``patch`` crops;
@@ -69,6 +72,38 @@ def ixi_slices(
     if not slices:
         raise DataNotFoundError(f"no IXI slices found for split {split!r}")
     return np.stack(slices).astype(np.float32), subjects
+
+
+def native_brain_slices(
+    split: str,
+    contrasts: Sequence[str] = ("T1W", "T2W", "FLAIR"),
+    min_foreground: float = 0.15,
+    root: str | Path | None = None,
+) -> tuple[list[np.ndarray], list[str]]:
+    """The axial slices of the ``brain_mri_native`` series of ``split`` at the scanner's
+    own matrix and spacing (no resampling), each series scaled by the card's percentile
+    rule: a list of 2D arrays in [0, 1] (sizes differ between series) and, per slice,
+    ``"<patient>/<study>/<contrast>"``. Slices with less than ``min_foreground`` of their
+    pixels above 0.1 are left out."""
+    from medldm.data.datasets import iter_images
+
+    normalizer = load_card("brain_mri_native").normalizer()
+    slices, names = [], []
+    for volume in iter_images("brain_mri_native", split, root=root):
+        contrast = volume.metadata["contrast"]
+        if contrast not in contrasts:
+            continue
+        scaled = fit_intensity(normalizer, volume.array).forward(volume.array)
+        volume = volume.with_array(np.clip(scaled, 0.0, 1.0).astype(np.float32))
+        name = f"{volume.metadata['subject']}/{volume.metadata['study']}/{contrast}"
+        for _, pixels in model_slices(volume, plane="axial"):
+            array = np.ascontiguousarray(pixels, dtype=np.float32)
+            if (array > 0.1).mean() >= min_foreground:
+                slices.append(array)
+                names.append(name)
+    if not slices:
+        raise DataNotFoundError(f"no brain_mri_native slices found for split {split!r}")
+    return slices, names
 
 
 def ixi_volumes(
@@ -286,6 +321,7 @@ def build_training_data(
     axis: str = "axial",
     downsample: int = 2,
     classes: Sequence[str] = ("HeadCT", "ChestCT", "AbdomenCT"),
+    contrasts: Sequence[str] = ("T1W", "T2W", "FLAIR"),
     validation_fraction: float = 0.1,
     augment: bool = True,
     limit: int | None = None,
@@ -303,6 +339,11 @@ def build_training_data(
         train, _ = ixi_volumes("train", shape, downsample, root=root)
         val, _ = ixi_volumes("validation", shape, downsample, root=root)
         flip = 0
+    elif kind == "native_brain_slices":
+        train, _ = native_brain_slices("train", contrasts, root=root)
+        val, _ = native_brain_slices("validation", contrasts, root=root)
+        patch = patch or size_list[0]
+        flip = 1
     elif kind == "mednist":
         train, _ = mednist_images("train", classes, root=root)
         val, _ = mednist_images("validation", classes, root=root)
@@ -323,7 +364,8 @@ def build_training_data(
     else:
         raise InvalidInputError(
             f"unknown training data kind {kind!r}",
-            fix="use ixi_slices, ixi_volumes, mednist, microscopy, folder or arrays",
+            fix="use ixi_slices, ixi_volumes, native_brain_slices, mednist, microscopy, folder "
+            "or arrays",
         )
     if limit:
         train, val = train[:limit], val[: max(1, limit // 4)]

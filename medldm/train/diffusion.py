@@ -57,6 +57,7 @@ from medldm.train.loop import (
     restore_training_state,
     save_training_state,
     seed_everything,
+    start_from_prior,
     warm_start,
     wrap_ddp,
 )
@@ -82,6 +83,9 @@ class DiffusionTraining:
     sample_steps: int = 50
     resume: bool = True
     init_from: str | None = None
+    # a new prior's starting weights: this stage's network of another prior (shipped name
+    # or folder), at step 0 (transfer learning; init_from, a run's own milestone, wins)
+    init_weights: str | None = None
     device: str = "auto"
     half_weights: bool = False
     data: dict[str, Any] = field(default_factory=dict)
@@ -200,7 +204,8 @@ def train_diffusion(
     With ``stop``, the run ends early at a checkpoint when a stop is requested;
     ``on_checkpoint(prior_dir, step, final)`` is called after each export (rank 0). Without
     a saved state, ``training.init_from`` (a full prior checkpoint) gives the starting
-    UNet weights, step and latent normalisation (a warm start with a fresh optimizer)."""
+    UNet weights, step and latent normalisation (a warm start with a fresh optimizer);
+    else ``training.init_weights`` (another prior) gives starting UNet weights at step 0."""
     run_dir = Path(run_dir)
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
@@ -239,6 +244,8 @@ def train_diffusion(
         step = warm_start(training.init_from, "diffusion", unet, ema)
         warm_meta = load_prior_checkpoint(training.init_from).meta
         norm = LatentNormalization.from_meta(warm_meta, channels)
+    elif training.init_weights:  # the latent normalisation is fitted on this prior's data
+        start_from_prior(training.init_weights, "diffusion", unet, ema)
     if norm is None:
         fit_rng = np.random.default_rng(training.seed)
         count = min(len(data.train), 512)

@@ -331,6 +331,16 @@ def warm_start(checkpoint: str | Path, stage: str, model: nn.Module, ema: EMA) -
     return int(loaded.meta.get("training", {}).get(f"{stage}_steps", 0))
 
 
+def start_from_prior(prior: str | Path, stage: str, model: nn.Module, ema: EMA) -> None:
+    """Copy the ``stage`` network of another prior (a shipped name such as
+    ``"brain_t1_2d"`` or a checkpoint folder) into ``model`` and its EMA: transfer learning
+    to a new prior, which starts at step 0 with its own data (unlike :func:`warm_start`,
+    which continues a run of the same prior)."""
+    from medldm.models.prior import prior_folder
+
+    warm_start(prior_folder(prior), stage, model, ema)
+
+
 # --------------------------------------------------------------------------------------
 # Logs
 # --------------------------------------------------------------------------------------
