@@ -265,6 +265,7 @@ def test_retrospective_multicoil_run_scores_every_solver(tmp_path):
     assert "Coil maps: ESPIRiT" in text and "CG (classical)" in text
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["best_classical"] in ("cg", "tv")
+    assert saved["kspace_holdout"] is None  # a reference: no hold-out unless asked
 
 
 def test_acceleration_on_undersampled_data_is_refused(tmp_path):
@@ -307,6 +308,12 @@ def test_cli_kspace_run_writes_the_outputs(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["sampling_mask"] == "the non-zero k-space locations"
     assert metrics["reference"] is None and "psnr_db" not in metrics["ldm"]
+    # no reference: every method gets the k-space hold-out score, 5 splits by default
+    holdout = metrics["kspace_holdout"]["methods"]
+    assert {"latent_dds", "tv", "cg"} <= set(holdout)
+    assert all(v["n_splits"] == 5 and 0 < v["mean"] < 2 for v in holdout.values())
+    assert metrics["ldm"]["holdout_error"] == holdout["latent_dds"]["mean"]
+    assert "hold-out" in run.stdout and "k-space hold-out" in (out / "report.html").read_text()
     assert (out / "reconstruction.nii.gz").exists() and (out / "zero_filled.nii.gz").exists()
 
 

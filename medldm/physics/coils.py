@@ -222,6 +222,30 @@ def map_coverage(
     return float(energy[covered].sum()) / total if total > 0 else 0.0
 
 
+def calibration_region(mask: np.ndarray) -> tuple[int, int]:
+    """``(rows, cols)`` of the largest (by area) fully sampled block of ``mask`` centred as
+    :func:`estimate_sensitivities` takes it (start
+    ``(n - side + 1) // 2``); ``(0, 0)`` when the k-space centre itself is not sampled."""
+    mask = np.asarray(mask, bool)
+    n_rows, n_cols = mask.shape
+    holes = np.pad((~mask).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def full(rows: int, cols: int) -> bool:
+        r0, c0 = (n_rows - rows + 1) // 2, (n_cols - cols + 1) // 2
+        r1, c1 = r0 + rows, c0 + cols
+        return holes[r1, c1] - holes[r0, c1] - holes[r1, c0] + holes[r0, c0] == 0
+
+    best, cols = (0, 0), n_cols
+    for rows in range(1, n_rows + 1):  # blocks are nested: the widest block shrinks
+        while cols > 0 and not full(rows, cols):
+            cols -= 1
+        if cols == 0:
+            break
+        if rows * cols > best[0] * best[1]:
+            best = (rows, cols)
+    return best
+
+
 def _calibration_sides(region: int | Sequence[int], spatial: tuple[int, ...]) -> tuple:
     sides = (int(region),) * len(spatial) if isinstance(region, int) else tuple(region)
     if len(sides) != len(spatial):

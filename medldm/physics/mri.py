@@ -23,6 +23,8 @@ True
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from medldm.errors import InvalidInputError
@@ -97,6 +99,17 @@ class _CartesianMRI(LinearPhysics):
         """``M^+ y``: divide by the mask weight where it is > 0, zero elsewhere."""
         mask = self._mask_for(y, "k-space")
         return torch.where(mask > 0, y / torch.where(mask > 0, mask, 1), 0)
+
+    def with_mask(self, mask: torch.Tensor) -> _CartesianMRI:
+        """The same operator (coil maps, noise model) sampling ``mask`` instead, e.g. one
+        part of a k-space hold-out split (:mod:`medldm.physics.holdout`)."""
+        clone = copy.copy(self)
+        clone._buffers = dict(self._buffers)  # a shallow copy would share the mask buffer
+        clone.__dict__.pop("_norm_cache", None)
+        clone.mask = as_batched_mask(
+            torch.as_tensor(mask).to(self.mask.device), self.spatial_dims, "undersampling mask"
+        )
+        return clone
 
     def noise(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         # Unsampled k-space locations are not measured: they stay exactly zero.

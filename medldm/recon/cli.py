@@ -160,6 +160,7 @@ def _reconstruct_kspace(cfg: DictConfig, preset: Any) -> Any:
         acceleration=cfg.get("acceleration"),
         kspace_slice=cfg.get("kspace_slice"),
         coil_maps_from=str(cfg.get("coil_maps") or "acs"),
+        holdout_splits=cfg.get("holdout_splits"),
         device=str(cfg.device),
         precision=str(cfg.get("precision", "auto")),
         seed=int(cfg.seed),
@@ -180,6 +181,8 @@ def _measured_summary(m: dict[str, Any]) -> str:
             text += f" PSNR {values['psnr_db']:6.2f} dB  SSIM {values['ssim']:.4f}"
         if values.get("residual") is not None:
             text += f"  residual {values['residual']:.4f}"
+        if values.get("holdout_error") is not None:
+            text += f"  hold-out {values['holdout_error']:.4f} ± {values['holdout_error_std']:.4f}"
         if values.get("seconds") is not None:
             text += f"  {values['seconds']:.1f} s"
         lines.append(text)

@@ -38,7 +38,10 @@ Steps (each disclosed in ``metrics.json`` and ``report.html``):
    window) cannot follow the coil-combined phase of measured multi-coil images;
 7. **scores**: the relative data residual ``||A x - y|| / ||y||`` of every method; PSNR /
    SSIM / NMSE against the reference where there is one (magnitude, the reference's
-   units, data range = its max - min).
+   units, data range = its max - min); and, by default when there is no reference, the
+   **k-space hold-out error** of every method (:mod:`medldm.physics.holdout`: 5 seeded
+   splits, each method reconstructed from 90 % of the samples and scored on the held-out
+   10 %, mean and spread; ``holdout_splits=``).
 
 Example
 -------
@@ -64,6 +67,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +78,7 @@ from medldm.errors import InvalidInputError
 from medldm.io import MedImage
 from medldm.io.raw_mri import RawKSpace, read_raw_kspace, sampling_mask_from_zeros
 from medldm.physics.base import LinearPhysics
+from medldm.physics.coils import calibration_region
 from medldm.physics.mri import fftnc, ifftnc, rss
 from medldm.physics.phase import PhaseConstrained
 from medldm.problems.grid import GridPlan
@@ -193,30 +198,6 @@ class PriorGridMRI(LinearPhysics):
 
 
 # --- sampling and calibration -----------------------------------------------------------
-def calibration_region(mask: np.ndarray) -> tuple[int, int]:
-    """``(rows, cols)`` of the largest (by area) fully sampled block of ``mask`` centred as
-    :func:`medldm.physics.coils.estimate_sensitivities` takes it (start
-    ``(n - side + 1) // 2``); ``(0, 0)`` when the k-space centre itself is not sampled."""
-    mask = np.asarray(mask, bool)
-    n_rows, n_cols = mask.shape
-    holes = np.pad((~mask).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-
-    def full(rows: int, cols: int) -> bool:
-        r0, c0 = (n_rows - rows + 1) // 2, (n_cols - cols + 1) // 2
-        r1, c1 = r0 + rows, c0 + cols
-        return holes[r1, c1] - holes[r0, c1] - holes[r1, c0] + holes[r0, c0] == 0
-
-    best, cols = (0, 0), n_cols
-    for rows in range(1, n_rows + 1):  # blocks are nested: the widest block shrinks
-        while cols > 0 and not full(rows, cols):
-            cols -= 1
-        if cols == 0:
-            break
-        if rows * cols > best[0] * best[1]:
-            best = (rows, cols)
-    return best
-
-
 def espirit_kernel(region: tuple[int, int], n_coils: int) -> int | None:
     """The largest ESPIRiT kernel of :data:`ESPIRIT_KERNELS` that leaves at least as many
     kernel positions as its own size along both axes of ``region`` (fewer make unreliable
@@ -383,6 +364,7 @@ def reconstruct_kspace(
     classical: Sequence[str] | None = None,
     coil_maps_from: str = "acs",
     phase: str = "cg",
+    holdout_splits: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     seed: int = 0,
@@ -420,6 +402,10 @@ def reconstruct_kspace(
         ``"cg"`` (default): solvers that reconstruct a real magnitude behind a phase map
         (the LDM solvers, TV: ``phase="lowres"`` in their presets) get the phase of the
         CG-SENSE estimate; ``"lowres"``: their own low-resolution phase estimate.
+    holdout_splits:
+        k-space hold-out splits (:mod:`medldm.physics.holdout`): every method is also
+        reconstructed from 90 % of the samples and scored on the other 10 %, the no-reference
+        quality score. Default: 5 when there is no reference, 0 (off) when there is one.
     device, precision, seed, progress:
         ``"auto"`` picks the GPU when present; the prior's network precision (``auto``,
         ``fp32``, ``bf16``); the seed of a retrospective mask and of the sampler; progress
@@ -454,6 +440,7 @@ def reconstruct_kspace(
         classical=classical,
         coil_maps_from=coil_maps_from,
         phase=phase,
+        holdout_splits=holdout_splits,
     )
 
 
@@ -475,130 +462,50 @@ def reconstruct_measured(
     classical: Sequence[str] | None = None,
     coil_maps_from: str = "acs",
     phase: str = "cg",
+    holdout_splits: int | None = None,
 ) -> ReconResult:
     """The measured-data path of :func:`medldm.recon.pipeline.reconstruct` and of
     :func:`reconstruct_kspace` (``solver`` is rebuilt from the preset for the measured
-    operator; the argument is kept for the pipeline's call)."""
-    from medldm.physics.mri import MultiCoilMRI, SingleCoilMRI
-    from medldm.problems.configs import solver_for_operator
-
+    operator; the argument is kept for the pipeline's call). Stages: read and mask,
+    reference, coil maps, intensities, the prior's grid, solve every method, k-space
+    hold-out, scores."""
     del solver  # rebuilt below with the presets tuned for the measured operator
     if phase not in ("cg", "lowres"):
         raise InvalidInputError(f"unknown phase {phase!r}", fix="use 'cg' or 'lowres'")
-    raw = read_raw_kspace(kspace_path, kspace_slice)
-    shape = raw.shape
-    notes = [raw.describe(), *raw.notes]
-    file_mask = sampling_mask_from_zeros(raw.kspace)
-    fully_sampled = bool(file_mask.all())
-    if mask_path is not None:
-        mask, mask_source = _read_mask(Path(mask_path), shape), f"mask= ({Path(mask_path).name})"
-    elif acceleration is not None:
-        if not fully_sampled:
-            raise InvalidInputError(
-                f"acceleration= undersamples fully sampled k-space, but this file holds "
-                f"{100 * file_mask.mean():.1f} % of its k-space",
-                path=raw.path,
-                fix="drop acceleration= (the file's own sampling is used)",
-            )
-        mask = retrospective_mask(shape, acceleration, raw.phase_encode_axis, seed)
-        axis = {0: "rows", 1: "columns"}.get(raw.phase_encode_axis, "columns (axis unknown)")
-        mask_source = (
-            f"retrospective fastMRI random lines along the {axis}, {acceleration:g}x, "
-            f"centre fraction {0.32 / float(acceleration):.3g}, seed {seed}"
-        )
-    elif raw.mask is not None:
-        mask, mask_source = raw.mask, "the file's own mask"
-    else:
-        mask, mask_source = file_mask, "the non-zero k-space locations"
-    if not mask.any():
-        raise InvalidInputError("the sampling mask samples nothing", path=mask_path or raw.path)
     if coil_maps_from not in ("acs", "reference"):
         raise InvalidInputError(
             f"unknown coil_maps_from {coil_maps_from!r}", fix="use 'acs' or 'reference'"
         )
-    truth_picture, reference_info, reference_kspace = None, None, None
-    if reference is not None:
-        truth_picture, text, reference_kspace = _reference_image(
-            Path(reference), shape, kspace_slice
-        )
-        reference_info = {"kind": "file", "description": text}
-    elif fully_sampled and not mask.all():
-        truth_picture, reference_kspace = root_sum_of_squares(raw.kspace), raw.kspace
-        reference_info = {
-            "kind": "retrospective",
-            "description": "root sum of squares of the fully sampled input's coil images",
-        }
+    raw = read_raw_kspace(kspace_path, kspace_slice)
+    mask, mask_source = _sampling_mask(raw, mask_path, acceleration, seed)
+    truth_picture, reference_info, reference_kspace = _reference_for(
+        raw, mask, reference, kspace_slice
+    )
     measured = (raw.kspace * mask[None]).astype(np.complex64)
-    sampled_fraction = float(mask.mean())
-    accel = 1.0 / sampled_fraction
-    n_coils = raw.n_coils
-
-    # physics on the k-space's own grid
-    y_native = torch.from_numpy(measured)
-    if n_coils > 1:
-        maps_start = time.perf_counter()
-        if coil_maps_from == "reference":
-            if reference_kspace is None:
-                raise InvalidInputError(
-                    "coil_maps_from=reference needs fully sampled reference k-space",
-                    path=raw.path,
-                    fix="undersample a fully sampled file (acceleration=) or give "
-                    "reference=<fully sampled k-space>; else use coil_maps_from=acs",
-                )
-            full = np.ones(shape, bool)
-            maps, maps_text = coil_maps(torch.from_numpy(reference_kspace), full)
-            maps_text = "ORACLE maps from the fully sampled reference: " + maps_text
-        else:
-            maps, maps_text = coil_maps(y_native, mask)
-        maps_seconds = time.perf_counter() - maps_start
-        physics: LinearPhysics = MultiCoilMRI(torch.from_numpy(mask.copy()), maps)
-    else:
-        maps_text, maps_seconds = "single coil: no maps", 0.0
-        physics = SingleCoilMRI(torch.from_numpy(mask.copy()))
-
-    # intensities: the preset's rule through the model view, on the zero-filled image
+    physics, maps_text, maps_seconds = _measured_physics(
+        raw, mask, measured, reference_kspace, coil_maps_from
+    )
     zero_filled = root_sum_of_squares(measured)
     normalization = fit_intensity(intensity_rule(prior, preset.intensity), zero_filled, RAW_UNIT)
     scale = normalization.scale
-    y = (y_native / scale)[None].to(device)
+    y = (torch.from_numpy(measured) / scale)[None].to(device)
     physics = physics.to(device)
-
-    # the prior's grid (model view: rows towards A)
     plan = GridPlan.make(
-        (1, *shape), raw.spacing_mm, size=preset.grid_size, spacing_mm=preset.grid_spacing
+        (1, *raw.shape), raw.spacing_mm, size=preset.grid_size, spacing_mm=preset.grid_spacing
     )
-    working = PriorGridMRI(physics, plan).to(device)
-    operator = _operator_name(n_coils, accel)
-    sampler = torch.Generator(device=device).manual_seed(int(seed))
-
-    # the phase the magnitude solvers (LDM, TV) see: from the CG-SENSE estimate
-    cg_solver, cg_source = solver_for_operator("cg", operator)
-    cg_start = time.perf_counter()
-    cg_rec = cg_solver.solve(y, physics, None, generator=sampler)
-    cg_seconds = time.perf_counter() - cg_start
-    with torch.no_grad():
-        phase_native = _unit_phase(cg_rec.estimate)
-        phase_working = _unit_phase(working.from_native(cg_rec.estimate))
-
-    def build(name: str, options: dict[str, Any] | None = None) -> tuple[Any, str, bool]:
-        """The solver preset tuned for ``operator``; a magnitude solver (``phase="lowres"``)
-        is rebuilt without its own phase estimate, as it gets the CG-SENSE phase."""
-        solver_, source_ = solver_for_operator(name, operator, options)
-        magnitude = phase == "cg" and getattr(solver_, "phase", None) == "lowres"
-        if magnitude:
-            solver_, source_ = solver_for_operator(
-                name, operator, {**(options or {}), "phase": None}
-            )
-        return solver_, source_, magnitude
-
-    ldm_solver, ldm_source, ldm_magnitude = build(preset.solver, preset.solver_options)
-    solve_start = time.perf_counter()
-    ldm_physics = PhaseConstrained(working, phase_working) if ldm_magnitude else working
-    rec = ldm_solver.solve(y, ldm_physics, prior, generator=sampler)
-    ldm_seconds = time.perf_counter() - solve_start
-    ldm_estimate = (
-        rec.estimate.to(phase_working.dtype) * phase_working if ldm_magnitude else (rec.estimate)
+    methods = _MeasuredMethods(
+        preset=preset,
+        prior=prior,
+        plan=plan,
+        operator=_operator_name(raw.n_coils, 1.0 / float(mask.mean())),
+        phase=phase,
+        classical=_classical_names(preset, classical) if baseline else [],
+        device=device,
+        seed=int(seed),
     )
+    solved = methods.solve(y, physics)
+    n_splits = (0 if truth_picture is not None else 5) if holdout_splits is None else holdout_splits
+    holdout = _holdout_scores(methods, y, physics, mask, n_splits, progress)
 
     def to_stack(native: torch.Tensor) -> np.ndarray:
         """A native-grid estimate (1, 1, rows, cols) -> model-view stack in input units."""
@@ -606,110 +513,27 @@ def reconstruct_measured(
         return picture_to_model(magnitude) * scale
 
     truth = None if truth_picture is None else picture_to_model(truth_picture)[None]
-    with torch.no_grad():
-        estimate = to_stack(working.to_native(ldm_estimate))
-    std = np.zeros_like(estimate)
-    if rec.std is not None:
-        std = plan.from_working(rec.std.detach().abs().to("cpu", torch.float32).numpy()[:, 0])
-        std = np.abs(std) * scale
+    images = {name: to_stack(method.estimate) for name, method in solved.items()}
+    ldm = solved[methods.ldm_name]
+    std = np.zeros_like(images[methods.ldm_name])
+    if ldm.reconstruction.std is not None:
+        std = ldm.reconstruction.std.detach().abs().to("cpu", torch.float32).numpy()[:, 0]
+        std = np.abs(plan.from_working(std)) * scale
     direct = picture_to_model(zero_filled)[None]
-    metrics: dict[str, Any] = {
-        "preset": preset.name,
-        "solver": ldm_solver.name,
-        "solver_preset": ldm_source,
-        "prior": getattr(prior, "name", None),
-        "baseline_solver": preset.baseline if baseline else None,
-        "physics": (
-            f"measured {n_coils}-coil Cartesian k-space"
-            + (" (SENSE)" if n_coils > 1 else "")
-            + f", {accel:.2f}x ({100 * sampled_fraction:.1f} % sampled)"
-        ),
-        "input": raw.describe(),
-        "reading": raw.notes,
-        "sampling_mask": mask_source,
-        "acceleration": round(accel, 3),
-        "coil_maps": maps_text,
-        "coil_maps_seconds": round(maps_seconds, 3),
-        "tuned_for": operator,
-        "slices": 1,
-        "volume_mode": False,
-        "grid": _grid_text(plan),
-        "orientation": "the k-space's image is taken with row 0 at the top (anterior); "
-        "rows are reversed into the model view (rows towards A) and back for the outputs",
-        "intensity": f"{preset.intensity}: {normalization.method or 'rule'} fitted to the "
-        f"zero-filled root-sum-of-squares image: low {normalization.low:.6g}, high "
-        f"{normalization.high:.6g} ({RAW_UNIT}); k-space divided by high - low = "
-        f"{scale:.6g} (the offset low is not subtracted: k-space is linear), outputs "
-        "multiplied back",
-        "convention": "measured data: relative data residual ||A x - y|| / ||y|| on the "
-        "measured k-space for every method"
-        + (
-            "; PSNR/SSIM/NMSE of magnitudes against the reference ("
-            + reference_info["description"]
-            + "), data range = its max - min, whole image"
-            if reference_info
-            else "; no reference, so no PSNR/SSIM"
-        ),
-        "reference": reference_info,
+    context = {
+        "raw": raw,
+        "mask": mask,
+        "mask_source": mask_source,
+        "maps_text": maps_text,
+        "maps_seconds": maps_seconds,
+        "normalization": normalization,
+        "reference_info": reference_info,
         "seed": int(seed),
-        "device": str(device),
-        "ldm": {
-            "nfe": rec.nfe,
-            "seconds": round(ldm_seconds, 3),
-            "residual": rec.residual,
-            "residual_over_noise": rec.residual_over_noise,
-            "n_samples": rec.info.get("n_samples"),
-            **_scores(estimate, truth),
-        },
+        "device": device,
     }
-    metrics["direct"] = {
-        "image": "root sum of squares of the zero-filled coil images",
-        **_scores(direct, truth),
-    }
-    images: dict[str, np.ndarray] = {}
-    metrics["classical"] = {}
-    magnitude_solvers = [ldm_solver.name] if ldm_magnitude else []
-    for name in _classical_names(preset, classical) if baseline else []:
-        start = time.perf_counter()
-        if name == "cg":  # already run, for the phase
-            solved, source, seconds = cg_rec, cg_source, cg_seconds
-            native = solved.estimate
-        else:
-            classical_solver, source, magnitude = build(name)
-            solver_physics = PhaseConstrained(physics, phase_native) if magnitude else physics
-            solved = classical_solver.solve(y, solver_physics, None, generator=sampler)
-            native = solved.estimate * phase_native if magnitude else solved.estimate
-            seconds = time.perf_counter() - start
-            if magnitude:
-                magnitude_solvers.append(name)
-        images[name] = to_stack(native)
-        metrics["classical"][name] = {
-            "seconds": round(seconds, 3),
-            "residual": solved.residual,
-            "preset": source,
-            **_scores(images[name], truth),
-        }
-    metrics["phase"] = (
-        f"{', '.join(magnitude_solvers)}: a real magnitude behind the phase of the CG-SENSE "
-        f"estimate ({cg_source}) instead of their own low-resolution phase (a Gaussian k-space "
-        "window of 4 % of the matrix, too coarse for the coil-combined phase of measured "
-        "multi-coil data)"
-        if magnitude_solvers
-        else "every solver estimates a complex image (or its own phase)"
-    )
-    if baseline and preset.baseline in metrics["classical"]:
-        metrics["baseline"] = metrics["classical"][preset.baseline]
-    if truth is not None and metrics["classical"]:
-        best = max(metrics["classical"], key=lambda n: metrics["classical"][n]["psnr_db"])
-        metrics["best_classical"] = best
-        metrics["ldm_minus_best_classical_psnr_db"] = (
-            metrics["ldm"]["psnr_db"] - metrics["classical"][best]["psnr_db"]
-        )
-        if "baseline" in metrics:
-            metrics["ldm_minus_baseline_psnr_db"] = (
-                metrics["ldm"]["psnr_db"] - metrics["baseline"]["psnr_db"]
-            )
+    metrics = _measured_metrics(methods, solved, images, truth, direct, holdout, context)
     metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+    estimate = images.pop(methods.ldm_name)
     source = _source_image(raw)
     return ReconResult(
         preset=preset,
@@ -720,15 +544,334 @@ def reconstruct_measured(
         reconstruction=estimate.astype(np.float32),
         std=np.asarray(std, np.float32),
         direct=direct.astype(np.float32),
-        baseline=images.pop(preset.baseline, None),
+        baseline=images.pop(preset.baseline, None) if baseline else None,
         other_baselines=images,
         measurement=measured,
         sampling_mask=mask,
         metrics=metrics,
         grid=plan,
         simulated=False,
-        notes=[*notes, metrics["grid"], maps_text],
+        notes=[raw.describe(), *raw.notes, metrics["grid"], maps_text],
     )
+
+
+# --- stages of the measured path ----------------------------------------------------------
+def _sampling_mask(
+    raw: RawKSpace, mask_path: Any, acceleration: float | None, seed: int
+) -> tuple[np.ndarray, str]:
+    """The sampling mask and where it came from (``mask=``, a retrospective
+    ``acceleration=``, the file's own mask, or the non-zero k-space locations)."""
+    file_mask = sampling_mask_from_zeros(raw.kspace)
+    if mask_path is not None:
+        mask, source = _read_mask(Path(mask_path), raw.shape), f"mask= ({Path(mask_path).name})"
+    elif acceleration is not None:
+        if not file_mask.all():
+            raise InvalidInputError(
+                f"acceleration= undersamples fully sampled k-space, but this file holds "
+                f"{100 * file_mask.mean():.1f} % of its k-space",
+                path=raw.path,
+                fix="drop acceleration= (the file's own sampling is used)",
+            )
+        mask = retrospective_mask(raw.shape, acceleration, raw.phase_encode_axis, seed)
+        axis = {0: "rows", 1: "columns"}.get(raw.phase_encode_axis, "columns (axis unknown)")
+        source = (
+            f"retrospective fastMRI random lines along the {axis}, {acceleration:g}x, "
+            f"centre fraction {0.32 / float(acceleration):.3g}, seed {seed}"
+        )
+    elif raw.mask is not None:
+        mask, source = raw.mask, "the file's own mask"
+    else:
+        mask, source = file_mask, "the non-zero k-space locations"
+    if not mask.any():
+        raise InvalidInputError("the sampling mask samples nothing", path=mask_path or raw.path)
+    return mask, source
+
+
+def _reference_for(
+    raw: RawKSpace, mask: np.ndarray, reference: Any, kspace_slice: int | None
+) -> tuple[np.ndarray | None, dict[str, str] | None, np.ndarray | None]:
+    """The reference picture, its description and its k-space: ``reference=``, else the
+    fully sampled input itself when the mask undersamples it, else none."""
+    if reference is not None:
+        picture, text, kspace = _reference_image(Path(reference), raw.shape, kspace_slice)
+        return picture, {"kind": "file", "description": text}, kspace
+    if sampling_mask_from_zeros(raw.kspace).all() and not mask.all():
+        info = {
+            "kind": "retrospective",
+            "description": "root sum of squares of the fully sampled input's coil images",
+        }
+        return root_sum_of_squares(raw.kspace), info, raw.kspace
+    return None, None, None
+
+
+def _measured_physics(
+    raw: RawKSpace,
+    mask: np.ndarray,
+    measured: np.ndarray,
+    reference_kspace: np.ndarray | None,
+    coil_maps_from: str,
+) -> tuple[LinearPhysics, str, float]:
+    """The operator on the k-space's own grid, how its coil maps were made and their time."""
+    from medldm.physics.mri import MultiCoilMRI, SingleCoilMRI
+
+    if raw.n_coils == 1:
+        return SingleCoilMRI(torch.from_numpy(mask.copy())), "single coil: no maps", 0.0
+    start = time.perf_counter()
+    if coil_maps_from == "reference":
+        if reference_kspace is None:
+            raise InvalidInputError(
+                "coil_maps_from=reference needs fully sampled reference k-space",
+                path=raw.path,
+                fix="undersample a fully sampled file (acceleration=) or give "
+                "reference=<fully sampled k-space>; else use coil_maps_from=acs",
+            )
+        full = np.ones(raw.shape, bool)
+        maps, text = coil_maps(torch.from_numpy(reference_kspace), full)
+        text = "ORACLE maps from the fully sampled reference: " + text
+    else:
+        maps, text = coil_maps(torch.from_numpy(measured), mask)
+    physics = MultiCoilMRI(torch.from_numpy(mask.copy()), maps)
+    return physics, text, time.perf_counter() - start
+
+
+@dataclass
+class _Solved:
+    """One method's estimate on the k-space's own grid and how it was made."""
+
+    estimate: torch.Tensor
+    reconstruction: Any
+    seconds: float
+    source: str
+    magnitude: bool
+
+
+@dataclass
+class _MeasuredMethods:
+    """The LDM solver and the classical solvers of a measured run, solvable on any mask
+    (the whole measurement, or the kept part of a hold-out split)."""
+
+    preset: Preset
+    prior: Any
+    plan: GridPlan
+    operator: str
+    phase: str
+    classical: list[str]
+    device: torch.device
+    seed: int
+
+    @property
+    def ldm_name(self) -> str:
+        return str(self.preset.solver)
+
+    def build(self, name: str, options: dict[str, Any] | None = None) -> tuple[Any, str, bool]:
+        """The solver preset tuned for the operator; a magnitude solver (``phase="lowres"``)
+        is rebuilt without its own phase estimate, as it gets the CG-SENSE phase."""
+        from medldm.problems.configs import solver_for_operator
+
+        solver, source = solver_for_operator(name, self.operator, options)
+        magnitude = self.phase == "cg" and getattr(solver, "phase", None) == "lowres"
+        if magnitude:
+            solver, source = solver_for_operator(
+                name, self.operator, {**(options or {}), "phase": None}
+            )
+        return solver, source, magnitude
+
+    def solve(self, y: torch.Tensor, physics: LinearPhysics) -> dict[str, _Solved]:
+        """Every method on ``y``: the LDM (on the prior's grid) first, then the classical
+        ones (CG-SENSE always runs: it gives the magnitude solvers their phase)."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        cg = self._timed("cg", None, y, physics, None, generator)
+        phase_native = _unit_phase(cg.estimate)
+        working = PriorGridMRI(physics, self.plan).to(self.device)
+        with torch.no_grad():
+            phase_working = _unit_phase(working.from_native(cg.estimate))
+        solved = {}
+        ldm = self._timed(
+            self.ldm_name, self.preset.solver_options, y, working, phase_working, generator
+        )
+        with torch.no_grad():
+            ldm.estimate = working.to_native(ldm.estimate)
+        solved[self.ldm_name] = ldm
+        for name in self.classical:
+            if name == "cg":
+                solved[name] = cg
+            else:
+                solved[name] = self._timed(name, None, y, physics, phase_native, generator)
+        return solved
+
+    def _timed(
+        self,
+        name: str,
+        options: dict[str, Any] | None,
+        y: torch.Tensor,
+        physics: LinearPhysics,
+        phase: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> _Solved:
+        """Solve with one method; a magnitude solver sees ``physics`` behind ``phase``."""
+        solver, source, magnitude = self.build(name, options)
+        magnitude = magnitude and phase is not None
+        prior = self.prior if name == self.ldm_name else None
+        start = time.perf_counter()
+        solver_physics = PhaseConstrained(physics, phase) if magnitude else physics
+        rec = solver.solve(y, solver_physics, prior, generator=generator)
+        estimate = rec.estimate.to(phase.dtype) * phase if magnitude else rec.estimate
+        return _Solved(estimate, rec, time.perf_counter() - start, source, magnitude)
+
+
+def _holdout_scores(
+    methods: _MeasuredMethods,
+    y: torch.Tensor,
+    physics: LinearPhysics,
+    mask: np.ndarray,
+    n_splits: int,
+    progress: bool,
+) -> dict[str, Any] | None:
+    """k-space hold-out (:mod:`medldm.physics.holdout`): every method reconstructs from 90 %
+    of the samples, ``n_splits`` seeded splits, and is scored on the other 10 %."""
+    from tqdm import tqdm
+
+    from medldm.physics.holdout import holdout_error, holdout_splits, summarize
+
+    if n_splits <= 0:
+        return None
+    centre = calibration_region(mask)
+    splits = holdout_splits(
+        mask, n_splits=n_splits, fraction=0.1, keep_centre=centre, seed=methods.seed
+    )
+    errors: dict[str, list[float]] = {}
+    for split in tqdm(splits, desc="k-space hold-out", disable=not progress):
+        kept = split.kept.to(y.device)
+        solved = methods.solve(y * kept, physics.with_mask(kept))
+        for name, method in solved.items():
+            error = holdout_error(physics, method.estimate, y, split.held.to(y.device))
+            errors.setdefault(name, []).append(error)
+    return {
+        "description": f"each method reconstructed from the kept part of {n_splits} seeded "
+        f"splits that hold out {100 * splits[0].held_fraction:.1f} % of the samples (drawn "
+        f"uniformly outside the {centre[0]}x{centre[1]} calibration centre), scored by "
+        "||held-out k-space - prediction|| / ||held-out k-space|| (lower is better)",
+        "methods": {name: summarize(values) for name, values in errors.items()},
+    }
+
+
+def _measured_metrics(
+    methods: _MeasuredMethods,
+    solved: dict[str, _Solved],
+    images: dict[str, np.ndarray],
+    truth: np.ndarray | None,
+    direct: np.ndarray,
+    holdout: dict[str, Any] | None,
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """``metrics.json`` of a measured run (see the module docstring for the fields)."""
+    raw, normalization = context["raw"], context["normalization"]
+    reference_info = context["reference_info"]
+    ldm = solved[methods.ldm_name]
+    accel = 1.0 / float(context["mask"].mean())
+    n_coils = raw.n_coils
+    holdout_methods = (holdout or {}).get("methods", {})
+    metrics: dict[str, Any] = {
+        "preset": methods.preset.name,
+        "solver": methods.ldm_name,
+        "solver_preset": ldm.source,
+        "prior": getattr(methods.prior, "name", None),
+        "baseline_solver": methods.preset.baseline if methods.classical else None,
+        "physics": (
+            f"measured {n_coils}-coil Cartesian k-space"
+            + (" (SENSE)" if n_coils > 1 else "")
+            + f", {accel:.2f}x ({100 / accel:.1f} % sampled)"
+        ),
+        "input": raw.describe(),
+        "reading": raw.notes,
+        "sampling_mask": context["mask_source"],
+        "acceleration": round(accel, 3),
+        "coil_maps": context["maps_text"],
+        "coil_maps_seconds": round(context["maps_seconds"], 3),
+        "tuned_for": methods.operator,
+        "slices": 1,
+        "volume_mode": False,
+        "grid": _grid_text(methods.plan),
+        "orientation": "the k-space's image is taken with row 0 at the top (anterior); "
+        "rows are reversed into the model view (rows towards A) and back for the outputs",
+        "intensity": f"{methods.preset.intensity}: {normalization.method or 'rule'} fitted to "
+        f"the zero-filled root-sum-of-squares image: low {normalization.low:.6g}, high "
+        f"{normalization.high:.6g} ({RAW_UNIT}); k-space divided by high - low = "
+        f"{normalization.scale:.6g} (the offset low is not subtracted: k-space is linear), "
+        "outputs multiplied back",
+        "convention": "measured data: relative data residual ||A x - y|| / ||y|| on the "
+        "measured k-space for every method"
+        + (
+            "; PSNR/SSIM/NMSE of magnitudes against the reference ("
+            + reference_info["description"]
+            + "), data range = its max - min, whole image"
+            if reference_info
+            else "; no reference, so no PSNR/SSIM"
+        ),
+        "reference": reference_info,
+        "seed": context["seed"],
+        "device": str(context["device"]),
+        "ldm": {
+            "nfe": ldm.reconstruction.nfe,
+            "seconds": round(ldm.seconds, 3),
+            "residual": ldm.reconstruction.residual,
+            "residual_over_noise": ldm.reconstruction.residual_over_noise,
+            "n_samples": ldm.reconstruction.info.get("n_samples"),
+            **_scores(images[methods.ldm_name], truth),
+            **_holdout_entry(holdout_methods.get(methods.ldm_name)),
+        },
+        "direct": {
+            "image": "root sum of squares of the zero-filled coil images",
+            **_scores(direct, truth),
+        },
+        "classical": {
+            name: {
+                "seconds": round(solved[name].seconds, 3),
+                "residual": solved[name].reconstruction.residual,
+                "preset": solved[name].source,
+                **_scores(images[name], truth),
+                **_holdout_entry(holdout_methods.get(name)),
+            }
+            for name in methods.classical
+        },
+        "kspace_holdout": holdout,
+    }
+    magnitude = [name for name, method in solved.items() if method.magnitude]
+    metrics["phase"] = (
+        f"{', '.join(magnitude)}: a real magnitude behind the phase of the CG-SENSE "
+        f"estimate ({solved['cg'].source if 'cg' in solved else 'cg'}) instead of their own "
+        "low-resolution phase (a Gaussian k-space window of 4 % of the matrix, too coarse "
+        "for the coil-combined phase of measured multi-coil data)"
+        if magnitude
+        else "every solver estimates a complex image (or its own phase)"
+    )
+    _add_comparisons(metrics, methods.preset.baseline, truth is not None)
+    return metrics
+
+
+def _holdout_entry(summary: dict[str, Any] | None) -> dict[str, float]:
+    """The hold-out mean and spread of one method, for its row in ``metrics.json``."""
+    if summary is None:
+        return {}
+    return {"holdout_error": summary["mean"], "holdout_error_std": summary["std"]}
+
+
+def _add_comparisons(metrics: dict[str, Any], baseline: str | None, scored: bool) -> None:
+    """The baseline's row, the best classical method and the LDM's lead over both."""
+    classical = metrics["classical"]
+    if baseline in classical:
+        metrics["baseline"] = classical[baseline]
+    if not (scored and classical):
+        return
+    best = max(classical, key=lambda n: classical[n]["psnr_db"])
+    metrics["best_classical"] = best
+    metrics["ldm_minus_best_classical_psnr_db"] = (
+        metrics["ldm"]["psnr_db"] - classical[best]["psnr_db"]
+    )
+    if "baseline" in metrics:
+        metrics["ldm_minus_baseline_psnr_db"] = (
+            metrics["ldm"]["psnr_db"] - metrics["baseline"]["psnr_db"]
+        )
 
 
 def _unit_phase(image: torch.Tensor) -> torch.Tensor:

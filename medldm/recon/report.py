@@ -96,17 +96,42 @@ def _metrics_rows(metrics: dict[str, Any]) -> str:
         psnr = values.get("psnr_db")
         ssim = values.get("ssim")
         residual = values.get("residual")
-        rows.append(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                html.escape(label),
-                "" if psnr is None else f"{psnr:.2f}",
-                "" if ssim is None else f"{ssim:.4f}",
-                "" if residual is None else f"{residual:.4f}",
-                values.get("nfe", ""),
-                "" if values.get("seconds") is None else f"{values['seconds']:.1f}",
-            )
-        )
+        cells = [
+            html.escape(label),
+            "" if psnr is None else f"{psnr:.2f}",
+            "" if ssim is None else f"{ssim:.4f}",
+            "" if residual is None else f"{residual:.4f}",
+        ]
+        if metrics.get("kspace_holdout"):
+            held = values.get("holdout_error")
+            spread = values.get("holdout_error_std", 0.0)
+            cells.append("" if held is None else f"{held:.4f} &plusmn; {spread:.4f}")
+        cells += [
+            str(values.get("nfe", "")),
+            "" if values.get("seconds") is None else f"{values['seconds']:.1f}",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return "\n".join(rows)
+
+
+def _holdout_header(metrics: dict[str, Any]) -> str:
+    """The hold-out column's header, when the run has one."""
+    if not metrics.get("kspace_holdout"):
+        return ""
+    return "<th>k-space hold-out error (mean &plusmn; std over splits)</th>"
+
+
+def _holdout_note(metrics: dict[str, Any]) -> str:
+    """How the hold-out error was made, under the metrics table."""
+    holdout = metrics.get("kspace_holdout")
+    if not holdout:
+        return ""
+    return (
+        "<p class='note'>k-space hold-out (a score without a reference; lower is better): "
+        + html.escape(holdout["description"])
+        + ". It ranks methods on this scan; measurement noise in the held-out samples sets "
+        "the same floor for every method.</p>"
+    )
 
 
 def _uncertainty_paragraph(metrics: dict[str, Any], interval_note: str) -> str:
@@ -212,14 +237,17 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 {verdict}
 <h2>Metrics</h2>
 <table id="metrics"><thead><tr><th>method</th><th>PSNR (dB)</th><th>SSIM</th>
-<th>data residual ||Ax-y||/||y||</th><th>NFE</th><th>seconds</th></tr></thead><tbody>
+<th>data residual ||Ax-y||/||y||</th>{_holdout_header(m)}<th>NFE</th><th>seconds</th></tr>
+</thead><tbody>
 {_metrics_rows(m)}
 </tbody></table>
+{_holdout_note(m)}
 <p class="note">Convention: {html.escape(str(m.get("convention", "")))}.
 {
         "Simulated measurement (seed " + str(m.get("seed")) + ")."
         if result.simulated
-        else "Measured data: no ground truth, only the data residual is reported."
+        else "Measured data: no ground truth, only the data residual and the k-space "
+        "hold-out error (where run) are reported."
         if result.truth is None
         else "Measured data, scored against the reference."
     }
