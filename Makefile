@@ -2,15 +2,18 @@
 #   make demo   - create .venv, install medldm, run the main job
 #   make test   - create/refresh the same .venv with the dev extras, check the import layers
 #                 (lint-imports, contracts in pyproject.toml), run the whole test suite
+#   make docs   - build the documentation site into docs/_build/html (warnings are errors;
+#                 the gallery's examples run)
 # Both are idempotent: the install steps rerun only when pyproject.toml or setup.py changes.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# torch is pinned to the CPU build that lies on these machines' disk (see pyproject.toml).
+# pyproject.toml declares a range of torch releases; install the CPU build that lies on these
+# machines' disk first, the release the test suite runs on.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint clean-venv browser bart
+.PHONY: demo test docs lint clean-venv browser bart
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +53,18 @@ test: $(VENV)/.stamp-dev browser bart
 	$(VENV)/bin/ruff check medldm tests benchmarks
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
+
+$(VENV)/.stamp-docs: pyproject.toml setup.py $(VENV)/.stamp-base
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+# Sphinx (MyST pages, autodoc, sphinx-gallery): from a clean build folder, so that every
+# page is reread and every gallery example runs; -W fails the build on any warning, after
+# reporting all of them (--keep-going).
+docs: $(VENV)/.stamp-docs
+	rm -rf docs/_build docs/auto_gallery
+	$(VENV)/bin/sphinx-build -E -W --keep-going -b html docs docs/_build/html
+	@echo "documentation: docs/_build/html/index.html"
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check medldm tests benchmarks

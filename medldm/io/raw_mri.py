@@ -4,24 +4,24 @@ One function, :func:`read_raw_kspace`, reads five formats into one record,
 :class:`RawKSpace` (k-space ``complex64 (coils, rows, cols)`` of one 2D slice, the pixel
 spacing in mm, the sampling mask when the file has one, and the file's metadata):
 
-==================  ==========================================================================
-format              what is read
-==================  ==========================================================================
-``.npy``            a complex array ``(rows, cols)`` (one coil), ``(coils, rows, cols)`` or
-                    ``(slices, coils, rows, cols)``, centred; no geometry (1 mm assumed)
-``.cfl`` + ``.hdr`` BART: dims ``[x, y, z, coils, ...]`` (column-major); ``rows = x`` (dim 0,
-                    the readout), ``cols = y`` (dim 1, phase encoding); no geometry
-``.dat``            Siemens twix (VB or VD/VE, multi-raid) via ``twixtools``: the last
-                    measurement (the image scan), its imaging lines ``rows = lines (ky)``,
-                    ``cols = samples (kx)``; readout oversampling removed where the header's
-                    factor matches the samples per line; spacing = FOV / matrix
-``.h5`` (ISMRMRD)   an ISMRMRD dataset (``/dataset/data`` + ``/dataset/xml``) via ``ismrmrd``:
-                    rows = ``kspace_encode_step_1``, cols = samples; oversampling removed when
-                    the encoded matrix is a multiple of the reconstructed one
-``.h5`` (fastMRI)   a ``kspace`` dataset ``(slices, rows, cols)`` (single-coil) or
-                    ``(slices, coils, rows, cols)`` (multi-coil), its ``mask`` if present and
-                    spacing from its ``ismrmrd_header`` (readout oversampling removed as above)
-==================  ==========================================================================
+====================  ==========================================================================
+format                what is read
+====================  ==========================================================================
+``.npy``              a complex array ``(rows, cols)`` (one coil), ``(coils, rows, cols)`` or
+                      ``(slices, coils, rows, cols)``, centred; no geometry (1 mm assumed)
+``.cfl`` + ``.hdr``   BART: dims ``[x, y, z, coils, ...]`` (column-major); ``rows = x`` (dim 0,
+                      the readout), ``cols = y`` (dim 1, phase encoding); no geometry
+``.dat``              Siemens twix (VB or VD/VE, multi-raid) via ``twixtools``: the last
+                      measurement (the image scan), its imaging lines ``rows = lines (ky)``,
+                      ``cols = samples (kx)``; readout oversampling removed where the header's
+                      factor matches the samples per line; spacing = FOV / matrix
+``.h5`` (ISMRMRD)     an ISMRMRD dataset (``/dataset/data`` + ``/dataset/xml``) via ``ismrmrd``:
+                      rows = ``kspace_encode_step_1``, cols = samples; oversampling removed when
+                      the encoded matrix is a multiple of the reconstructed one
+``.h5`` (fastMRI)     a ``kspace`` dataset ``(slices, rows, cols)`` (single-coil) or
+                      ``(slices, coils, rows, cols)`` (multi-coil), its ``mask`` if present and
+                      spacing from its ``ismrmrd_header`` (readout oversampling removed as above)
+====================  ==========================================================================
 
 Conventions: k-space is centred (DC at index ``n // 2`` of each axis, as
 :func:`medldm.physics.mri.fftnc` places it); averages are summed over; a file with several

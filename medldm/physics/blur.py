@@ -145,6 +145,8 @@ def airy_psf(
     refractive_index:
         Immersion medium (1.0 air, 1.33 water, 1.515 oil); at least the NA.
 
+    Examples
+    --------
     >>> psf = airy_psf((33, 33), numerical_aperture=1.4, wavelength_um=0.52,
     ...                pixel_size_um=0.05, refractive_index=1.515)
     >>> psf.shape, round(float(psf.sum()), 6)

@@ -5,7 +5,7 @@ DAPS decouples consecutive noise levels: from the current noisy latent it estima
 clean latent with the prior alone (a short probability-flow ODE solve), samples a clean
 latent that also fits the data by Langevin dynamics, and re-noises it to the next, lower
 noise level — so data-fitting errors made at one level are not carried along the
-trajectory:
+trajectory::
 
     z ~ N(0, I) at t_0 = T
     for i, t in the annealing schedule (``n_anneal`` levels, high to low noise):
@@ -68,8 +68,7 @@ class LatentDAPS(LatentSolverBase):
     measurement_sigma:
         ``s_y``, the assumed noise level of the data term (in the units of ``y``); the
         physics' own noise level when ``None`` (with a floor of 0.01).
-    n_samples, final_dc, final_dc_weight, final_dc_iter, normalization, phase, slice_axis,
-    progress:
+    n_samples, final_dc, final_dc_weight, final_dc_iter, normalization, phase, slice_axis, progress:
         As in :class:`~medldm.solvers.latent_dds.LatentDDS`.
     """
 

@@ -4,7 +4,7 @@ Our latent version of Decomposed Diffusion Sampling (DDS; Chung, Lee & Ye, "Deco
 Diffusion Sampler for Accelerating Large-Scale Inverse Problems", ICLR 2024). DDS observes
 that the Tweedie estimate ``x0(x_t)`` lies near the clean-data manifold, so a few conjugate
 gradient steps on the data term started *from* it stay near the manifold — no
-back-propagation through the network is needed. Carried to a latent prior:
+back-propagation through the network is needed. Carried to a latent prior::
 
     z_T ~ N(0, I)
     for t, t' in the DDIM schedule (at most ~50 steps):

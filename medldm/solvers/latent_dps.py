@@ -4,7 +4,7 @@ Diffusion Posterior Sampling (Chung et al., "Diffusion Posterior Sampling for Ge
 Inverse Problems", ICLR 2023) run on a latent prior, as in the latent-DPS baseline of Rout
 et al. (2023). At every step the Tweedie estimate of the clean latent is decoded, the data
 misfit measured, and its gradient with respect to ``z_t`` (through decoder *and* denoiser)
-nudges the unconditional update:
+nudges the unconditional update::
 
     z_T ~ N(0, I)
     for t, t' in the schedule (1000 steps in the paper):
@@ -54,8 +54,7 @@ class LatentDPS(LatentSolverBase):
         ``zeta``: the guidance step on ``grad ||y - A D(z0)||``.
     eta:
         Stochasticity of the unconditional update (1: DDPM-like ancestral sampling).
-    n_samples, final_dc, final_dc_weight, final_dc_iter, normalization, phase, slice_axis,
-    progress:
+    n_samples, final_dc, final_dc_weight, final_dc_iter, normalization, phase, slice_axis, progress:
         As in :class:`~medldm.solvers.latent_dds.LatentDDS`.
     """
 

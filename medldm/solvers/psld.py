@@ -2,7 +2,7 @@
 
 Latent DPS plus a "gluing" term that asks the latent to be a fixed point of
 decode -> enforce the measurement -> encode, so the decoder's output does not drift off
-the data manifold:
+the data manifold::
 
     for t, t' in the schedule:
         z0  = Tweedie(z_t);  x0 = D(z0)

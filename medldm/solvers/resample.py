@@ -4,7 +4,7 @@
 DDIM sampling in latent space where, at chosen steps, the Tweedie estimate is replaced by
 one that *fits the measurement* (hard data consistency, by optimisation), and the next
 latent is then re-drawn around it (stochastic resampling) so the trajectory stays on the
-noisy manifold:
+noisy manifold::
 
     for t, t' in the DDIM schedule:
         z0 = Tweedie(z_t)
@@ -67,8 +67,7 @@ class ReSample(LatentSolverBase):
         Latent step: Adam iterations and learning rate on ``||y - A D(z)||^2``.
     gamma:
         Resampling variance scale (the paper's ``gamma``, 40 in their code).
-    n_samples, final_dc, final_dc_weight, final_dc_iter, normalization, phase, slice_axis,
-    progress:
+    n_samples, final_dc, final_dc_weight, final_dc_iter, normalization, phase, slice_axis, progress:
         As in :class:`~medldm.solvers.latent_dds.LatentDDS`.
     """
 
