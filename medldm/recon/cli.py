@@ -8,9 +8,11 @@ rerun into the same ``output_dir`` skips the jobs that finished, e.g.::
 
     medldm-recon -m input=a.nii.gz,b.nii.gz output_dir=batch/ hydra/launcher=joblib
     medldm-recon -m input=a.nii.gz,b.nii.gz output_dir=batch/ \
-        hydra/launcher=submitit_slurm hydra.launcher.partition=gpu  # README
+        hydra/launcher=submitit_slurm hydra.launcher.partition=gpu  # docs: clusters
 
-Run ``medldm-recon --help`` for the options; the README shows one line per preset.
+Run ``medldm-recon --help`` for the presets, the inputs and examples (the help template
+``hydra/help=medldm_recon``, registered below); the documentation's user guide
+(``docs/user_guide/reconstruct.md``) has one line per preset.
 """
 
 from __future__ import annotations
@@ -36,6 +38,93 @@ OmegaConf.register_new_resolver(
 )
 
 STUDY_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".dcm", ".npy", ".h5")
+
+HELP_HEADER = """\
+medldm-recon: reconstruct an image, from a simulated measurement of it or from measured
+raw data, with a latent-diffusion prior, next to a classical baseline on the same data. A
+Hydra app: every option is key=value; -m runs a sweep (one job per value, e.g. per input).
+"""
+
+HELP_INPUTS = """\
+== Inputs (one of them; none: the preset's example input, shipped, no download) ==
+  input=PATH      a NIfTI file, a DICOM series folder (or file), a TIFF/OME-TIFF, or a
+                  folder of studies (one run each into output_dir/<study>/)
+  kspace=PATH     measured MRI raw k-space of one 2D slice, single- or multi-coil: .npy,
+                  BART .cfl/.hdr, Siemens twix .dat, ISMRMRD or fastMRI .h5; with mask=,
+                  reference=, acceleration=4|8, kspace_slice=, coil_maps=acs|reference,
+                  holdout_splits= (the no-reference score), grid_solve=tv|least_squares|none
+  sinogram=PATH   measured parallel-beam CT projections, Data Exchange HDF5: FBP and TV
+                  per detector row; with rotation_centre=, sinogram_tv_weight=
+
+== Other options ==
+  output_dir=DIR (default: outputs/recon/<date>_<time>)   overwrite=true
+  device=auto|cpu|cuda   precision=auto|fp32|bf16   seed=0   baseline=false
+  dry_run=true (print the time and memory estimate, write nothing)   progress=false
+  preset.KEY=VALUE (preset.slices=16 or all, preset.solver=psld,
+  preset.prior=/path/to/checkpoint)   "solver_options={n_samples:8,n_steps:25}"
+
+== Examples ==
+  medldm-recon input=scan.nii.gz output_dir=out/                    # MRI 4x on your NIfTI
+  medldm-recon preset=ct_sparse_30 input=ct_series/ output_dir=ct/  # DICOM in, DICOM out
+  medldm-recon kspace=scan.dat acceleration=4 output_dir=raw/       # twix, undersampled 4x
+  medldm-recon -m input=a.nii.gz,b.nii.gz output_dir=batch/ hydra/launcher=joblib
+"""
+
+HELP_FOOTER = """\
+Documentation: make docs, then docs/_build/html/index.html (user guide: Reconstruct your
+scans). Hydra's own options: --hydra-help.
+"""
+
+
+def _preset_lines() -> str:
+    """One line per preset of ``configs/preset``: its physics, prior and example input."""
+    import yaml
+
+    from medldm.recon.presets import available_recon_presets, preset_folder
+
+    lines = []
+    for name in available_recon_presets():
+        fields = yaml.safe_load((preset_folder() / f"{name}.yaml").read_text()) or {}
+        volume = ", one 3D problem" if fields.get("volume") else ""
+        lines.append(
+            f"  {name:<18} {fields.get('physics')}{volume} with the {fields.get('prior')} "
+            f"prior (example input: {fields.get('example')})"
+        )
+    return "\n".join(lines)
+
+
+def help_template() -> str:
+    """The text of ``medldm-recon --help`` (Hydra fills in ``$CONFIG``, the composed
+    configuration)."""
+    presets = (
+        "== Presets (preset=NAME; default mri_brain_4x) ==\n"
+        f"{_preset_lines()}\n"
+        "  (a preset composes configs/physics, configs/solver and a prior; any of its keys\n"
+        "  can be overridden with preset.KEY=VALUE)\n"
+    )
+    return (
+        "${hydra.help.header}\n"
+        f"{presets}\n{HELP_INPUTS}\n"
+        "== Config (any key can be overridden: key=value) ==\n$CONFIG\n"
+        "${hydra.help.footer}"
+    )
+
+
+def _register_help() -> None:
+    """``hydra/help=medldm_recon``: the help template above (selected by the defaults list of
+    ``configs/recon/config.yaml``, or on the command line)."""
+    from hydra.core.config_store import ConfigStore
+
+    node = {
+        "app_name": "medldm-recon",
+        "header": HELP_HEADER,
+        "footer": HELP_FOOTER,
+        "template": help_template(),
+    }
+    ConfigStore.instance().store(group="hydra/help", name="medldm_recon", node=node)
+
+
+_register_help()
 
 
 def _is_single_study(path: Path) -> bool:
@@ -161,6 +250,7 @@ def _reconstruct_kspace(cfg: DictConfig, preset: Any) -> Any:
         kspace_slice=cfg.get("kspace_slice"),
         coil_maps_from=str(cfg.get("coil_maps") or "acs"),
         holdout_splits=cfg.get("holdout_splits"),
+        grid_solve=str(cfg.get("grid_solve") or "tv"),
         device=str(cfg.device),
         precision=str(cfg.get("precision", "auto")),
         seed=int(cfg.seed),
@@ -186,6 +276,12 @@ def _measured_summary(m: dict[str, Any]) -> str:
         if values.get("seconds") is not None:
             text += f"  {values['seconds']:.1f} s"
         lines.append(text)
+    paired = (m.get("kspace_holdout") or {}).get("ldm_minus_best_classical")
+    if paired:
+        lines.append(
+            f"  hold-out, LDM - {m['kspace_holdout']['best_classical'].upper()} paired over "
+            f"{paired['n_splits']} splits: {paired['mean']:+.4f} (std {paired['std']:.4f})"
+        )
     return "\n".join(lines)
 
 

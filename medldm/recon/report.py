@@ -126,11 +126,20 @@ def _holdout_note(metrics: dict[str, Any]) -> str:
     holdout = metrics.get("kspace_holdout")
     if not holdout:
         return ""
+    paired = ""
+    if holdout.get("ldm_minus_best_classical"):
+        diff = holdout["ldm_minus_best_classical"]
+        paired = (
+            f" Paired over the same splits, LDM minus the best classical method "
+            f"({html.escape(str(holdout['best_classical']).upper())}): "
+            f"<b>{diff['mean']:+.4f}</b> (std {diff['std']:.4f}, from {diff['min']:+.4f} to "
+            f"{diff['max']:+.4f}; negative: the LDM predicts the held-out k-space better)."
+        )
     return (
         "<p class='note'>k-space hold-out (a score without a reference; lower is better): "
         + html.escape(holdout["description"])
         + ". It ranks methods on this scan; measurement noise in the held-out samples sets "
-        "the same floor for every method.</p>"
+        "the same floor for every method." + paired + "</p>"
     )
 
 

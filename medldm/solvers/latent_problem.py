@@ -50,7 +50,6 @@ import torch.nn.functional as F
 
 from medldm.errors import InvalidInputError
 from medldm.models.prior_protocol import LatentPrior
-from medldm.physics.anchored import AnchoredPhysics
 from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Reconstruction
 from medldm.solvers.common import ensure_finite
@@ -274,16 +273,19 @@ class LatentProblem:
         with ``lam = weight * ||A^H A||`` and ``tv = tv_weight`` (as in ``tv_<operator>``
         presets). The anchor (the LDM posterior mean) carries the prior; TV removes the
         noise-like residue the CG step leaves in unmeasured components."""
-        from medldm.solvers.tv import TotalVariation
+        from medldm.solvers.anchored_tv import anchored_tv
 
-        lam = float(weight) * self.normal_scale
         n = x_anchor.shape[0] // self.image_shape[0]
         y = self.repeat(self.y, n)
-        anchored = AnchoredPhysics(self.physics_for(n), lam, x_anchor, tuple(y.shape))
-        solver = TotalVariation(
-            tv_weight, n_iter, constraint="nonnegative", preconditioning="scalar"
+        return anchored_tv(
+            y,
+            self.physics_for(n),
+            x_anchor,
+            weight,
+            tv_weight,
+            n_iter=n_iter,
+            normal_scale=self.normal_scale,
         )
-        return solver.solve(anchored.measurement(y), anchored).estimate
 
     @torch.no_grad()
     def tv_reconstruction(self, tv_weight: float, *, n_iter: int = 300) -> torch.Tensor:
