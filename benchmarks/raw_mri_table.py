@@ -1,12 +1,14 @@
-"""The README's "Measured raw data" table from ``medldm-recon kspace=`` run folders.
+"""The "Measured raw MRI data" table of the user guide (``docs/user_guide/
+measured_raw_data.md``) from ``medldm-recon kspace=`` run folders.
 
-Run the commands of the README's section first (each writes a run folder with its
-``metrics.json``), then::
+Run the commands of that page first (each writes a run folder with its ``metrics.json``),
+then::
 
     .venv/bin/python benchmarks/raw_mri_table.py out/brain out/phantom4_acs ...
 
 prints one Markdown row per method and run: PSNR / SSIM against the reference where the
-run has one, the relative data residual ``||A x - y|| / ||y||`` and the seconds.
+run has one, the relative data residual ``||A x - y|| / ||y||``, the k-space hold-out
+error (mean ± std over its splits, where the run made them) and the seconds.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ def rows(folder: Path) -> list[str]:
         psnr = f"{values['psnr_db']:.2f}" if "psnr_db" in values else "-"
         ssim = f"{values['ssim']:.4f}" if "ssim" in values else "-"
         residual = f"{values['residual']:.4f}" if values.get("residual") is not None else "-"
+        held = "-"
+        if values.get("holdout_error") is not None:
+            held = f"{values['holdout_error']:.4f} ± {values['holdout_error_std']:.4f}"
         seconds = f"{values['seconds']:.1f}" if values.get("seconds") is not None else "-"
-        out.append(f"| {folder.name} | {name} | {psnr} | {ssim} | {residual} | {seconds} |")
+        out.append(
+            f"| {folder.name} | {name} | {psnr} | {ssim} | {residual} | {held} | {seconds} |"
+        )
     return out
 
 
@@ -35,8 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="medldm-recon run folders")
     args = parser.parse_args()
-    print("| run | method | PSNR (dB) | SSIM | residual | seconds |")
-    print("|---|---|---|---|---|---|")
+    print("| run | method | PSNR (dB) | SSIM | residual | hold-out error | seconds |")
+    print("|---|---|---|---|---|---|---|")
     for folder in args.folders:
         print("\n".join(rows(folder)))
     for folder in args.folders:

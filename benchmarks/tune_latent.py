@@ -74,16 +74,24 @@ GRIDS: dict[str, dict[str, Sequence[float | str]]] = {
 }
 
 
-CARD_LABELS = {"ixi_t1": "IXI", "mednist": "MedNIST CT", "microscopy": "microscopy"}
+CARD_LABELS = {
+    "ixi_t1": "IXI",
+    "brain_mri_native": "brain_mri_native (patient12, native grid)",
+    "mednist": "MedNIST CT",
+    "microscopy": "microscopy",
+}
 
 
 def validation_cases(card: str, slices: int, n: int = 6) -> list:
     """IXI: the central ``slices`` of each validation subject; MedNIST CT: ``n`` images
     spread over the HeadCT/ChestCT/AbdomenCT validation blocks; microscopy: the central
     256 x 256 crop of the validation image (maize_clsm.tif), as the benchmark crops its test
-    image."""
+    image; brain_mri_native: the central ``slices`` of each validation series (T1W, T2W,
+    FLAIR of patient12's two studies) on their own matrix, as the native suite takes them."""
     if card == "ixi_t1":
         return list(_only_cases(card_cases("ixi_t1", "validation", slices=slices, size=128)))
+    if card == "brain_mri_native":
+        return list(_only_cases(card_cases("brain_mri_native", "validation", slices=slices)))
     if card == "microscopy":
         return list(_only_cases(card_cases("microscopy", "validation", size=256)))
     from tune_classical import _spread
@@ -205,8 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--card",
         default="ixi_t1",
-        choices=["ixi_t1", "mednist", "microscopy"],
-        help="validation cases: IXI subjects, the MedNIST CT blocks or the microscopy image",
+        choices=list(CARD_LABELS),
+        help="validation cases: IXI subjects, the clinical native-resolution series, the "
+        "MedNIST CT blocks or the microscopy image",
     )
     parser.add_argument("--cases", type=int, default=6, help="MedNIST validation images")
     parser.add_argument("--set", nargs="*", default=[], help="fixed overrides key=value")

@@ -81,7 +81,7 @@ def test_native_brain_slices_keep_the_scanner_grid(data_root):
     slices, names = native_brain_slices("validation", contrasts=("T1W",), root=data_root)
     assert {s.shape for s in slices} == {(256, 256)}  # no resampling to a common grid
     assert set(names) == {"patient12/study1/T1W", "patient12/study2/T1W"}
-    assert all(0 <= s.min() and s.max() <= 1 for s in slices)
+    assert all(s.min() >= 0 and s.max() <= 1 for s in slices)
 
 
 def test_list_datasets_finds_all_five(data_root):

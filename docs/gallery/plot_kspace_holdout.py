@@ -12,7 +12,10 @@ ones, which it never saw::
 Here a simulated 4x single-coil acquisition of the Shepp-Logan phantom is reconstructed by
 TV at several weights. For each weight the hold-out error (three seeded splits, no
 reference used) is set beside the true error against the phantom, which a user of
-measured data would not have: the two rank the weights alike.
+measured data would not have: both choose the same weight. The hold-out error measures how
+well a method predicts what was not measured; a far too strong weight also misfits what
+was measured, which the data residual shows and the hold-out does not, so the two worst
+weights (far too weak, far too strong) can swap places.
 """
 
 import matplotlib.pyplot as plt

@@ -222,7 +222,8 @@ def _ixi_images(card: DataCard, split: str, root: str | Path | None) -> Iterator
 
 def _native_brain_images(card: DataCard, split: str, root: str | Path | None) -> Iterator[MedImage]:
     """Every series of the split's patients, in file-name order; metadata adds ``subject``
-    (the patient), ``study`` and ``contrast`` (``T1W``, ``T2W`` or ``FLAIR``)."""
+    (the patient), ``study``, ``contrast`` (``T1W``, ``T2W`` or ``FLAIR``) and ``case``
+    (``"<patient>/<study>/<contrast>"``, unique per series)."""
     folder = dataset_dir(card, root)
     for patient in subjects(card, split):
         paths = sorted(folder.glob(f"{patient}_study*_*.nii.gz"))
@@ -240,6 +241,7 @@ def _native_brain_images(card: DataCard, split: str, root: str | Path | None) ->
                 "subject": patient,
                 "study": study,
                 "contrast": contrast,
+                "case": f"{patient}/{study}/{contrast}",
                 "source": str(path),
                 "dataset": card.id,
             }
