@@ -141,9 +141,11 @@ def line_axis(mask: torch.Tensor) -> int | None:
 
 def _centre_block(shape: Sequence[int], sides: Sequence[int]) -> torch.Tensor:
     """A centred box of ``sides`` (start ``(n - side + 1) // 2``, the fastMRI centre)."""
+    from medldm.physics.coils import _centre_start
+
     block = torch.zeros(tuple(shape), dtype=torch.bool)
     index = tuple(
-        slice((n - side + 1) // 2, (n - side + 1) // 2 + side)
+        slice(_centre_start(n, side), _centre_start(n, side) + side)
         for n, side in zip(shape, sides, strict=True)
     )
     block[index] = True

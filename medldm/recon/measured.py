@@ -875,7 +875,7 @@ def _measured_metrics(
         "ldm": {
             "nfe": ldm.reconstruction.nfe,
             "seconds": round(ldm.seconds, 3),
-            "residual": _relative_residual(context["physics"], ldm.estimate, context["y"]),
+            "residual": context["physics"].residual(ldm.estimate, context["y"]),
             "residual_on_prior_grid": ldm.reconstruction.residual,
             "residual_over_noise": ldm.reconstruction.residual_over_noise,
             "n_samples": ldm.reconstruction.info.get("n_samples"),
@@ -923,13 +923,6 @@ def _grid_solve_text(methods: _MeasuredMethods) -> str:
         f"{what} data-consistent solve there (grid_solve={methods.grid_solve}, weight: the "
         "LDM preset's final_dc_weight), so the output keeps the measured grid's detail"
     )
-
-
-def _relative_residual(physics: LinearPhysics, estimate: torch.Tensor, y: torch.Tensor) -> float:
-    """``||A x - y|| / ||y||`` of a native-grid estimate on the measured k-space."""
-    with torch.no_grad():
-        difference = torch.linalg.vector_norm(physics.A(estimate) - y)
-        return float(difference / torch.linalg.vector_norm(y).clamp_min(1e-30))
 
 
 def _holdout_entry(summary: dict[str, Any] | None) -> dict[str, float]:
