@@ -20,7 +20,11 @@ range = ground truth max - min, whole image) and keeps the value with the best m
 Training cases (never validation or test):
 
 * MRI and inpainting operators: IXI T1 training subjects (``ixi_t1`` card), the central
-  axial slice of ``--cases`` subjects spread over the training split, 128 x 128;
+  axial slice of ``--cases`` subjects spread over the training split, 128 x 128; with
+  ``--card brain_mri_native``, the central axial slice of ``--cases`` series spread over the
+  training patients of the ``brain_mri_native`` card at their own matrix and spacing
+  (256-448 pixels a side), and the presets are written as ``<solver>_<operator>_native.yaml``
+  (the bench and the app pick them for that data: ``domain: native``);
 * CT operators: the MedNIST CT training blocks (HeadCT, ChestCT, AbdomenCT), ``--cases``
   images spread evenly over the three blocks, 64 x 64;
 * microscopy: the training files of the ``microscopy`` card (central slice of 3D stacks,
@@ -36,6 +40,8 @@ l1-wavelet: 1-5 minutes per operator)::
     .venv/bin/python benchmarks/tune_classical.py
     .venv/bin/python benchmarks/tune_classical.py --operators mri_4x ct_sparse_30 --cases 4
     .venv/bin/python benchmarks/tune_classical.py --solvers l1_wavelet --operators mri_4x
+    .venv/bin/python benchmarks/tune_classical.py --card brain_mri_native --solvers tv \
+        --operators mri_4x mri_8x --cases 6
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ RL_CHECKPOINTS = (5, 10, 15, 20, 30, 50, 75, 100, 150, 200)
 #: zero background (as SigPy's L1WaveletRecon does by shrinking every band).
 L1_WAVELETS = (("haar", 4, False), ("db4", 4, False), ("haar", 2, True))
 TUNED_SOLVERS = ("tv", "cg", "richardson_lucy", "l1_wavelet")
+#: ``--card`` -> (the case family replacing "ixi", the preset name suffix).
+CARDS = {"default": ("ixi", ""), "brain_mri_native": ("native", "_native")}
 
 
 def weight_grid(low: float, high: float, n: int = 8) -> tuple[float, ...]:
@@ -170,6 +178,8 @@ def training_cases(kind: str, n: int) -> list[Case]:
     """The ``n`` training cases of one family (see the module docstring)."""
     if kind == "ixi":
         return _spread(list(_only_cases(card_cases("ixi_t1", "train", slices=1, size=128))), n)
+    if kind == "native":
+        return _spread(list(_only_cases(card_cases("brain_mri_native", "train", slices=1))), n)
     if kind == "mednist_ct":
         return _spread(list(_only_cases(card_cases("mednist", "train"))), n)
     if kind == "microscopy":
@@ -456,7 +466,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--output-dir", type=Path, default=None, help="default: the configs/solver folder"
     )
+    parser.add_argument(
+        "--card",
+        choices=list(CARDS),
+        default="default",
+        help="brain_mri_native: tune the MRI and inpainting operators on its training "
+        "patients at their own resolution and write <solver>_<operator>_native.yaml",
+    )
     args = parser.parse_args(argv)
+    family, suffix = CARDS[args.card]
     torch.set_num_threads(args.threads)
     folder = args.output_dir or config_dir() / "solver"
     command = "python benchmarks/tune_classical.py " + " ".join(
@@ -467,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_all = time.perf_counter()
     for operator in args.operators:
         plan = PLANS[operator]
+        if suffix and plan.cases != "ixi":
+            raise SystemExit(f"--card {args.card}: {operator} is not an MRI/inpainting operator")
+        plan = replace(plan, cases=family) if plan.cases == "ixi" else plan
+        name = f"{operator}{suffix}"
         if args.tv_phase != "plan" and len(plan.tv_phases) > 1:
             plan = replace(plan, tv_phases=(None if args.tv_phase == "none" else args.tv_phase,))
         if plan.cases not in cases_cache:
@@ -480,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             grid, params = tune_tv(measurements, plan)
             header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
             path = write_preset(
-                folder, f"tv_{operator}", "medldm.solvers.tv.TotalVariation", params, header
+                folder, f"tv_{name}", "medldm.solvers.tv.TotalVariation", params, header
             )
             print("\n".join(grid.lines()), f"\n  wrote {path}")
 
@@ -490,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             header = header_lines(command, operator, cases, joint, time.perf_counter() - started)
             path = write_preset(
                 folder,
-                f"l1_wavelet_{operator}",
+                f"l1_wavelet_{name}",
                 "medldm.solvers.l1_wavelet.L1Wavelet",
                 params,
                 header,
@@ -510,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             header = header_lines(command, operator, cases, grid, time.perf_counter() - started)
             path = write_preset(
-                folder, f"cg_{operator}", "medldm.solvers.cg.ConjugateGradient", params, header
+                folder, f"cg_{name}", "medldm.solvers.cg.ConjugateGradient", params, header
             )
             print("\n".join(grid.lines()), f"\n  wrote {path}")
 

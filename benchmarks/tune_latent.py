@@ -20,13 +20,15 @@ and written to the header, so the preset shows the margin it was tuned for.
         --operators mri_4x mri_8x inpaint_box --solver latent_dds --slices 2
 
 Grids (``GRIDS``): latent_dds over ``dc_weight`` x ``start_fraction`` x
-``final_tv_weight`` (0 or the operator's tuned TV weight); the others over their main step
+``final_tv_weight`` (0 or the operator's tuned TV weight); with ``--card
+brain_mri_native`` the presets read and written are the ``<solver>_<operator>_native`` ones
+(tuned for brain MRI at the scanner's resolution); the others over their main step
 size. ``--grid key=v1,v2`` replaces an axis (values: numbers, ``tv`` or ``tv*f`` for f
 times the TV weight); a key the solver does not take is refused before any case runs.
 ``--set`` fixes other parameters for the whole grid (they are written to the preset too);
 the rest come from ``configs/solver/<solver>.yaml``. ``--precision`` of the network calls
 defaults to auto (bf16 where the processor runs it natively), as the benchmark's. The
-brain_t1_2d presets of this session::
+brain_t1_2d presets were made by::
 
     .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d --operators mri_4x mri_8x \\
         --slices 2 --set n_steps=50 n_samples=4 final_dc_weight=0.003 \\
@@ -73,6 +75,9 @@ GRIDS: dict[str, dict[str, Sequence[float | str]]] = {
     "latent_daps": {"lr": (0.1, 0.5, 1.0)},
 }
 
+
+#: Cards whose presets are written and read with a domain suffix (``<solver>_<operator>_native``).
+CARD_DOMAINS = {"brain_mri_native": "native"}
 
 CARD_LABELS = {
     "ixi_t1": "IXI",
@@ -149,13 +154,17 @@ def choose_above_reference(
 
 
 def reference_scores(
-    names: Sequence[str], operator: str, measurements: Sequence[Any]
+    names: Sequence[str],
+    operator: str,
+    measurements: Sequence[Any],
+    domain: str | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Mean PSNR dB / SSIM of classical solvers (``configs/solver/<name>_<operator>.yaml``,
-    else ``<name>.yaml``) on the same measurements, keyed by the preset used."""
+    """Mean PSNR dB / SSIM of classical solvers (``<name>_<operator>_<domain>.yaml``, else
+    ``<name>_<operator>.yaml``, else ``<name>.yaml``) on the same measurements, keyed by the
+    preset used."""
     out = {}
     for name in names:
-        solver, source = solver_for_operator(name, operator)
+        solver, source = solver_for_operator(name, operator, domain=domain)
         scores = [psnr_ssim(solver.solve(m.y, m.physics).estimate, m.case) for m in measurements]
         out[source] = (
             float(np.mean([s[0] for s in scores])),
@@ -282,12 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     prior = load_prior(args.prior, device="auto", precision=args.precision)
     cases = validation_cases(args.card, args.slices, args.cases)
+    domain = CARD_DOMAINS.get(args.card)
+    suffix = f"_{domain}" if domain else ""
     for operator in args.operators:
         started = time.perf_counter()
         measurements = simulate(operator, cases)
-        references = reference_scores(args.references, operator, measurements)
+        references = reference_scores(args.references, operator, measurements, domain)
         rows = []
-        tv_weight = float(load_preset_config("solver", f"tv_{operator}")["weight"])
+        tv_source = solver_for_operator("tv", operator, domain=domain)[1]
+        tv_weight = float(load_preset_config("solver", tv_source)["weight"])
         for raw in itertools.product(*(grid[k] for k in keys)):
             values = tuple(_resolve_tv(v, tv_weight) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
@@ -347,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         ]
         path = write_preset(
-            config_dir() / "solver", f"{args.solver}_{operator}", target, chosen, header
+            config_dir() / "solver", f"{args.solver}_{operator}{suffix}", target, chosen, header
         )
         print(f"wrote {path}")
     return 0

@@ -418,6 +418,25 @@ def test_per_operator_solver_preset_wins_over_the_generic_one(tmp_path, monkeypa
     assert solver_for_operator("zero_filled", "mri_8x")[1] == "registry:zero_filled"
 
 
+def test_a_domain_preset_wins_for_its_data_and_the_others_fall_back(tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    (configs / "solver").mkdir(parents=True)
+    for name, n_iter in (("cg", 5), ("cg_mri_4x", 7), ("cg_mri_4x_native", 9)):
+        (configs / "solver" / f"{name}.yaml").write_text(
+            f"_target_: medldm.solvers.cg.ConjugateGradient\nn_iter: {n_iter}\n"
+        )
+    monkeypatch.setenv("MEDLDM_CONFIG_DIR", str(configs))
+    solver, source = solver_for_operator("cg", "mri_4x", domain="native")
+    assert (source, solver.n_iter) == ("cg_mri_4x_native", 9)
+    assert solver_for_operator("cg", "mri_4x")[1] == "cg_mri_4x"
+    assert solver_for_operator("cg", "mri_8x", domain="native")[1] == "cg"
+    # the bench records which preset each row ran
+    from medldm.bench.runner import _SolverCatalog
+
+    assert _SolverCatalog(["cg"], "native").get("mri_4x", "cg")[1] == "cg_mri_4x_native"
+    assert _SolverCatalog(["cg"]).get("mri_4x", "cg")[1] == "cg_mri_4x"
+
+
 # --- cases --------------------------------------------------------------------------------
 def test_npz_images_array_counts_as_n_cases_normalised_to_unit_range(cohort):
     cases = list(CaseSource(root=str(cohort)))

@@ -108,6 +108,7 @@ def run_from_config(cfg: DictConfig) -> RunSummary:
         command=f"medldm-bench {arguments}".strip(),
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         overrides=_overrides(),
+        domain=cfg.get("domain"),
     )
     table = ResultsTable(output_dir / RESULTS_FILE)
     with table.locked():  # one report writer at a time; the last one sees every row

@@ -123,10 +123,11 @@ def _resolve(items: Mapping[str, Any] | Sequence[str], loader: Any) -> dict[str,
 
 class _SolverCatalog:
     """Solver objects per (operator, name): given ones as they are, preset names loaded
-    once per operator (a per-operator preset ``<solver>_<operator>`` wins)."""
+    once per operator (``<solver>_<operator>_<domain>``, then ``<solver>_<operator>`` win)."""
 
-    def __init__(self, solvers: Mapping[str, Any] | Sequence[str]):
+    def __init__(self, solvers: Mapping[str, Any] | Sequence[str], domain: str | None = None):
         self.given = dict(solvers) if isinstance(solvers, Mapping) else None
+        self.domain = domain or None
         self.names = list(self.given or [str(name) for name in solvers])
         self._loaded: dict[tuple[str, str], tuple[Any, str]] = {}
         if self.given is None:
@@ -138,7 +139,7 @@ class _SolverCatalog:
         if self.given is not None:
             return self.given[name], ""
         if (operator, name) not in self._loaded:
-            self._loaded[(operator, name)] = solver_for_operator(name, operator)
+            self._loaded[(operator, name)] = solver_for_operator(name, operator, domain=self.domain)
         return self._loaded[(operator, name)]
 
     def digest(self, operator: str, name: str) -> str:
@@ -477,6 +478,7 @@ def run_benchmark(
     config: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
     calibration_dir: str | Path | None = None,
+    domain: str | None = None,
 ) -> RunSummary:
     """Run the grid and append its rows to ``output_dir/results.csv``.
 
@@ -510,6 +512,10 @@ def run_benchmark(
     calibration_dir:
         Where the std calibrations are (default ``configs/calibration``, see
         :mod:`medldm.problems.calibration`).
+    domain:
+        The data the solver presets were tuned for: ``"native"`` picks
+        ``<solver>_<operator>_native.yaml`` (tuned on brain MRI at the scanner's resolution)
+        where it exists; ``None``, the per-operator presets of the default data.
 
     Returns
     -------
@@ -526,7 +532,7 @@ def run_benchmark(
     output_dir = Path(output_dir)
     resolved_device = resolve_device(device)
     factories = _resolve(physics, load_physics)
-    solver_catalog = _SolverCatalog(solvers)
+    solver_catalog = _SolverCatalog(solvers, domain)
     if not factories or not solver_catalog.names:
         raise InvalidInputError("the grid is empty", fix="give at least one physics and solver")
     if prior is not None and hasattr(prior, "to"):

@@ -250,15 +250,26 @@ def load_solver(name: str, options: Mapping[str, Any] | None = None) -> Any:
 
 
 def solver_for_operator(
-    name: str, operator: str | None = None, options: Mapping[str, Any] | None = None
+    name: str,
+    operator: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    domain: str | None = None,
 ) -> tuple[Any, str]:
-    """``(solver, source)`` for solver preset ``name`` applied to physics preset ``operator``.
+    """``(solver, source)`` for solver preset ``name`` applied to physics preset ``operator``
+    on data of tuning ``domain``.
 
-    ``source`` says what was used: ``"<name>_<operator>"`` (a per-operator preset),
-    ``"<name>"`` (the generic preset) or ``"registry:<name>"`` (no preset file).
-    ``options`` are merged into the preset before the solver is made.
+    ``source`` says what was used, the first file that exists of
+    ``"<name>_<operator>_<domain>"`` (tuned for that data, e.g. ``tv_mri_4x_native``: the
+    brain MRI at the scanner's resolution), ``"<name>_<operator>"`` (tuned per operator on
+    the default data), ``"<name>"`` (the generic preset), else ``"registry:<name>"`` (no
+    preset file). ``options`` are merged into the preset before the solver is made.
+
+    >>> solver_for_operator("tv", "mri_4x")[1]
+    'tv_mri_4x'
+    >>> solver_for_operator("tv", "ct_sparse_30", domain="native")[1]  # none tuned for it
+    'tv_ct_sparse_30'
     """
-    candidates = [f"{name}_{operator}", name] if operator else [name]
+    candidates = solver_preset_candidates(name, operator, domain)
     for candidate in candidates:
         if not candidate.endswith((".yaml", ".yml")) and preset_path("solver", candidate):
             return _solver_preset(candidate, options), candidate
@@ -276,6 +287,17 @@ def solver_for_operator(
     solver_class = SOLVERS[name]
     config = {"_target_": f"{solver_class.__module__}.{solver_class.__qualname__}"}
     return instantiate(config, options, what=f"solver {name!r}"), f"registry:{name}"
+
+
+def solver_preset_candidates(
+    name: str, operator: str | None = None, domain: str | None = None
+) -> list[str]:
+    """The solver preset names tried for ``name`` on ``operator`` and ``domain``, most
+    specific first (see :func:`solver_for_operator`)."""
+    if not operator:
+        return [name]
+    specific = [f"{name}_{operator}_{domain}"] if domain else []
+    return [*specific, f"{name}_{operator}", name]
 
 
 def _solver_preset(name: str, options: Mapping[str, Any] | None) -> Any:
