@@ -5,7 +5,7 @@
 # with its preset tuned for this data (<solver>_<operator>_native.yaml), at MRI 4x and 8x
 # single- and multi-coil and box inpainting; then the autoencoder's ceiling on the same
 # slices beside the linear codec of its latent size. Any medldm-bench override may follow,
-# e.g. prior=campaign/milestones/brain_native_2d/diffusion data.slices=2.
+# e.g. prior=campaign/milestones/brain_native_2d/diffusion data.slices=2 (a newer milestone).
 # Output: benchmarks/results/ldm_native/ (results.csv, report.md, report.html, ceiling.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."

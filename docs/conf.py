@@ -83,4 +83,3 @@ sphinx_gallery_conf = {
     "image_scrapers": ("matplotlib",),
     "write_computation_times": False,
 }
-

@@ -85,6 +85,33 @@ def test_recon_preset_solver_options_are_merged_before_the_solver_is_made():
     assert preset.build_solver().n_samples == 2
 
 
+def test_a_brain_preset_takes_its_native_variant_for_inputs_at_the_scanners_resolution(
+    tmp_path, monkeypatch
+):
+    preset = load_preset("mri_brain_4x")
+    coarse, fine, measured = (preset.for_resolution(s) for s in (2.0, 0.91, None))
+    assert coarse == preset and coarse.grid_size == (128, 128)
+    assert fine == measured and fine.prior == "brain_native_2d" and fine.domain == "native"
+    assert fine.grid_size is None and fine.grid_spacing is None  # the input's own grid
+    # the native variant's solvers come from the presets tuned for that data, where they exist
+    configs = tmp_path / "configs"
+    (configs / "solver").mkdir(parents=True)
+    for name, weight in (("tv_mri_4x", 0.01), ("tv_mri_4x_native", 0.003)):
+        (configs / "solver" / f"{name}.yaml").write_text(
+            f"_target_: medldm.solvers.tv.TotalVariation\nweight: {weight}\n"
+        )
+    monkeypatch.setenv("MEDLDM_CONFIG_DIR", str(configs))
+    assert fine.build_baseline().weight == 0.003 and coarse.build_baseline().weight == 0.01
+    # naming a prior or a grid turns the choice off
+    for chosen in (
+        preset.with_overrides(prior="brain_t1_2d"),
+        preset.with_overrides(grid={"size": [96, 96]}),
+    ):
+        assert chosen.for_resolution(0.91) == chosen and chosen.native == {}
+    with pytest.raises(InvalidInputError, match="lacks"):
+        preset.with_overrides(native={"prior": "x"})
+
+
 def test_the_reconstruction_app_does_not_import_the_benchmark():
     code = (
         "import sys, medldm.recon.pipeline, medldm.recon.cli; "

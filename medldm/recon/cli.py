@@ -175,7 +175,6 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
     """Reconstruct one study into ``out``; returns its metrics."""
     from medldm.recon.outputs import write_run_folder
     from medldm.recon.pipeline import reconstruct
-    from medldm.recon.presets import preset_from_dict
 
     if cfg.get("sinogram"):  # measured CT projections: FBP and TV, no preset
         from medldm.recon.sinogram_outputs import run_sinogram_study
@@ -189,7 +188,7 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
             config=_plain(cfg),
             overwrite=bool(cfg.overwrite),
         )
-    preset = preset_from_dict(_plain(cfg.preset))
+    preset = _preset(cfg)
     if cfg.get("dry_run"):
         print(describe_estimate(cfg, preset, input_path))
         return {}
@@ -227,6 +226,19 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
     print(line)
     print(f"outputs: {out}\nreport:  {paths['report']}")
     return m
+
+
+def _preset(cfg: DictConfig) -> Any:
+    """The run's preset. A prior or grid other than the preset file's (``preset.prior=``,
+    ``preset.grid=``) is the user's choice: the choice by the input's resolution is off."""
+    from medldm.recon.presets import available_recon_presets, load_preset, preset_from_dict
+
+    preset = preset_from_dict(_plain(cfg.preset))
+    if preset.native and preset.name in available_recon_presets():
+        own = load_preset(preset.name)
+        if (preset.prior, preset.grid) != (own.prior, own.grid):
+            preset = preset.with_overrides(native={})
+    return preset
 
 
 def _kspace_inputs(cfg: DictConfig) -> list[Any]:
@@ -298,9 +310,12 @@ def describe_estimate(cfg: DictConfig, preset: Any, input_path: Path | None) -> 
 
     if cfg.get("solver_options"):
         preset = preset.with_overrides(solver_options=_plain(cfg.solver_options))
-    solver = preset.build_solver()
     source = input_path or example_input(preset.example)
-    shape = canonical_image(load(source)).spatial_shape
+    canonical = canonical_image(load(source))
+    shape = canonical.spatial_shape
+    in_plane = min(canonical.spacing[:2]) if len(shape) > 1 else None
+    preset = preset.for_resolution(in_plane)
+    solver = preset.build_solver()
     n = 1
     if len(shape) == 3:
         start, stop = slab_bounds(shape[2], preset.slices)

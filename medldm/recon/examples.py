@@ -1,5 +1,9 @@
 """Example inputs that ship with installed packages (no download), written once to a cache.
 
+* ``brain_native_t1``: an axial T1-weighted brain MRI at the scanner's resolution (256 x 256 x
+  48 at 0.91 x 0.91 x 3 mm), the test patient of the ``brain_mri_native`` data card, shipped
+  in ``medldm/recon/example_data/`` with its licence (CC BY, Lesjak et al. 2016; see the
+  README there and data_cards/).
 * ``mni152_t1_2mm``: the MNI152 2009 T1 template shipped by nilearn, resampled by nilearn
   to 2 mm (99 x 117 x 95), as NIfTI. Copyright (C) 1993-2009 Louis Collins, McConnell Brain
   Imaging Centre, Montreal Neurological Institute, McGill University (see data_cards/).
@@ -25,7 +29,9 @@ import numpy as np
 
 from medldm.errors import InvalidInputError
 
-EXAMPLES = ("mni152_t1_2mm", "pydicom_ct_small", "skimage_cells")
+EXAMPLES = ("brain_native_t1", "mni152_t1_2mm", "pydicom_ct_small", "skimage_cells")
+#: Examples that are files of this package (read in place, never written).
+PACKAGED = {"brain_native_t1": Path(__file__).parent / "example_data" / "brain_native_t1.nii.gz"}
 
 
 def cache_dir() -> Path:
@@ -35,6 +41,8 @@ def cache_dir() -> Path:
 
 def example_input(name: str) -> Path:
     """Path of the example input ``name`` (written to the cache on first use)."""
+    if name in PACKAGED:
+        return PACKAGED[name]
     if name == "pydicom_ct_small":
         from pydicom.data import get_testdata_file
 

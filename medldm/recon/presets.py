@@ -10,6 +10,13 @@ per-volume 0.5-99.5 percentiles of brain_t1_2d); ``"percentile"`` maps the input
 and 99.5th percentiles to 0 and 1 — for priors whose training rule does not apply to the
 input's units (ct_2d learned 8-bit windowed MedNIST grey levels, a DICOM CT is in HU).
 
+``native``: the variant for inputs at the scanner's resolution, ``{prior, max_spacing_mm,
+domain}``. An input whose in-plane spacing is at most ``max_spacing_mm`` (and measured
+k-space, which comes at the scanner's resolution) is reconstructed with that prior on its
+own grid (no resampling), with the solver presets tuned for that data
+(``<solver>_<physics>_<domain>.yaml``); a coarser input keeps the preset's prior and grid.
+Naming a prior or a grid yourself turns the choice off (:meth:`Preset.for_resolution`).
+
 Example
 -------
 >>> preset = load_preset("mri_brain_4x")
@@ -62,12 +69,20 @@ class Preset:
     example: str = "mni152_t1_2mm"
     intensity: str = "prior"
     solver_options: dict[str, Any] = field(default_factory=dict)
+    native: dict[str, Any] | None = field(default_factory=dict)
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_RULES:
             raise InvalidInputError(
                 f"preset {self.name!r}: unknown intensity rule {self.intensity!r}",
                 fix=f"use one of {list(INTENSITY_RULES)}",
+            )
+        missing = sorted({"prior", "max_spacing_mm"} - set(self.native)) if self.native else []
+        if missing:
+            raise InvalidInputError(
+                f"preset {self.name!r}: its native variant lacks {missing}",
+                fix="give native: {prior: <name>, max_spacing_mm: <mm>, domain: native}",
             )
 
     @property
@@ -93,6 +108,8 @@ class Preset:
             changes["solver_options"] = {**self.solver_options, **dict(changes["solver_options"])}
         if "grid" in changes:
             changes["grid"] = {**self.grid, **dict(changes["grid"])}
+        if {"prior", "grid"} & set(changes):  # the user chose: no choice by resolution
+            changes.setdefault("native", {})
         if self.plane != "axial" or changes.get("plane", "axial") != "axial":
             raise InvalidInputError(
                 "only axial slices are supported by the shipped 2D priors",
@@ -100,16 +117,43 @@ class Preset:
             )
         return dataclasses.replace(self, **changes)
 
+    def for_resolution(self, spacing_mm: float | None) -> Preset:
+        """The preset for an input of in-plane ``spacing_mm`` (the finer of its two
+        spacings; ``None`` for measured k-space): the ``native`` variant when the input is
+        at least that fine, else this preset.
+
+        >>> preset = load_preset("mri_brain_4x")
+        >>> preset.for_resolution(2.0).prior, preset.for_resolution(2.0).grid_size
+        ('brain_t1_2d', (128, 128))
+        >>> native = preset.for_resolution(0.9)
+        >>> native.prior, native.grid_size, native.domain
+        ('brain_native_2d', None, 'native')
+        """
+        if not self.native:
+            return self
+        if spacing_mm is not None and float(spacing_mm) > float(self.native["max_spacing_mm"]):
+            return self
+        return dataclasses.replace(
+            self,
+            prior=self.native["prior"],
+            grid={"size": None, "spacing_mm": None},
+            domain=self.native.get("domain", "native"),
+            native={},
+        )
+
     def build_physics(self) -> Any:
         return load_physics(self.physics)
 
     def build_solver(self) -> Any:
         """The LDM solver, ``solver_options`` merged into its preset before it is made."""
-        solver, _ = solver_for_operator(self.solver, self.physics, self.solver_options)
-        return solver
+        return self.solver_and_source()[0]
+
+    def solver_and_source(self) -> tuple[Any, str]:
+        """``(LDM solver, the preset file it came from)``; see :func:`solver_for_operator`."""
+        return solver_for_operator(self.solver, self.physics, self.solver_options, self.domain)
 
     def build_baseline(self) -> Any:
-        solver, _ = solver_for_operator(self.baseline, self.physics)
+        solver, _ = solver_for_operator(self.baseline, self.physics, domain=self.domain)
         return solver
 
 

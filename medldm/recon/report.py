@@ -191,6 +191,40 @@ def _measured_notes(metrics: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _figure_blocks(result: ReconResult, figures: Path) -> list[str]:
+    """The first, middle and last slices' figures, saved in ``figures`` and embedded."""
+    n = result.reconstruction.shape[0]
+    chosen = sorted({n // 2, 0, n - 1}) if n > 2 else list(range(n))
+    blocks = []
+    for index in chosen:
+        path = slice_figure(result, index, figures / f"slice_{index:03d}.png")
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        blocks.append(
+            f'<figure><img alt="slice {index}" src="data:image/png;base64,{data}">'
+            f"<figcaption>slice {index + 1} of {n} (slab starts at index "
+            f"{result.slab_start} of the input)</figcaption></figure>"
+        )
+    return blocks
+
+
+def _verdict(m: dict[str, Any]) -> str:
+    """The headline: the LDM against the best classical method (measured data) or the
+    baseline, on the same measurement."""
+    if m.get("best_classical") is not None:
+        return (
+            f"<p class='verdict'>LDM vs the best classical reconstruction "
+            f"({html.escape(str(m['best_classical']).upper())}) on the same measurement: "
+            f"<b>{m['ldm_minus_best_classical_psnr_db']:+.2f} dB</b> PSNR.</p>"
+        )
+    gain = m.get("ldm_minus_baseline_psnr_db")
+    if gain is not None:
+        return (
+            f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')).upper())} on "
+            f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>"
+        )
+    return ""
+
+
 #: For automated checks (headless browsers): did every figure of the page decode?
 FIGURES_LOADED_SCRIPT = """<script>
 window.addEventListener("load", function () {
@@ -206,31 +240,9 @@ def write_report(result: ReconResult, out: Path, *, overwrite: bool = False) -> 
     """Write ``out/report.html`` and ``out/figures/slice_*.png``; returns the HTML path."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    n = result.reconstruction.shape[0]
-    chosen = sorted({n // 2, 0, n - 1}) if n > 2 else list(range(n))
-    blocks = []
-    for index in chosen:
-        path = slice_figure(result, index, figures / f"slice_{index:03d}.png")
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        blocks.append(
-            f'<figure><img alt="slice {index}" src="data:image/png;base64,{data}">'
-            f"<figcaption>slice {index + 1} of {n} (slab starts at index "
-            f"{result.slab_start} of the input)</figcaption></figure>"
-        )
+    blocks = _figure_blocks(result, figures)
     m = result.metrics
-    gain = m.get("ldm_minus_baseline_psnr_db")
-    verdict = ""
-    if m.get("best_classical") is not None:
-        verdict = (
-            f"<p class='verdict'>LDM vs the best classical reconstruction "
-            f"({html.escape(str(m['best_classical']).upper())}) on the same measurement: "
-            f"<b>{m['ldm_minus_best_classical_psnr_db']:+.2f} dB</b> PSNR.</p>"
-        )
-    elif gain is not None:
-        verdict = (
-            f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')).upper())} on "
-            f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>"
-        )
+    verdict = _verdict(m)
     residual = m["ldm"].get("residual_over_noise")
     relative = m["ldm"].get("residual")
     text = f"""<!DOCTYPE html>

@@ -1,6 +1,7 @@
-"""What a reconstruction produced (:class:`ReconResult`) and the solver-layout helper
-shared by the simulated (:mod:`medldm.recon.pipeline`) and the measured
-(:mod:`medldm.recon.measured`) paths.
+"""What a reconstruction produced (:class:`ReconResult` for images and measured k-space,
+:class:`SinogramResult` for measured sinograms) and the solver-layout helper shared by the
+simulated (:mod:`medldm.recon.simulated_stages`) and the measured
+(:mod:`medldm.recon.kspace_stages`) paths.
 
 Example
 -------
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from medldm.io import MedImage
+from medldm.io.raw_ct import ProjectionData
 from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import model_stack_to_volume, model_to_slice
 from medldm.recon.presets import Preset
@@ -76,6 +78,37 @@ class ReconResult:
             unit=unit or self.canonical.unit,
             metadata=dict(self.source.metadata),
         )
+
+
+@dataclass
+class SinogramResult:
+    """What :func:`medldm.recon.sinogram.reconstruct_sinogram` produced. Images are
+    ``(n_rows, side, side)`` (row index, image row, image column), centred on the rotation
+    axis."""
+
+    scan: ProjectionData
+    centre: float
+    centre_source: str
+    centre_estimates: dict[str, dict[str, Any]]
+    window_start: int
+    centre_offset: float
+    fbp: np.ndarray
+    tv: np.ndarray
+    fbp_centre_at_middle: np.ndarray
+    measurement: np.ndarray
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    tv_candidates: dict[float, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def image_side(self) -> int:
+        return int(self.fbp.shape[-1])
+
+    @property
+    def unit(self) -> str:
+        if self.scan.pixel_size_mm is None:
+            return "attenuation per detector pixel"
+        return "attenuation per mm"
 
 
 def magnitude(tensor: torch.Tensor) -> np.ndarray:

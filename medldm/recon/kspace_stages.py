@@ -1,0 +1,216 @@
+"""The stages of measured MRI k-space (:class:`MeasuredKSpace`), in the order of
+:func:`medldm.recon.stages.run_stages`; :mod:`medldm.recon.measured` says what each does.
+
+1. ``read``: :func:`~medldm.recon.kspace_input.read_kspace` (k-space, mask, reference);
+2. ``model_view``: the preset's intensity rule fitted to the zero-filled image, the
+   prior's grid, the reference in the model view;
+3. ``measure``: coil maps and the operator on the k-space's own grid
+   (:func:`~medldm.recon.kspace_operator.measured_physics`), the k-space divided by the
+   fitted range;
+4. ``solve``: the LDM and the classical solvers
+   (:class:`~medldm.recon.kspace_methods.MeasuredMethods`);
+5. ``to_input_grid``: magnitudes on the k-space's grid, in the model view and the input's
+   units;
+6. ``score``: the k-space hold-out where it runs, then
+   :func:`~medldm.recon.kspace_metrics.measured_metrics`;
+7. ``result``: a :class:`~medldm.recon.result.ReconResult` (``simulated=False``).
+
+Example
+-------
+>>> KSpaceOptions(phase="sharp")
+Traceback (most recent call last):
+...
+medldm.errors.InvalidInputError: unknown phase 'sharp'. Fix: use 'cg' or 'lowres'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from medldm.errors import InvalidInputError
+from medldm.problems.grid import GridPlan
+from medldm.problems.model_view import fit_intensity, picture_to_model
+from medldm.recon.kspace_input import RAW_UNIT, read_kspace, root_sum_of_squares, source_image
+from medldm.recon.kspace_methods import (
+    GRID_SOLVES,
+    KSpaceSolved,
+    MeasuredMethods,
+    classical_names,
+    holdout_scores,
+    operator_name,
+)
+from medldm.recon.kspace_metrics import measured_metrics
+from medldm.recon.kspace_operator import measured_physics
+from medldm.recon.kspace_records import (
+    KSpaceImages,
+    KSpaceInput,
+    KSpaceMeasurement,
+    KSpaceView,
+)
+from medldm.recon.presets import Preset
+from medldm.recon.prior_setup import intensity_rule
+from medldm.recon.result import ReconResult
+
+
+@dataclass(frozen=True)
+class KSpaceOptions:
+    """The options of a measured run (those of
+    :func:`medldm.recon.measured.reconstruct_kspace`, in its order), checked when made."""
+
+    reference: Any = None
+    acceleration: float | None = None
+    kspace_slice: int | None = None
+    classical: Sequence[str] | None = None
+    coil_maps_from: str = "acs"
+    phase: str = "cg"
+    holdout_splits: int | None = None
+    grid_solve: str = "tv"
+
+    def __post_init__(self) -> None:
+        if self.phase not in ("cg", "lowres"):
+            raise InvalidInputError(f"unknown phase {self.phase!r}", fix="use 'cg' or 'lowres'")
+        if self.coil_maps_from not in ("acs", "reference"):
+            raise InvalidInputError(
+                f"unknown coil_maps_from {self.coil_maps_from!r}", fix="use 'acs' or 'reference'"
+            )
+        if self.grid_solve not in GRID_SOLVES:
+            raise InvalidInputError(
+                f"unknown grid_solve {self.grid_solve!r}",
+                fix=f"use one of {', '.join(GRID_SOLVES)}",
+            )
+
+
+@dataclass
+class MeasuredKSpace:
+    """The stages of one slice of measured k-space (see the module text)."""
+
+    kspace_path: Any
+    mask_path: Any
+    preset: Preset
+    prior: Any
+    device: torch.device
+    seed: int  # of a retrospective mask, the sampler and the hold-out splits
+    baseline: bool  # run the classical solvers too
+    progress: bool
+    options: KSpaceOptions = field(default_factory=KSpaceOptions)
+
+    def read(self) -> KSpaceInput:
+        return read_kspace(
+            self.kspace_path,
+            self.mask_path,
+            reference=self.options.reference,
+            acceleration=self.options.acceleration,
+            kspace_slice=self.options.kspace_slice,
+            seed=self.seed,
+        )
+
+    def model_view(self, read: KSpaceInput) -> KSpaceView:
+        zero_filled = root_sum_of_squares(read.measured)
+        rule = intensity_rule(self.prior, self.preset.intensity)
+        normalization = fit_intensity(rule, zero_filled, RAW_UNIT)
+        plan = GridPlan.make(
+            (1, *read.raw.shape),
+            read.raw.spacing_mm,
+            size=self.preset.grid_size,
+            spacing_mm=self.preset.grid_spacing,
+        )
+        picture = read.reference_picture
+        truth = None if picture is None else picture_to_model(picture)[None]
+        return KSpaceView(zero_filled, normalization, plan, truth)
+
+    def measure(self, read: KSpaceInput, view: KSpaceView) -> KSpaceMeasurement:
+        physics, maps_text, maps_seconds = measured_physics(read, self.options.coil_maps_from)
+        y = (torch.from_numpy(read.measured) / view.normalization.scale)[None].to(self.device)
+        return KSpaceMeasurement(physics.to(self.device), y, maps_text, maps_seconds)
+
+    def solve(
+        self, read: KSpaceInput, view: KSpaceView, measurement: KSpaceMeasurement
+    ) -> KSpaceSolved:
+        methods = MeasuredMethods(
+            preset=self.preset,
+            prior=self.prior,
+            plan=view.plan,
+            operator=operator_name(read.raw.n_coils, 1.0 / float(read.mask.mean())),
+            phase=self.options.phase,
+            classical=classical_names(self.preset, self.options.classical) if self.baseline else [],
+            device=self.device,
+            seed=int(self.seed),
+            grid_solve=self.options.grid_solve,
+        )
+        return KSpaceSolved(methods, methods.solve(measurement.y, measurement.physics))
+
+    def to_input_grid(
+        self,
+        read: KSpaceInput,
+        view: KSpaceView,
+        measurement: KSpaceMeasurement,
+        solved: KSpaceSolved,
+    ) -> KSpaceImages:
+        """Magnitudes in the model view, multiplied back by the fitted range."""
+        scale = view.normalization.scale
+
+        def to_stack(native: torch.Tensor) -> np.ndarray:
+            """A native-grid estimate (1, 1, rows, cols) -> model-view stack in input units."""
+            magnitude = native.detach().abs().to("cpu", torch.float32).numpy()[0]
+            return picture_to_model(magnitude) * scale
+
+        images = {name: to_stack(method.estimate) for name, method in solved.solved.items()}
+        ldm = solved.solved[solved.methods.ldm_name].reconstruction
+        std = np.zeros_like(images[solved.methods.ldm_name])
+        if ldm.std is not None:
+            std = ldm.std.detach().abs().to("cpu", torch.float32).numpy()[:, 0]
+            std = np.abs(view.plan.from_working(std)) * scale
+        return KSpaceImages(images, std, picture_to_model(view.zero_filled)[None])
+
+    def score(
+        self,
+        read: KSpaceInput,
+        view: KSpaceView,
+        measurement: KSpaceMeasurement,
+        solved: KSpaceSolved,
+        images: KSpaceImages,
+    ) -> dict[str, Any]:
+        """The k-space hold-out (by default only without a reference), then the record."""
+        n_splits = self.options.holdout_splits
+        if n_splits is None:
+            n_splits = 0 if read.reference_picture is not None else 5
+        holdout = holdout_scores(
+            solved.methods, measurement.y, measurement.physics, read.mask, n_splits, self.progress
+        )
+        return measured_metrics(read, view, measurement, solved, images, holdout)
+
+    def result(
+        self,
+        read: KSpaceInput,
+        view: KSpaceView,
+        measurement: KSpaceMeasurement,
+        solved: KSpaceSolved,
+        images: KSpaceImages,
+        metrics: dict[str, Any],
+    ) -> ReconResult:
+        others = dict(images.images)
+        estimate = others.pop(solved.methods.ldm_name)
+        source = source_image(read.raw)
+        return ReconResult(
+            preset=self.preset,
+            source=source,
+            canonical=source,
+            slab_start=0,
+            truth=view.truth,
+            reconstruction=estimate.astype(np.float32),
+            std=np.asarray(images.std, np.float32),
+            direct=images.direct.astype(np.float32),
+            baseline=others.pop(self.preset.baseline, None) if self.baseline else None,
+            other_baselines=others,
+            measurement=read.measured,
+            sampling_mask=read.mask,
+            metrics=metrics,
+            grid=view.plan,
+            simulated=False,
+            notes=[read.raw.describe(), *read.raw.notes, metrics["grid"], measurement.maps_text],
+        )

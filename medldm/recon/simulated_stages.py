@@ -1,0 +1,323 @@
+"""The stages of an image whose measurement is simulated (:class:`SimulatedImage`), in the
+order of :func:`medldm.recon.stages.run_stages`:
+
+1. ``read``: :func:`~medldm.recon.image_input.read_image` (one finite image, RAS+);
+2. ``model_view``: the preset's variant for the input's resolution
+   (:meth:`~medldm.recon.presets.Preset.for_resolution`: a brain scan at the scanner's
+   resolution gets the native prior on its own grid), its solver and prior; the preset's
+   central slab of axial slices (or the whole volume),
+   intensities scaled the way the prior's training data was (per volume, on the signed
+   values), the slices mapped to the prior's grid (:class:`~medldm.problems.grid.GridPlan`:
+   resampled only when the spacing differs, and said so);
+3. ``measure``: the preset's physics (``configs/physics``) simulated with the seed
+   (:func:`medldm.problems.simulate.simulate`);
+4. ``solve``: the LDM solver (``configs/solver``, with the prior) and the classical
+   baseline on the *same* measurement and sampler;
+5. ``to_input_grid``: every estimate back on the input's grid (the prior's range);
+6. ``score``: PSNR/SSIM against the input, the posterior std's coverage;
+7. ``result``: a :class:`~medldm.recon.result.ReconResult` in the input's units.
+
+Example
+-------
+>>> import numpy as np, time
+>>> from medldm.io import MedImage
+>>> from medldm.models.testing import tiny_prior
+>>> from medldm.recon.presets import load_preset
+>>> from medldm.recon.stages import run_stages
+>>> preset = load_preset("mri_brain_4x").with_overrides(
+...     slices=1, grid={"size": [32, 32], "spacing_mm": 2.0},
+...     solver_options={"n_steps": 2, "n_samples": 2})
+>>> volume = MedImage(np.random.default_rng(0).random((20, 24, 3)).astype(np.float32),
+...                   np.diag([2.0, 2.0, 2.0, 1.0]), modality="MR")
+>>> stages = SimulatedImage(volume, preset.with_overrides(prior=tiny_prior()),
+...                         torch.device("cpu"), seed=0, baseline=False)
+>>> result = run_stages(stages, started=time.perf_counter())
+>>> result.reconstruction.shape, "psnr_db" in result.metrics["ldm"]
+((1, 24, 20), True)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medldm.io import MedImage
+from medldm.problems.grid import GridPlan
+from medldm.problems.model_view import fit_intensity
+from medldm.problems.simulate import simulate
+from medldm.recon.image_input import ImageInput, read_image, slab_stack
+from medldm.recon.presets import Preset
+from medldm.recon.prior_setup import intensity_rule, resolve_prior
+from medldm.recon.result import ReconResult, direct_label, solver_stack
+from medldm.recon.uncertainty import calibration_for, interval_scale, uncertainty_metrics
+from medldm.solvers import needs_prior
+
+
+@dataclass
+class ImageView:
+    """The ``model_view`` stage's product: the slab as the solvers see it."""
+
+    preset: Preset  # the preset's variant for the input's resolution
+    solver: Any  # its LDM solver, as built
+    prior: Any  # its prior, loaded (None for a solver without one)
+    normalization: Any  # the input's units -> the prior's range (fitted per volume)
+    slab_start: int  # first slice of the slab in the input
+    truth_units: np.ndarray  # the slab, (S, rows, cols), the input's units
+    truth: np.ndarray  # the same in the prior's range
+    plan: GridPlan  # the input's grid <-> the prior's working grid
+    volume_mode: bool  # the slab is one 3D problem ``(1, 1, S, H, W)``
+    x: torch.Tensor  # the slab on the working grid, in the solver's layout
+
+
+@dataclass
+class SimulatedMeasurement:
+    """The ``measure`` stage's product."""
+
+    physics: Any
+    y: torch.Tensor
+
+
+@dataclass
+class ImageSolved:
+    """The ``solve`` stage's product: every method's reconstruction of ``y``."""
+
+    preset: Preset  # the preset as solved (``slice_axis=0`` for one 3D problem)
+    solver: Any
+    ldm: Any  # the LDM solver's Reconstruction
+    ldm_seconds: float
+    direct: torch.Tensor  # ``physics.x_init(y)``
+    baseline: Any = None  # the baseline's Reconstruction
+    baseline_seconds: float | None = None
+    calibration: Any = None  # the std calibration for this solver config and prior
+    uncalibrated_reason: str = ""
+
+
+@dataclass
+class ImageStacks:
+    """The ``to_input_grid`` stage's product: ``(S, rows, cols)`` stacks on the input's
+    grid, in the prior's range."""
+
+    estimate: np.ndarray
+    std: np.ndarray
+    direct: np.ndarray
+    baseline: np.ndarray | None
+    samples: list[np.ndarray] | None
+
+
+@dataclass
+class SimulatedImage:
+    """The stages of one image whose measurement is simulated (see the module text)."""
+
+    image_or_path: MedImage | str | Path | None  # ``None``: the preset's example input
+    preset: Preset  # its prior: a name, a folder or a loaded Prior
+    device: torch.device
+    seed: int  # of the simulated measurement and of the sampler
+    baseline: bool  # run the classical baseline too
+    precision: str = "auto"  # of the prior's network calls
+
+    def read(self) -> ImageInput:
+        return read_image(self.image_or_path, self.preset.example)
+
+    def model_view(self, read: ImageInput) -> ImageView:
+        """Slab, intensities (fitted on the signed values: a CT in HU has negative air,
+        ``|HU|`` would rank it as bright) and the prior's grid."""
+        spacing = (read.canonical.spacing[1], read.canonical.spacing[0])
+        preset = self.preset.for_resolution(min(spacing))
+        solver = preset.build_solver()
+        prior = (
+            resolve_prior(preset.prior, self.device, self.precision)
+            if needs_prior(solver.name)
+            else None
+        )
+        unit = getattr(read.source, "unit", None) or "unknown"
+        normalization = fit_intensity(
+            intensity_rule(prior, preset.intensity), read.array, unit=unit
+        )
+        start, stack = slab_stack(read.canonical, read.array, preset.slices)
+        truth = np.asarray(normalization.forward(stack, clip=False), np.float32)
+        plan = GridPlan.make(
+            truth.shape, spacing, size=preset.grid_size, spacing_mm=preset.grid_spacing
+        )
+        working = plan.to_working(truth)
+        volume_mode = bool(preset.volume) and working.shape[0] > 1
+        x = torch.from_numpy(working).to(self.device)
+        x = x[None, None] if volume_mode else x[:, None]
+        return ImageView(
+            preset, solver, prior, normalization, start, stack, truth, plan, volume_mode, x
+        )
+
+    def measure(self, read: ImageInput, view: ImageView) -> SimulatedMeasurement:
+        physics, y = simulate(view.x, view.preset.build_physics(), self.seed, self.device)
+        return SimulatedMeasurement(physics, y)
+
+    def solve(
+        self, read: ImageInput, view: ImageView, measurement: SimulatedMeasurement
+    ) -> ImageSolved:
+        """The LDM solver, then the baseline, on one sampler seeded with the seed."""
+        preset, solver = _solver_for(view)
+        physics, y = measurement.physics, measurement.y
+        with torch.no_grad():
+            direct = physics.x_init(y)
+        sampler = torch.Generator(device=self.device).manual_seed(self.seed)
+        start = time.perf_counter()
+        ldm = solver.solve(y, physics, view.prior, generator=sampler)
+        solved = ImageSolved(preset, solver, ldm, time.perf_counter() - start, direct)
+        if self.baseline:
+            base_solver = preset.build_baseline()
+            start = time.perf_counter()
+            solved.baseline = base_solver.solve(y, physics, None, generator=sampler)
+            solved.baseline_seconds = time.perf_counter() - start
+        solved.calibration, solved.uncalibrated_reason = calibration_for(
+            preset, view.prior, view.volume_mode
+        )
+        return solved
+
+    def to_input_grid(
+        self,
+        read: ImageInput,
+        view: ImageView,
+        measurement: SimulatedMeasurement,
+        solved: ImageSolved,
+    ) -> ImageStacks:
+        def back(tensor_or_stack: Any) -> np.ndarray:
+            stack = (
+                tensor_or_stack
+                if isinstance(tensor_or_stack, np.ndarray)
+                else solver_stack(tensor_or_stack, view.volume_mode)
+            )
+            return view.plan.from_working(stack)
+
+        ldm = solved.ldm
+        estimate = back(ldm.estimate)
+        return ImageStacks(
+            estimate=estimate,
+            std=back(ldm.std) if ldm.std is not None else np.zeros_like(estimate),
+            direct=back(solved.direct),
+            baseline=None if solved.baseline is None else back(solved.baseline.estimate),
+            samples=None if ldm.samples is None else [back(s) for s in ldm.samples],
+        )
+
+    def score(
+        self,
+        read: ImageInput,
+        view: ImageView,
+        measurement: SimulatedMeasurement,
+        solved: ImageSolved,
+        stacks: ImageStacks,
+    ) -> dict[str, Any]:
+        """What ran, then PSNR/SSIM of every method and the std's coverage."""
+        metrics = self._run_record(view, solved)
+        metrics["ldm"].update(_scores(stacks.estimate, view.truth))
+        metrics["direct"] = _scores(stacks.direct, view.truth)
+        if stacks.baseline is not None:
+            metrics["baseline"] = {
+                **_scores(stacks.baseline, view.truth),
+                "seconds": round(float(solved.baseline_seconds or 0.0), 3),
+            }
+            metrics["ldm_minus_baseline_psnr_db"] = (
+                metrics["ldm"]["psnr_db"] - metrics["baseline"]["psnr_db"]
+            )
+        metrics["uncertainty"] = uncertainty_metrics(
+            stacks.estimate,
+            view.truth,
+            stacks.std,
+            stacks.samples,
+            solved.calibration,
+            solved.uncalibrated_reason,
+        )
+        return metrics
+
+    def _run_record(self, view: ImageView, solved: ImageSolved) -> dict[str, Any]:
+        """The fields of ``metrics.json`` that say what ran, and how."""
+        preset, rec, normalization = solved.preset, solved.ldm, view.normalization
+        return {
+            "preset": preset.name,
+            "solver": solved.solver.name,
+            "baseline_solver": preset.baseline if self.baseline else None,
+            "prior": getattr(view.prior, "name", None),
+            "physics": preset.physics,
+            "slices": int(view.truth.shape[0]),
+            "volume_mode": bool(view.volume_mode),
+            "grid": view.plan.describe(),
+            "intensity": f"{preset.intensity}: input {normalization.low:.6g} -> 0, "
+            f"{normalization.high:.6g} -> 1 ({normalization.unit})",
+            "convention": "magnitude; PSNR/SSIM per slice against the input, data range = "
+            "the slice's max - min after the prior's intensity scaling; mean over slices",
+            "ldm": {
+                "nfe": rec.nfe,
+                "seconds": round(solved.ldm_seconds, 3),
+                "residual": rec.residual,
+                "residual_over_noise": rec.residual_over_noise,
+                "n_samples": rec.info.get("n_samples"),
+            },
+            "seed": int(self.seed),
+            "device": str(self.device),
+            "precision": getattr(view.prior, "precision", "fp32"),
+        }
+
+    def result(
+        self,
+        read: ImageInput,
+        view: ImageView,
+        measurement: SimulatedMeasurement,
+        solved: ImageSolved,
+        stacks: ImageStacks,
+        metrics: dict[str, Any],
+    ) -> ReconResult:
+        """Every stack in the input's units (the intensity map inverted exactly)."""
+        normalization = view.normalization
+        span = normalization.high - normalization.low
+        scale_90, interval_note = interval_scale(solved.calibration, solved.uncalibrated_reason)
+        samples = None
+        if stacks.samples is not None:
+            samples = np.stack([normalization.inverse(s) for s in stacks.samples])
+        return ReconResult(
+            preset=solved.preset,
+            source=read.source,
+            canonical=read.canonical,
+            slab_start=view.slab_start,
+            truth=view.truth_units,
+            reconstruction=np.asarray(normalization.inverse(stacks.estimate), np.float32),
+            std=np.asarray(stacks.std * span, np.float32),
+            direct=np.asarray(normalization.inverse(stacks.direct), np.float32),
+            direct_label=direct_label(measurement.physics),
+            baseline=None
+            if stacks.baseline is None
+            else np.asarray(normalization.inverse(stacks.baseline), np.float32),
+            measurement=measurement.y.detach().cpu().numpy(),
+            sampling_mask=_sampling_mask(measurement.physics),
+            metrics=metrics,
+            grid=view.plan,
+            samples=samples,
+            interval90=np.asarray(scale_90 * stacks.std * span, np.float32),
+            interval_note=interval_note,
+            notes=[view.plan.describe()],
+        )
+
+
+def _solver_for(view: ImageView) -> tuple[Preset, Any]:
+    """The preset and LDM solver for the slab's layout."""
+    if view.volume_mode and hasattr(view.solver, "slice_axis"):
+        # one (1, 1, S, H, W) problem: a 2D prior sees its slices along spatial axis 0;
+        # made anew so that the option goes through the solver's __init__ like any other
+        preset = view.preset.with_overrides(solver_options={"slice_axis": 0})
+        return preset, preset.build_solver()
+    return view.preset, view.solver
+
+
+def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min)."""
+    from medldm.metrics import mean_slice_scores
+
+    scores = mean_slice_scores(estimate, truth)
+    return {"psnr_db": scores["psnr"], "ssim": scores["ssim"]}
+
+
+def _sampling_mask(physics: Any) -> np.ndarray | None:
+    mask = getattr(physics, "mask", None)
+    return None if mask is None else mask.detach().cpu().numpy()

@@ -1,0 +1,74 @@
+"""Inputs at the scanner's resolution: the shipped example (one test-split volume, with its
+licence), and the brain presets' native variant (the native prior on the input's own grid,
+the presets tuned for that data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medldm.io import load
+from medldm.recon.examples import example_input
+from medldm.recon.presets import load_preset
+
+
+def test_the_shipped_native_example_is_a_test_patients_t1_with_its_licence_beside_it():
+    path = example_input("brain_native_t1")
+    image = load(path)
+    assert image.array.shape == (256, 256, 48)
+    assert image.spacing[:2] == pytest.approx((0.91, 0.91), abs=0.005)
+    folder = Path(path).parent
+    licence = (folder / "LICENSE-open_ms_data.txt").read_text()
+    readme = (folder / "README.md").read_text()
+    assert "Attribution" in licence and "Lesjak" in readme and "test" in readme
+    # the test patient of the card: never trained or tuned on
+    from medldm.data.cards import load_card
+
+    assert load_card("brain_mri_native").split["test"] == ["patient19"]
+    assert "patient19" in readme
+
+
+def test_the_brain_presets_take_the_native_variant_for_the_native_example():
+    spacing = min(load(example_input("brain_native_t1")).spacing[:2])
+    for name in ("mri_brain_4x", "mri_brain_8x", "inpaint_box"):
+        preset = load_preset(name).for_resolution(spacing)
+        assert (preset.prior, preset.domain, preset.grid_size) == (
+            "brain_native_2d",
+            "native",
+            None,
+        )
+    two_mm = load_preset("mri_brain_4x").for_resolution(2.0)
+    assert two_mm.prior == "brain_t1_2d"
+
+
+def test_the_cli_keeps_a_prior_or_grid_the_user_named_whatever_the_resolution():
+    from omegaconf import OmegaConf
+
+    from medldm.recon.cli import _preset
+    from medldm.recon.presets import preset_folder
+
+    file = OmegaConf.load(preset_folder() / "mri_brain_4x.yaml")
+    assert _preset(OmegaConf.create({"preset": file})).for_resolution(0.9).prior == (
+        "brain_native_2d"
+    )
+    for key, value in (("prior", "/my/checkpoint"), ("grid", {"size": [96, 96]})):
+        named = OmegaConf.merge(file, {key: value})
+        preset = _preset(OmegaConf.create({"preset": named}))
+        assert preset.native == {} and preset.for_resolution(0.9) == preset
+    off = _preset(OmegaConf.create({"preset": OmegaConf.merge(file, {"native": None})}))
+    assert off.for_resolution(0.9).prior == "brain_t1_2d"
+
+
+def test_the_native_example_is_reconstructed_on_its_own_grid_with_the_native_prior():
+    import medldm
+
+    result = medldm.reconstruct(
+        None, "mri_brain_4x", slices=1, solver_options={"n_steps": 2, "n_samples": 1}
+    )
+    metrics = result.metrics
+    assert metrics["prior"] == "brain_native_2d"
+    assert not result.grid.resampled and not result.grid.padded
+    assert result.reconstruction.shape == (1, 256, 256)
+    assert result.preset.domain == "native" and result.preset.example == "brain_native_t1"
+    assert metrics["baseline"]["psnr_db"] > metrics["direct"]["psnr_db"]  # TV_native helps
