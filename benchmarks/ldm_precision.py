@@ -12,6 +12,8 @@ Run::
 
     .venv/bin/python benchmarks/ldm_precision.py --cases 4 \\
         --json benchmarks/results/ldm_precision/cpu.json
+    .venv/bin/python benchmarks/ldm_precision.py --operators mri_4x_native --cases 1 \\
+        --threads 2 --json benchmarks/results/ldm_precision/cpu_native_256.json
 """
 
 from __future__ import annotations
@@ -32,23 +34,31 @@ from medldm.models.prior import load_prior
 from medldm.problems.configs import load_physics, solver_for_operator
 from medldm.problems.simulate import simulate
 
-# operator -> (prior, data card, card options)
+# setup -> (prior, data card, card options); a setup "<operator>_<domain>" runs the operator
+# with the presets tuned for that domain
 SETUPS = {
     "mri_4x": ("brain_t1_2d", "ixi_t1", {"slices": 1, "size": 128}),
     "ct_sparse_30": ("ct_2d", "mednist", {"per_class": 2}),
+    # the test patient's 256 x 256 T1W slices at 0.91 mm with the native prior
+    "mri_4x_native": ("brain_native_2d", "brain_mri_native", {"slices": 1}),
 }
+#: setup -> (operator, preset domain, image shape kept; None: all)
+OPERATORS = {"mri_4x_native": ("mri_4x", "native", (256, 256))}
 
 
-def run(operator: str, n_cases: int, options: dict) -> dict:
-    prior_name, card, card_options = SETUPS[operator]
-    cases = list(card_cases(card, "test", **card_options))[:n_cases]
+def run(setup: str, n_cases: int, options: dict) -> dict:
+    prior_name, card, card_options = SETUPS[setup]
+    operator, domain, shape = OPERATORS.get(setup, (setup, None, None))
+    found = card_cases(card, "test", **card_options)
+    cases = [c for c in found if hasattr(c, "image") and shape in (None, c.image.shape)]
+    cases = cases[:n_cases]
     priors = {p: load_prior(prior_name, device="cpu", precision=p) for p in ("fp32", "bf16")}
     rows: dict[str, list[tuple[float, float, float]]] = {p: [] for p in priors}
     for seed, case in enumerate(cases):
         x = torch.from_numpy(case.image)[None, None]
         physics, y = simulate(x, load_physics(operator), seed)
         for precision, prior in priors.items():
-            solver, _ = solver_for_operator("latent_dds", operator, options)
+            solver, _ = solver_for_operator("latent_dds", operator, options, domain)
             generator = torch.Generator().manual_seed(seed)
             start = time.perf_counter()
             with torch.inference_mode():

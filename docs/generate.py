@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 RESULTS = REPO / "benchmarks" / "results"
 LDM_RESULTS = RESULTS / "ldm" / "results.csv"
+NATIVE_RESULTS = RESULTS / "ldm_native" / "results.csv"
 STANDARD_RESULTS = RESULTS / "standard" / "results.csv"
 
 #: Packages whose modules get an API page, in the order of the layers (bottom up).
@@ -56,6 +57,7 @@ DATASETS = {
     "ixi_t1_test": "IXI T1",
     "mednist_test": "MedNIST CT",
     "microscopy_test": "microscopy",
+    "brain_mri_native_test": "clinical brain MRI, native",
 }
 SOLVERS = {
     "zero_filled": "zero-filled / FBP",
@@ -162,6 +164,7 @@ def results_page() -> str:
             "Mean PSNR dB / SSIM over every finished row (best PSNR in bold); rows per "
             "operator in brackets.",
             summary_table(LDM_RESULTS),
+            *_native_section(),
             "## Classical solvers: the standard suite",
             "Generated from `benchmarks/results/standard/results.csv` "
             "(`benchmarks/standard_suite.sh`): every classical solver with its preset tuned on "
@@ -169,6 +172,22 @@ def results_page() -> str:
             summary_table(STANDARD_RESULTS),
         ]
     )
+
+
+def _native_section() -> list[str]:
+    """The native-resolution suite's tables, where it has been run."""
+    if not NATIVE_RESULTS.is_file():
+        return []
+    return [
+        "## Clinical brain MRI at the scanner's resolution",
+        "Generated from `benchmarks/results/ldm_native/results.csv` "
+        "(`benchmarks/ldm_native_suite.sh`): the `brain_native_2d` prior on the test patient of "
+        "`brain_mri_native`, each series' central slice at its own matrix, every solver with "
+        "its preset tuned for this data (classical: training patients; latent DDS: the "
+        "validation patient).",
+        headline_table(NATIVE_RESULTS),
+        summary_table(NATIVE_RESULTS),
+    ]
 
 
 def _public_modules(package: str) -> list[str]:
