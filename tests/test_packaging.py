@@ -154,14 +154,14 @@ def test_the_wheel_ships_the_configs_and_finds_them_from_any_folder(installed):
 def test_medldm_recon_dry_run_works_outside_the_checkout(installed):
     run = _check(
         _run(
-            [installed.bin("medldm-recon"), "dry_run=true"],
+            [installed.bin("medldm-recon"), "dry_run=true", "preset.slices=1"],
             cwd=installed.workdir,
             env=installed.env,
         ),
         "medldm-recon dry_run=true",
     )
     assert "dry run — preset mri_brain_4x" in run.stdout and "estimated" in run.stdout
-    assert "brain_t1_2d" in run.stdout
+    assert "brain_native_2d" in run.stdout  # the shipped example is at 0.91 mm
 
 
 def test_the_default_preset_runs_outside_the_checkout(installed):
@@ -178,7 +178,7 @@ def test_the_default_preset_runs_outside_the_checkout(installed):
     for name in ("reconstruction.nii.gz", "std.nii.gz", "tv.nii.gz", "report.html"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["prior"] == "brain_t1_2d" and metrics["slices"] == 1
+    assert metrics["prior"] == "brain_native_2d" and metrics["slices"] == 1
     assert metrics["ldm"]["psnr_db"] > 15 and metrics["baseline"]["psnr_db"] > 15
 
 

@@ -141,9 +141,12 @@ def test_every_solver_preset_instantiates_its_solver(path):
     config = OmegaConf.load(path)
     solver = instantiate(config)
     assert isinstance(solver, SOLVERS[solver.name])
-    if path.stem != solver.name:  # a tuned per-operator preset: <solver>_<operator>
+    if path.stem != solver.name:  # a tuned preset: <solver>_<operator>[_<domain>]
         operator = path.stem.removeprefix(f"{solver.name}_")
         header = path.read_text()
+        if operator.endswith("_native"):  # tuned on brain_mri_native at its own resolution
+            operator = operator.removesuffix("_native")
+            assert "--card brain_mri_native" in header
         # classical presets are tuned on training cases, LDM presets on validation cases
         # (the prior has seen the training subjects); never on test cases
         assert "Tuned on training cases only" in header or "VALIDATION cases" in header
