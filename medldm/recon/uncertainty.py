@@ -62,7 +62,7 @@ def uncertainty_metrics(
     uncalibrated_reason: str,
 ) -> dict[str, Any]:
     """metrics.json's ``uncertainty``: coverage of the 50/90 % intervals and the Spearman
-    of std against |error| per slice (foreground, model range), mean over slices."""
+    of std against ``|error|`` per slice (foreground, model range), mean over slices."""
     from medldm.metrics.convention import UNCERTAINTY_CONVENTION
 
     means = _mean_over_slices(_per_slice_scores(estimate, truth, std, sample_stacks, calibration))
