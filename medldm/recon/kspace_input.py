@@ -19,6 +19,7 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,23 @@ from medldm.errors import InvalidInputError
 from medldm.io import MedImage
 from medldm.io.raw_mri import RawKSpace, read_raw_kspace, sampling_mask_from_zeros
 from medldm.physics.mri import ifftnc, rss
-from medldm.recon.kspace_records import KSpaceInput
 
 #: Where the intensity units of raw k-space come from.
 RAW_UNIT = "arbitrary MR units (raw k-space)"
+
+
+@dataclass
+class KSpaceInput:
+    """``read``: one slice of k-space, its sampling and its reference (made here, beside
+    its reader; the later stages' records are in :mod:`medldm.recon.kspace_records`)."""
+
+    raw: RawKSpace
+    mask: np.ndarray  # (rows, cols), True = sampled
+    mask_source: str  # where the mask came from, in words
+    measured: np.ndarray  # ``raw.kspace * mask``, complex64 (coils, rows, cols)
+    reference_picture: np.ndarray | None  # in the k-space's layout and units
+    reference_info: dict[str, str] | None  # its kind and description, for metrics.json
+    reference_kspace: np.ndarray | None  # fully sampled, when the reference has one
 
 
 def read_kspace(

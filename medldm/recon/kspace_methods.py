@@ -1,5 +1,5 @@
 """The methods of a measured run (:class:`MeasuredMethods`): the preset's LDM solver, on the
-prior's grid through :class:`~medldm.recon.kspace_operator.PriorGridMRI`, and the classical
+prior's grid through :class:`~medldm.recon.kspace_prior_grid.PriorGridMRI`, and the classical
 solvers on the k-space's own grid, all on the *same* scaled k-space, with the presets tuned
 for the closest simulated operator (``mri[_multicoil]_4x|8x``); and the k-space hold-out
 that scores them without a reference (:func:`holdout_scores`).
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from medldm.physics.base import LinearPhysics
 from medldm.physics.coils import calibration_region
 from medldm.physics.phase import PhaseConstrained
 from medldm.problems.grid import GridPlan
-from medldm.recon.kspace_operator import PriorGridMRI
+from medldm.recon.kspace_prior_grid import PriorGridMRI
 from medldm.recon.presets import Preset
 
 #: The final solves on the measured grid when the prior ran on another (``grid_solve=``).
@@ -62,10 +62,11 @@ class MeasuredMethods:
     device: torch.device
     seed: int
     grid_solve: str = "tv"
+    # the preset's LDM solver: a plain field, so the records read it without a call here
+    ldm_name: str = field(init=False)
 
-    @property
-    def ldm_name(self) -> str:
-        return str(self.preset.solver)
+    def __post_init__(self) -> None:
+        self.ldm_name = str(self.preset.solver)
 
     def build(self, name: str, options: dict[str, Any] | None = None) -> tuple[Any, str, bool]:
         """The solver preset tuned for the operator; a magnitude solver (``phase="lowres"``)

@@ -22,14 +22,9 @@ from typing import Any
 import numpy as np
 
 from medldm.problems.grid import GridPlan
-from medldm.recon.kspace_input import RAW_UNIT
+from medldm.recon.kspace_input import RAW_UNIT, KSpaceInput
 from medldm.recon.kspace_methods import KSpaceSolved, MeasuredMethods, Solved
-from medldm.recon.kspace_records import (
-    KSpaceImages,
-    KSpaceInput,
-    KSpaceMeasurement,
-    KSpaceView,
-)
+from medldm.recon.kspace_records import KSpaceImages, KSpaceMeasurement, KSpaceView
 
 
 def measured_metrics(

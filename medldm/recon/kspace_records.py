@@ -1,6 +1,7 @@
 """What the stages of the measured k-space path make (:mod:`medldm.recon.kspace_stages`),
-in stage order (``solve``'s :class:`~medldm.recon.kspace_methods.KSpaceSolved` lives with
-the methods).
+in stage order; only those stages make them. ``read``'s
+:class:`~medldm.recon.kspace_input.KSpaceInput` lives with its reader and ``solve``'s
+:class:`~medldm.recon.kspace_methods.KSpaceSolved` with the methods.
 
 Example
 -------
@@ -17,22 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medldm.io.raw_mri import RawKSpace
 from medldm.physics.base import LinearPhysics
 from medldm.problems.grid import GridPlan
-
-
-@dataclass
-class KSpaceInput:
-    """``read``: one slice of k-space, its sampling and its reference."""
-
-    raw: RawKSpace
-    mask: np.ndarray  # (rows, cols), True = sampled
-    mask_source: str  # where the mask came from, in words
-    measured: np.ndarray  # ``raw.kspace * mask``, complex64 (coils, rows, cols)
-    reference_picture: np.ndarray | None  # in the k-space's layout and units
-    reference_info: dict[str, str] | None  # its kind and description, for metrics.json
-    reference_kspace: np.ndarray | None  # fully sampled, when the reference has one
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """The stages of measured MRI k-space (:class:`MeasuredKSpace`), in the order of
 :func:`medldm.recon.stages.run_stages`; :mod:`medldm.recon.measured` says what each does.
+Made by :func:`~medldm.recon.stages.run_stages` from the entry point's options, the object
+first sets itself up: the preset with its overrides (its native variant where it has one:
+measured k-space comes at the scanner's resolution), the device, the prior (where the
+solver needs one) and the options, checked. Then:
 
 1. ``read``: :func:`~medldm.recon.kspace_input.read_kspace` (k-space, mask, reference);
 2. ``model_view``: the preset's intensity rule fitted to the zero-filled image, the
@@ -25,7 +29,7 @@ medldm.errors.InvalidInputError: unknown phase 'sharp'. Fix: use 'cg' or 'lowres
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +39,13 @@ import torch
 from medldm.errors import InvalidInputError
 from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import fit_intensity, picture_to_model
-from medldm.recon.kspace_input import RAW_UNIT, read_kspace, root_sum_of_squares, source_image
+from medldm.recon.kspace_input import (
+    RAW_UNIT,
+    KSpaceInput,
+    read_kspace,
+    root_sum_of_squares,
+    source_image,
+)
 from medldm.recon.kspace_methods import (
     GRID_SOLVES,
     KSpaceSolved,
@@ -46,15 +56,11 @@ from medldm.recon.kspace_methods import (
 )
 from medldm.recon.kspace_metrics import measured_metrics
 from medldm.recon.kspace_operator import measured_physics
-from medldm.recon.kspace_records import (
-    KSpaceImages,
-    KSpaceInput,
-    KSpaceMeasurement,
-    KSpaceView,
-)
-from medldm.recon.presets import Preset
-from medldm.recon.prior_setup import intensity_rule
+from medldm.recon.kspace_records import KSpaceImages, KSpaceMeasurement, KSpaceView
+from medldm.recon.presets import Preset, resolve_preset
+from medldm.recon.prior_setup import intensity_rule, resolve_prior
 from medldm.recon.result import ReconResult
+from medldm.solvers import needs_prior
 
 
 @dataclass(frozen=True)
@@ -91,13 +97,29 @@ class MeasuredKSpace:
 
     kspace_path: Any
     mask_path: Any
-    preset: Preset
-    prior: Any
-    device: torch.device
+    # a name (``configs/preset``) or a Preset; once made, the Preset with ``overrides``
+    # (its native variant where it has one)
+    preset: str | Preset
+    device: str | torch.device  # "auto" (the GPU when present), ...; once made, resolved
     seed: int  # of a retrospective mask, the sampler and the hold-out splits
     baseline: bool  # run the classical solvers too
     progress: bool
-    options: KSpaceOptions = field(default_factory=KSpaceOptions)
+    # those of :func:`medldm.recon.measured.reconstruct_kspace`; once made, checked
+    options: KSpaceOptions | Mapping[str, Any] = field(default_factory=KSpaceOptions)
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset fields
+    precision: str = "auto"  # of the prior's network calls
+    prior: Any = field(init=False, default=None)  # loaded where the solver needs one
+
+    def __post_init__(self) -> None:
+        """The preset, the device, the prior and the options (see the module text)."""
+        from medldm.models.prior import resolve_device
+
+        self.preset = resolve_preset(self.preset, **self.overrides).for_resolution(None)
+        self.device = resolve_device(self.device)
+        if needs_prior(self.preset.solver):
+            self.prior = resolve_prior(self.preset.prior, self.device, self.precision)
+        if not isinstance(self.options, KSpaceOptions):
+            self.options = KSpaceOptions(**self.options)
 
     def read(self) -> KSpaceInput:
         return read_kspace(

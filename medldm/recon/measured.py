@@ -1,10 +1,11 @@
 """Measured MRI k-space in: single- and multi-coil Cartesian raw data, no simulation.
 
-The entry point :func:`reconstruct_kspace` (what ``medldm-recon kspace=`` and
-``medldm.reconstruct(kspace=...)`` run) runs the stages of
-:mod:`medldm.recon.stages` for measured k-space
-(:class:`~medldm.recon.kspace_stages.MeasuredKSpace`). What they do (each disclosed in
-``metrics.json`` and ``report.html``):
+The entry point :func:`reconstruct_kspace` (what ``medldm-recon kspace=`` and, with the
+default options, ``medldm.reconstruct(kspace=...)`` run) passes the preset, its overrides
+and the options to :func:`~medldm.recon.stages.run_stages` for measured k-space
+(:class:`~medldm.recon.kspace_stages.MeasuredKSpace`, which sets up the preset, the device
+and the prior). What the stages do (each disclosed in ``metrics.json`` and
+``report.html``):
 
 1. **read** one slice of k-space with :func:`medldm.io.raw_mri.read_raw_kspace` (``.npy``,
    BART ``.cfl``, Siemens twix ``.dat``, ISMRMRD or fastMRI ``.h5``): the pixel spacing
@@ -33,7 +34,7 @@ The entry point :func:`reconstruct_kspace` (what ``medldm-recon kspace=`` and
    (:class:`~medldm.problems.grid.GridPlan`): resampled by Fourier interpolation (k-space
    cropped or zero-padded, exact for band-limited images) when the spacing differs, then
    zero-padded. The LDM solver runs on that grid through
-   :class:`~medldm.recon.kspace_operator.PriorGridMRI`, the
+   :class:`~medldm.recon.kspace_prior_grid.PriorGridMRI`, the
    measured operator seen from it, so its data term is the measured k-space itself;
 6. **solvers**: the preset's LDM solver, and the classical solvers (CG-SENSE, TV, and
    l1-wavelet where installed) on the native grid, all on the *same* scaled k-space, with
@@ -74,21 +75,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from medldm.physics.coils import calibration_region
 from medldm.recon.kspace_input import RAW_UNIT, retrospective_mask, root_sum_of_squares
 from medldm.recon.kspace_methods import GRID_SOLVES
 from medldm.recon.kspace_operator import (
     ESPIRIT_KERNELS,
     ESPIRIT_MIN_COVERAGE,
-    PriorGridMRI,
     coil_maps,
     espirit_kernel,
 )
-from medldm.recon.kspace_stages import KSpaceOptions, MeasuredKSpace
-from medldm.recon.presets import Preset, load_preset
-from medldm.recon.prior_setup import resolve_prior
+from medldm.recon.kspace_prior_grid import PriorGridMRI
+from medldm.recon.kspace_stages import MeasuredKSpace
+from medldm.recon.presets import Preset
 from medldm.recon.result import ReconResult
 from medldm.recon.stages import run_stages
 
@@ -171,37 +169,49 @@ def reconstruct_kspace(
     overrides:
         Preset fields (``prior=``, ``solver=``, ``grid={...}``, ``solver_options={...}``).
     """
-    started = time.perf_counter()
-    preset, torch_device, prior = _setup(preset, overrides, device, precision)
-    options = KSpaceOptions(
-        reference=reference,
-        acceleration=acceleration,
-        kspace_slice=kspace_slice,
-        classical=classical,
-        coil_maps_from=coil_maps_from,
-        phase=phase,
-        holdout_splits=holdout_splits,
-        grid_solve=grid_solve,
+    options = {
+        "reference": reference,
+        "acceleration": acceleration,
+        "kspace_slice": kspace_slice,
+        "classical": classical,
+        "coil_maps_from": coil_maps_from,
+        "phase": phase,
+        "holdout_splits": holdout_splits,
+        "grid_solve": grid_solve,
+    }
+    return run_measured(
+        kspace, preset, mask, overrides, options, device, precision, seed, baseline, progress
     )
-    stages = MeasuredKSpace(
-        kspace, mask, preset, prior, torch_device, seed, baseline, progress, options
-    )
-    return run_stages(stages, started)
 
 
-def _setup(
-    preset: str | Preset, overrides: dict[str, Any], device: str, precision: str
-) -> tuple[Preset, torch.device, Any]:
-    """The preset with its overrides (its native variant where it has one: measured k-space
-    comes at the scanner's resolution), the device and the prior (where the solver needs
-    one)."""
-    from medldm.models.prior import resolve_device
-    from medldm.solvers import needs_prior
-
-    preset = preset if isinstance(preset, Preset) else load_preset(preset)
-    preset = preset.with_overrides(**overrides).for_resolution(None)
-    torch_device = resolve_device(device)
-    prior = (
-        resolve_prior(preset.prior, torch_device, precision) if needs_prior(preset.solver) else None
+def run_measured(
+    kspace: str | Path,
+    preset: str | Preset,
+    mask: str | Path | None,
+    overrides: dict[str, Any],
+    options: dict[str, Any],
+    device: str,
+    precision: str,
+    seed: int,
+    baseline: bool,
+    progress: bool,
+) -> ReconResult:
+    """The stages of measured k-space (:class:`~medldm.recon.kspace_stages.MeasuredKSpace`,
+    set up from these arguments) run by :func:`~medldm.recon.stages.run_stages`: what
+    :func:`reconstruct_kspace` and ``medldm.reconstruct(kspace=...)`` (``options={}``: the
+    defaults) run. ``overrides`` are preset fields, ``options`` those of
+    :func:`reconstruct_kspace` between ``reference`` and ``grid_solve``."""
+    return run_stages(
+        MeasuredKSpace,
+        time.perf_counter(),
+        kspace_path=kspace,
+        mask_path=mask,
+        preset=preset,
+        overrides=overrides,
+        device=device,
+        precision=precision,
+        seed=seed,
+        baseline=baseline,
+        progress=progress,
+        options=options,
     )
-    return preset, torch_device, prior

@@ -1,8 +1,9 @@
 """``medldm.reconstruct``: one image (or measured k-space) in, a reconstruction out.
 
-This entry point resolves the preset and the device, then runs the stages of
-:mod:`medldm.recon.stages` for the input's kind (each visible in
-:class:`~medldm.recon.result.ReconResult`):
+This entry point passes the preset's name (or :class:`~medldm.recon.presets.Preset`), its
+overrides and the options to :func:`~medldm.recon.stages.run_stages` with the input's
+kind; the kind's object resolves the preset and the device when made, then the stages of
+:mod:`medldm.recon.stages` run (each visible in :class:`~medldm.recon.result.ReconResult`):
 
 * an image (NIfTI, DICOM, TIFF, a :class:`~medldm.io.MedImage`; ``None``: the preset's
   example): :class:`~medldm.recon.simulated_stages.SimulatedImage` reads it (RAS+, so an
@@ -15,8 +16,10 @@ This entry point resolves the preset and the device, then runs the stages of
   measurement, maps everything back to the input's grid and units and scores both
   against the input;
 * measured k-space (``kspace=``): the same stages on the measured data
-  (:func:`medldm.recon.measured.reconstruct_kspace`), scored by data residuals; it comes
-  at the scanner's resolution, so the preset's native variant is used where it has one.
+  (:func:`medldm.recon.measured.run_measured`, what
+  :func:`~medldm.recon.measured.reconstruct_kspace` runs, with its default options), scored
+  by data residuals; it comes at the scanner's resolution, so the preset's native variant
+  is used where it has one.
 
 Example
 -------
@@ -40,7 +43,7 @@ from typing import Any
 
 from medldm.io import MedImage
 from medldm.recon.image_input import canonical_image, slab_bounds
-from medldm.recon.presets import Preset, load_preset
+from medldm.recon.presets import Preset
 from medldm.recon.result import ReconResult
 from medldm.recon.simulated_stages import SimulatedImage
 from medldm.recon.stages import run_stages
@@ -84,26 +87,29 @@ def reconstruct(
         Preset fields (``slices=16``, ``solver="psld"``, ``prior=...`` — a name, a folder
         or a loaded Prior) and ``solver_options={...}``.
     """
-    from medldm.models.prior import resolve_device
+    if kspace is not None:  # measured k-space: its entry point, the same stages
+        from medldm.recon.measured import run_measured
 
-    started = time.perf_counter()
-    preset = preset if isinstance(preset, Preset) else load_preset(preset)
-    preset = preset.with_overrides(**overrides)
-    torch_device = resolve_device(device)
-    if kspace is not None:  # measured k-space: its own entry point, the same stages
-        from medldm.recon.measured import reconstruct_kspace
-
-        return reconstruct_kspace(
-            kspace,
-            preset,
+        return run_measured(
+            kspace=kspace,
+            preset=preset,
             mask=mask,
+            overrides=overrides,
+            options={},
             device=device,
             precision=precision,
             seed=seed,
             baseline=baseline,
             progress=progress,
         )
-    stages = SimulatedImage(
-        image_or_path, preset, torch_device, int(seed), baseline, precision=precision
+    return run_stages(
+        SimulatedImage,
+        time.perf_counter(),
+        image_or_path=image_or_path,
+        preset=preset,
+        overrides=overrides,
+        device=device,
+        seed=seed,
+        baseline=baseline,
+        precision=precision,
     )
-    return run_stages(stages, started)

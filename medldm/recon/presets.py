@@ -171,6 +171,18 @@ def load_preset(name: str) -> Preset:
     return preset_from_dict(data, source=path)  # type: ignore[arg-type]
 
 
+def resolve_preset(preset: str | Preset, **overrides: Any) -> Preset:
+    """``preset`` (a name or a YAML path is loaded, a :class:`Preset` is taken as it is)
+    with ``overrides`` (:meth:`Preset.with_overrides`): what a reconstruction's stages
+    start from.
+
+    >>> resolve_preset("mri_brain_4x", slices=2).slices
+    2
+    """
+    preset = preset if isinstance(preset, Preset) else load_preset(preset)
+    return preset.with_overrides(**overrides)
+
+
 def preset_from_dict(data: dict[str, Any], source: Path | str = "<config>") -> Preset:
     """A Preset from a plain mapping (a Hydra ``preset`` group node)."""
     try:

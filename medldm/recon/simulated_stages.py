@@ -1,5 +1,6 @@
 """The stages of an image whose measurement is simulated (:class:`SimulatedImage`), in the
-order of :func:`medldm.recon.stages.run_stages`:
+order of :func:`medldm.recon.stages.run_stages`, which makes the object (its preset
+resolved with the overrides, its device) and then runs:
 
 1. ``read``: :func:`~medldm.recon.image_input.read_image` (one finite image, RAS+);
 2. ``model_view``: the preset's variant for the input's resolution
@@ -22,16 +23,14 @@ Example
 >>> import numpy as np, time
 >>> from medldm.io import MedImage
 >>> from medldm.models.testing import tiny_prior
->>> from medldm.recon.presets import load_preset
 >>> from medldm.recon.stages import run_stages
->>> preset = load_preset("mri_brain_4x").with_overrides(
-...     slices=1, grid={"size": [32, 32], "spacing_mm": 2.0},
-...     solver_options={"n_steps": 2, "n_samples": 2})
+>>> overrides = dict(slices=1, grid={"size": [32, 32], "spacing_mm": 2.0}, prior=tiny_prior(),
+...                  solver_options={"n_steps": 2, "n_samples": 2})
 >>> volume = MedImage(np.random.default_rng(0).random((20, 24, 3)).astype(np.float32),
 ...                   np.diag([2.0, 2.0, 2.0, 1.0]), modality="MR")
->>> stages = SimulatedImage(volume, preset.with_overrides(prior=tiny_prior()),
-...                         torch.device("cpu"), seed=0, baseline=False)
->>> result = run_stages(stages, started=time.perf_counter())
+>>> result = run_stages(SimulatedImage, time.perf_counter(), image_or_path=volume,
+...                     preset="mri_brain_4x", overrides=overrides, device="cpu", seed=0,
+...                     baseline=False)
 >>> result.reconstruction.shape, "psnr_db" in result.metrics["ldm"]
 ((1, 24, 20), True)
 """
@@ -39,7 +38,7 @@ Example
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import fit_intensity
 from medldm.problems.simulate import simulate
 from medldm.recon.image_input import ImageInput, read_image, slab_stack
-from medldm.recon.presets import Preset
+from medldm.recon.presets import Preset, resolve_preset
 from medldm.recon.prior_setup import intensity_rule, resolve_prior
 from medldm.recon.result import ReconResult, direct_label, solver_stack
 from medldm.recon.uncertainty import calibration_for, interval_scale, uncertainty_metrics
@@ -114,11 +113,22 @@ class SimulatedImage:
     """The stages of one image whose measurement is simulated (see the module text)."""
 
     image_or_path: MedImage | str | Path | None  # ``None``: the preset's example input
-    preset: Preset  # its prior: a name, a folder or a loaded Prior
-    device: torch.device
+    # a name (``configs/preset``) or a Preset (its prior: a name, a folder or a loaded
+    # Prior); once made, the Preset with ``overrides``
+    preset: str | Preset
+    device: str | torch.device  # "auto" (the GPU when present), ...; once made, resolved
     seed: int  # of the simulated measurement and of the sampler
     baseline: bool  # run the classical baseline too
     precision: str = "auto"  # of the prior's network calls
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset fields
+
+    def __post_init__(self) -> None:
+        """The preset with its overrides and the device, before anything is read."""
+        from medldm.models.prior import resolve_device
+
+        self.preset = resolve_preset(self.preset, **self.overrides)
+        self.device = resolve_device(self.device)
+        self.seed = int(self.seed)
 
     def read(self) -> ImageInput:
         return read_image(self.image_or_path, self.preset.example)

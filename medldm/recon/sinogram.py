@@ -1,8 +1,9 @@
 """Measured CT projections in (``medldm-recon sinogram=FILE``): FBP and TV of every row.
 
-:func:`reconstruct_sinogram` runs the stages of :mod:`medldm.recon.stages` for measured
-sinograms (:class:`~medldm.recon.sinogram_stages.MeasuredSinogram`). What they do (each
-recorded in :class:`~medldm.recon.result.SinogramResult` and ``metrics.json``):
+:func:`reconstruct_sinogram` passes its options to :func:`~medldm.recon.stages.run_stages`
+for measured sinograms (:class:`~medldm.recon.sinogram_stages.MeasuredSinogram`). What the
+stages do (each recorded in :class:`~medldm.recon.result.SinogramResult` and
+``metrics.json``):
 
 1. read the Data Exchange file (:func:`medldm.io.raw_ct.read_data_exchange`): flat/dark
    correction, ``-log``, angles from the file, one sinogram per detector row;
@@ -116,10 +117,12 @@ def reconstruct_sinogram(
     device:
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     """
-    from medldm.models.prior import resolve_device
-
-    started = time.perf_counter()
-    stages = MeasuredSinogram(
-        path, rotation_centre, tv_weight, tv_iterations, resolve_device(device)
+    return run_stages(
+        MeasuredSinogram,
+        time.perf_counter(),
+        path=path,
+        rotation_centre=rotation_centre,
+        tv_weight=tv_weight,
+        tv_iterations=tv_iterations,
+        device=device,
     )
-    return run_stages(stages, started)

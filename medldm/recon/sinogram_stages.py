@@ -1,5 +1,6 @@
-"""The stages of measured CT projections (:class:`MeasuredSinogram`), in the order of
-:func:`medldm.recon.stages.run_stages`; :mod:`medldm.recon.sinogram` says what each does.
+"""The stages of measured CT projections (:class:`MeasuredSinogram`, made by
+:func:`medldm.recon.stages.run_stages`, which resolves its device), in the order of
+:func:`~medldm.recon.stages.run_stages`; :mod:`medldm.recon.sinogram` says what each does.
 
 1. ``read``: the Data Exchange file (:func:`medldm.io.raw_ct.read_data_exchange`);
 2. ``model_view``: the rotation centre and the axis-centred detector window
@@ -107,7 +108,12 @@ class MeasuredSinogram:
     rotation_centre: float | None  # ``None``: found from the data
     tv_weight: float | None  # ``None``: the discrepancy principle
     tv_iterations: int
-    device: torch.device
+    device: str | torch.device  # "cpu", "cuda" or "auto"; once made, resolved
+
+    def __post_init__(self) -> None:
+        from medldm.models.prior import resolve_device
+
+        self.device = resolve_device(self.device)
 
     def read(self) -> SinogramInput:
         scan = read_data_exchange(self.path)

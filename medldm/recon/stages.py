@@ -21,16 +21,19 @@
    :class:`~medldm.recon.result.SinogramResult`, in the input's units.
 
 The stages of one kind are the methods of one object (:class:`Stages`, e.g.
-:class:`~medldm.recon.simulated_stages.SimulatedImage`); :func:`run_stages` calls them in
-this order, each with what all earlier stages made, and adds the run's ``total_seconds``
-to the metrics. The last stage, **write**, is the caller's: ``medldm-recon`` writes every
-run (:func:`medldm.recon.outputs.write_run_folder`,
+:class:`~medldm.recon.simulated_stages.SimulatedImage`). :func:`run_stages` makes that
+object from the entry point's options (the object sets itself up: the preset, the device,
+the prior), calls the stages in this order, each with what all earlier stages made, and
+adds the run's ``total_seconds`` to the metrics. The last stage, **write**, is the
+caller's: ``medldm-recon`` writes every run
+(:func:`medldm.recon.outputs.write_run_folder`,
 :func:`medldm.recon.sinogram_outputs.write_sinogram_run`); the Python API returns the
 result in memory.
 
 Calls go one way: the entry points (:mod:`~medldm.recon.pipeline`,
-:mod:`~medldm.recon.measured`, :mod:`~medldm.recon.sinogram`) call :func:`run_stages`,
-which calls the stages, which call the helpers below them; nothing calls back up.
+:mod:`~medldm.recon.measured`, :mod:`~medldm.recon.sinogram`) pass a kind and its options
+to :func:`run_stages`, which makes the kind and calls its stages, which call the helpers
+below them; each module is entered from one caller and nothing calls back up.
 
 Example
 -------
@@ -44,7 +47,7 @@ Example
 ...     def score(self, read, view, measurement, solved, images):
 ...         return {"stages": [*images, "score"]}
 ...     def result(self, read, view, measurement, solved, images, metrics): return metrics
->>> result = run_stages(Echo(), started=time.perf_counter())
+>>> result = run_stages(Echo, started=time.perf_counter())
 >>> result["stages"] == list(STAGES[:-1]), sorted(result)
 (True, ['stages', 'total_seconds'])
 """
@@ -52,6 +55,7 @@ Example
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 #: The stages, in the order :func:`run_stages` runs them (``write`` is the caller's).
@@ -94,9 +98,11 @@ class Stages(Protocol):
         """What the caller gets (and may write)."""
 
 
-def run_stages(stages: Stages, started: float) -> Any:
-    """Run ``stages`` in the order of :data:`STAGES`; ``started`` (``time.perf_counter()``
-    when the call began) times the whole run, setup included."""
+def run_stages(kind: Callable[..., Stages], started: float, **options: Any) -> Any:
+    """Make one kind's stages, ``kind(**options)``, and run them in the order of
+    :data:`STAGES`; ``started`` (``time.perf_counter()`` when the call began) times the
+    whole run, the kind's setup included."""
+    stages = kind(**options)
     read = stages.read()
     view = stages.model_view(read)
     measurement = stages.measure(read, view)
