@@ -661,3 +661,52 @@ def test_report_shows_the_latent_vs_best_classical_section(tmp_path):
     assert "## Latent priors vs the best classical baseline" in text
     assert "| d | mri_4x | latent_dds | tv | 2 | +0.25 (" in text and "1 / 2" in text
     assert "best classical baseline" in html_path.read_text()
+
+
+def test_solver_variants_run_beside_their_preset_and_the_report_plots_speed_and_quality(
+    cohort, tmp_path
+):
+    out = tmp_path / "out"
+    variants = {
+        "tv_light": {"solver": "tv", "n_iter": 5},
+        "tv_strong": {"solver": "tv", "weight": 0.05},
+    }
+    summary = run_benchmark(
+        CaseSource(root=str(cohort)),
+        ["mri_4x"],
+        ["zero_filled", "tv", "tv_light", "tv_strong"],
+        [0],
+        out,
+        device="cpu",
+        progress=False,
+        variants=variants,
+    )
+    assert summary.failed == 0 and summary.computed == 3 * 4
+    rows = _rows(out)
+    by_solver = {s: [r for r in rows if r["solver"] == s] for s in ("tv", "tv_light", "tv_strong")}
+    assert all(len(found) == 3 for found in by_solver.values())
+    psnr = {s: [float(r["psnr"]) for r in found] for s, found in by_solver.items()}
+    assert psnr["tv"] != psnr["tv_strong"]  # the options changed the solver
+    digests = {s: found[0]["config_digest"] for s, found in by_solver.items()}
+    assert len(set(digests.values())) == 3  # a variant's options are in its fingerprint
+    markdown, html = write_report(out)
+    text = markdown.read_text()
+    assert "## Speed and quality" in text
+    assert list((out / "figures").glob("speed_quality__cohort__mri_4x.png"))
+    assert 'alt="speed and quality cohort / mri_4x"' in html.read_text()
+
+
+def test_a_solver_variant_without_a_solver_is_refused(cohort, tmp_path):
+    from medldm.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="names no solver"):
+        run_benchmark(
+            CaseSource(root=str(cohort)),
+            ["mri_4x"],
+            ["fast"],
+            [0],
+            tmp_path / "out",
+            device="cpu",
+            progress=False,
+            variants={"fast": {"n_iter": 5}},
+        )

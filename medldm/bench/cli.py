@@ -109,6 +109,7 @@ def run_from_config(cfg: DictConfig) -> RunSummary:
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         overrides=_overrides(),
         domain=cfg.get("domain"),
+        variants=OmegaConf.to_container(cfg.variants) if cfg.get("variants") else None,  # type: ignore[arg-type]
     )
     table = ResultsTable(output_dir / RESULTS_FILE)
     with table.locked():  # one report writer at a time; the last one sees every row

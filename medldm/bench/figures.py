@@ -187,3 +187,41 @@ def reliability_figure(
     axis.set_title(title or "reliability", fontsize=9)
     figure.tight_layout()
     return _save_png(figure, path, dpi)
+
+
+def speed_quality_figure(
+    points: Mapping[str, tuple[float, float, float]],
+    path: str | Path,
+    title: str = "",
+    dpi: int = 80,
+) -> Path:
+    """Mean PSNR and SSIM against mean seconds per case (log scale), one labelled point per
+    solver (or solver variant) of one dataset x operator: the speed/quality trade-off.
+
+    ``points`` maps a solver label to ``(seconds, psnr_db, ssim)``.
+
+    >>> import tempfile, pathlib
+    >>> points = {"tv": (0.5, 24.0, 0.70), "latent_dds": (6.0, 25.0, 0.76)}
+    >>> path = speed_quality_figure(points, pathlib.Path(tempfile.mkdtemp()) / "s.png")
+    >>> path.stat().st_size > 0
+    True
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    for axis, column, name in ((axes[0], 1, "PSNR (dB)"), (axes[1], 2, "SSIM")):
+        for index, (label, values) in enumerate(points.items()):
+            axis.plot(values[0], values[column], "o", color=f"C{index % 10}", markersize=5)
+            axis.annotate(
+                label,
+                (values[0], values[column]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        axis.set_xscale("log")
+        axis.set_xlabel("seconds per case", fontsize=8)
+        axis.set_ylabel(f"mean {name}", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(True, which="both", alpha=0.3)
+    figure.suptitle(title or "speed and quality", fontsize=9)
+    figure.tight_layout()
+    return _save_png(figure, path, dpi)

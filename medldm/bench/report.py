@@ -18,6 +18,11 @@ on what (``std_calibration``) and where it is uninformative (|Spearman| below
 (``figures/reliability__<dataset>__<operator>.png``, from ``reliability.jsonl``) and the
 convention (:data:`medldm.metrics.UNCERTAINTY_CONVENTION`).
 
+Where an operator has at least :data:`SPEED_QUALITY_MIN_POINTS` timed solvers (or solver
+variants: a preset with changed options, ``variants:`` in the bench config), a **Speed and
+quality** section plots their mean PSNR and SSIM against mean seconds per case
+(``figures/speed_quality__<dataset>__<operator>.png``).
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +52,7 @@ import yaml
 from medldm.bench.comparison import HEADER as COMPARISON_HEADER
 from medldm.bench.comparison import versus_best_classical
 from medldm.bench.figure_arrays import CaseArrays, load_case_arrays, safe_name
-from medldm.bench.figures import case_figure, reliability_figure
+from medldm.bench.figures import case_figure, reliability_figure, speed_quality_figure
 from medldm.bench.results import STATUS_OK, ReliabilityLog, ResultsTable
 from medldm.bench.run_log import read_runs
 from medldm.bench.summary import Stat, SummaryLine, status_counts, summarise
@@ -106,6 +112,15 @@ UNCERTAINTY_HEADER = (
 )
 #: Below this |Spearman| the report calls a std map uninformative.
 UNINFORMATIVE_SPEARMAN = 0.1
+#: A speed/quality figure needs at least this many timed solvers of one operator.
+SPEED_QUALITY_MIN_POINTS = 3
+SPEED_QUALITY_NOTE = (
+    "Mean PSNR and SSIM against mean seconds per case (wall time of solve(), on the "
+    "device and precision recorded per row), one point per solver or solver variant: "
+    "a variant is a solver preset with changed options (the bench config's variants:, e.g. "
+    "fewer steps or samples). Times from one run compare with each other; another machine "
+    "or a busier one moves every point."
+)
 
 
 def _float(text: Any) -> float:
@@ -198,6 +213,26 @@ def _reliability_figures(
         label = f"{dataset} / {operator}"
         path = reliability_figure(curves, output_dir / FIGURES_DIR / name, title=label)
         made.append((label, path))
+    return made
+
+
+def _speed_quality_figures(output_dir: Path, summary: list[SummaryLine]) -> list[tuple[str, Path]]:
+    """One speed/quality figure (mean PSNR and SSIM against mean seconds per case) per
+    dataset x operator with at least three timed solvers or solver variants."""
+    for stale in (output_dir / FIGURES_DIR).glob("speed_quality__*.png"):
+        stale.unlink(missing_ok=True)
+    groups: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {}
+    for line in summary:
+        values = (line.seconds.mean, line.psnr.mean, line.ssim.mean)
+        if line.n_ok and all(math.isfinite(v) for v in values) and values[0] > 0:
+            groups.setdefault((line.dataset, line.operator), {})[line.solver] = values
+    made = []
+    for (dataset, operator), points in sorted(groups.items()):
+        if len(points) < SPEED_QUALITY_MIN_POINTS:
+            continue
+        name = f"speed_quality__{safe_name(dataset)}__{safe_name(operator)}.png"
+        label = f"{dataset} / {operator}"
+        made.append((label, speed_quality_figure(points, output_dir / FIGURES_DIR / name, label)))
     return made
 
 
@@ -334,6 +369,7 @@ def write_report(
     figures = _make_figures(output_dir, rows, figures_per_operator, solver_order)
     uncertainty_body, uncertainty_notes = _uncertainty_section(rows)
     reliability = _reliability_figures(output_dir, table, rows) if uncertainty_body else []
+    speed_quality = _speed_quality_figures(output_dir, summary)
     runs = read_runs(output_dir)
     failures = _failure_rows(rows)
     summary_body = [_summary_cells(line) for line in summary]
@@ -386,6 +422,10 @@ def write_report(
                 "",
             ]
         md += [UNCERTAINTY_CONVENTION, ""]
+    if speed_quality:
+        md += ["## Speed and quality", "", SPEED_QUALITY_NOTE, ""]
+        for label, path in speed_quality:
+            md += [f"![speed and quality {label}]({path.relative_to(output_dir).as_posix()})", ""]
     md += [
         "## Metric convention",
         "",
@@ -439,6 +479,14 @@ def write_report(
                 f'<img alt="reliability {html.escape(label)}" src="data:image/png;base64,{data}">',
             ]
         body += [f"<p>{html.escape(UNCERTAINTY_CONVENTION)}</p>"]
+    if speed_quality:
+        body += ["<h2>Speed and quality</h2>", f"<p>{html.escape(SPEED_QUALITY_NOTE)}</p>"]
+        for label, path in speed_quality:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            body += [
+                f'<img alt="speed and quality {html.escape(label)}" '
+                f'src="data:image/png;base64,{data}">'
+            ]
     body += [
         "<h2>Metric convention</h2>",
         f"<p>{html.escape(METRIC_CONVENTION)}</p>",

@@ -53,6 +53,8 @@ Example
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -123,33 +125,69 @@ def _resolve(items: Mapping[str, Any] | Sequence[str], loader: Any) -> dict[str,
 
 class _SolverCatalog:
     """Solver objects per (operator, name): given ones as they are, preset names loaded
-    once per operator (``<solver>_<operator>_<domain>``, then ``<solver>_<operator>`` win)."""
+    once per operator (``<solver>_<operator>_<domain>``, then ``<solver>_<operator>`` win).
 
-    def __init__(self, solvers: Mapping[str, Any] | Sequence[str], domain: str | None = None):
+    ``variants`` maps a label to ``{"solver": <preset name>, <option>: <value>, ...}``: the
+    operator's preset of that solver with the options changed (e.g. fewer steps), so one
+    grid can hold several settings of one solver side by side.
+    """
+
+    def __init__(
+        self,
+        solvers: Mapping[str, Any] | Sequence[str],
+        domain: str | None = None,
+        variants: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
         self.given = dict(solvers) if isinstance(solvers, Mapping) else None
         self.domain = domain or None
+        self.variants = {str(k): _variant(str(k), v) for k, v in (variants or {}).items()}
         self.names = list(self.given or [str(name) for name in solvers])
         self._loaded: dict[tuple[str, str], tuple[Any, str]] = {}
         if self.given is None:
             for name in self.names:  # fail fast on a misspelt name, before any case runs
-                solver_for_operator(name)
+                solver_for_operator(*self._preset_and_options(name)[:1])
+
+    def _preset_and_options(self, name: str) -> tuple[str, dict[str, Any] | None]:
+        if name in self.variants:
+            options = dict(self.variants[name])
+            return str(options.pop("solver")), options
+        return name, None
 
     def get(self, operator: str, name: str) -> tuple[Any, str]:
         """``(solver, preset)``; ``preset`` is the file used (``""`` for given objects)."""
         if self.given is not None:
             return self.given[name], ""
         if (operator, name) not in self._loaded:
-            self._loaded[(operator, name)] = solver_for_operator(name, operator, domain=self.domain)
+            preset, options = self._preset_and_options(name)
+            self._loaded[(operator, name)] = solver_for_operator(
+                preset, operator, options, domain=self.domain
+            )
         return self._loaded[(operator, name)]
 
     def digest(self, operator: str, name: str) -> str:
-        """Fingerprint of the solver preset file used for ``operator`` (``""`` if none)."""
+        """Fingerprint of the solver preset file used for ``operator`` (``""`` if none),
+        with a variant's options."""
         if self.given is not None:
             return ""
         try:
-            return preset_digest("solver", self.get(operator, name)[1])
+            digest = preset_digest("solver", self.get(operator, name)[1])
         except Exception:
             return ""
+        if name in self.variants:
+            options = json.dumps(self.variants[name], sort_keys=True, default=str)
+            digest += "+" + hashlib.sha256(options.encode()).hexdigest()[:8]
+        return digest
+
+
+def _variant(label: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A solver variant's spec, checked: it names the solver preset it changes."""
+    spec = dict(spec)
+    if not spec.get("solver"):
+        raise InvalidInputError(
+            f"solver variant {label!r} names no solver",
+            fix=f"give variants.{label}.solver=<solver preset>, e.g. latent_dds",
+        )
+    return spec
 
 
 @dataclass
@@ -479,6 +517,7 @@ def run_benchmark(
     overrides: list[str] | None = None,
     calibration_dir: str | Path | None = None,
     domain: str | None = None,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RunSummary:
     """Run the grid and append its rows to ``output_dir/results.csv``.
 
@@ -516,6 +555,11 @@ def run_benchmark(
         The data the solver presets were tuned for: ``"native"`` picks
         ``<solver>_<operator>_native.yaml`` (tuned on brain MRI at the scanner's resolution)
         where it exists; ``None``, the per-operator presets of the default data.
+    variants:
+        ``{label: {"solver": <preset name>, <option>: <value>}}``: a label in ``solvers``
+        that is a key here runs that solver's per-operator preset with the options changed
+        (``{"latent_dds_10_steps": {"solver": "latent_dds", "n_steps": 10}}``); its rows
+        carry the label.
 
     Returns
     -------
@@ -532,7 +576,7 @@ def run_benchmark(
     output_dir = Path(output_dir)
     resolved_device = resolve_device(device)
     factories = _resolve(physics, load_physics)
-    solver_catalog = _SolverCatalog(solvers, domain)
+    solver_catalog = _SolverCatalog(solvers, domain, variants)
     if not factories or not solver_catalog.names:
         raise InvalidInputError("the grid is empty", fix="give at least one physics and solver")
     if prior is not None and hasattr(prior, "to"):
