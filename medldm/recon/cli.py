@@ -60,6 +60,7 @@ HELP_INPUTS = """\
   output_dir=DIR (default: outputs/recon/<date>_<time>)   overwrite=true
   device=auto|cpu|cuda   precision=auto|fp32|bf16   seed=0   baseline=false
   dry_run=true (print the time and memory estimate, write nothing)   progress=false
+  time_budget=SECONDS (image inputs: the LDM's steps and samples cut to fit; reported)
   preset.KEY=VALUE (preset.slices=16 or all, preset.solver=psld,
   preset.prior=/path/to/checkpoint)   "solver_options={n_samples:8,n_steps:25}"
 
@@ -193,6 +194,12 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
         print(describe_estimate(cfg, preset, input_path))
         return {}
     if cfg.get("kspace"):
+        if cfg.get("time_budget") is not None:
+            raise MedLDMError(
+                "time_budget applies to image inputs; a measured k-space run reconstructs "
+                "every method and its hold-out splits",
+                fix="drop time_budget=, or set solver_options={n_steps: ..., n_samples: ...}",
+            )
         result = _reconstruct_kspace(cfg, preset)
     else:
         result = reconstruct(
@@ -203,6 +210,7 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
             baseline=bool(cfg.baseline),
             progress=bool(cfg.progress),
             precision=str(cfg.get("precision", "auto")),
+            time_budget=cfg.get("time_budget"),
             solver_options=_plain(cfg.solver_options) if cfg.get("solver_options") else None,
         )
     inputs = [p for p in (input_path, *_kspace_inputs(cfg)) if p]
@@ -224,6 +232,9 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
             f"{b['ssim']:.3f} on the same measurement"
         )
     print(line)
+    if "time_budget" in m:
+        budget = m["time_budget"]
+        print(f"{budget['summary']}; the LDM solver took {budget['ldm_seconds']:.1f} s")
     print(f"outputs: {out}\nreport:  {paths['report']}")
     return m
 

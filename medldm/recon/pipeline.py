@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medldm.errors import InvalidInputError
 from medldm.io import MedImage
 from medldm.recon.image_input import canonical_image, slab_bounds
 from medldm.recon.presets import Preset
@@ -62,6 +63,7 @@ def reconstruct(
     kspace: str | Path | None = None,
     mask: str | Path | None = None,
     precision: str = "auto",
+    time_budget: float | None = None,
     **overrides: Any,
 ) -> ReconResult:
     """Reconstruct ``image_or_path`` with a preset; see the module docstring.
@@ -83,12 +85,22 @@ def reconstruct(
     precision:
         The prior's network calls: ``"auto"`` (bf16 where the hardware runs it natively),
         ``"fp32"`` or ``"bf16"``; the data consistency always runs in fp32.
+    time_budget:
+        Seconds for the whole reconstruction of an image (``None``: no limit): the LDM
+        solver's steps and samples are fitted to it (:mod:`medldm.recon.budget`) and
+        ``metrics["time_budget"]`` says what was chosen. Not for measured ``kspace``.
     overrides:
         Preset fields (``slices=16``, ``solver="psld"``, ``prior=...`` — a name, a folder
         or a loaded Prior) and ``solver_options={...}``.
     """
     if kspace is not None:  # measured k-space: its entry point, the same stages
         from medldm.recon.measured import run_measured
+
+        if time_budget is not None:
+            raise InvalidInputError(
+                "time_budget applies to image inputs, not to measured k-space",
+                fix="drop time_budget, or pass solver_options={'n_steps': ..., 'n_samples': ...}",
+            )
 
         return run_measured(
             kspace=kspace,
@@ -112,4 +124,5 @@ def reconstruct(
         seed=seed,
         baseline=baseline,
         precision=precision,
+        time_budget=time_budget,
     )

@@ -236,6 +236,17 @@ window.addEventListener("load", function () {
 </script>"""
 
 
+def _budget_item(metrics: dict[str, Any]) -> str:
+    """A list item saying what ``time_budget`` chose and how long the LDM solver took."""
+    budget = metrics.get("time_budget")
+    if not budget:
+        return ""
+    return (
+        f'<li id="time-budget">{html.escape(str(budget["summary"]))}; the LDM solver '
+        f"took {budget['ldm_seconds']:.1f} s.</li>"
+    )
+
+
 def write_report(result: ReconResult, out: Path, *, overwrite: bool = False) -> Path:
     """Write ``out/report.html`` and ``out/figures/slice_*.png``; returns the HTML path."""
     figures = out / "figures"
@@ -288,6 +299,7 @@ solver {html.escape(str(m.get("solver")))} with prior {html.escape(str(m.get("pr
 {"".join(f"<li>{html.escape(str(note))}</li>" for note in _measured_notes(m))}
 <li>Intensities: {html.escape(str(m.get("intensity")))}; outputs are mapped back.</li>
 <li>Device {html.escape(str(m.get("device")))}; total {m.get("total_seconds")} s.</li>
+{_budget_item(m)}
 </ul>
 {FIGURES_LOADED_SCRIPT}
 </body></html>

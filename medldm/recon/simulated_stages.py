@@ -49,6 +49,7 @@ from medldm.io import MedImage
 from medldm.problems.grid import GridPlan
 from medldm.problems.model_view import fit_intensity
 from medldm.problems.simulate import simulate
+from medldm.recon.budget import BudgetPlan, plan_for_budget
 from medldm.recon.image_input import ImageInput, read_image, slab_stack
 from medldm.recon.presets import Preset, resolve_preset
 from medldm.recon.prior_setup import intensity_rule, resolve_prior
@@ -94,6 +95,7 @@ class ImageSolved:
     baseline_seconds: float | None = None
     calibration: Any = None  # the std calibration for this solver config and prior
     uncalibrated_reason: str = ""
+    budget: BudgetPlan | None = None  # what ``time_budget`` chose
 
 
 @dataclass
@@ -121,11 +123,15 @@ class SimulatedImage:
     baseline: bool  # run the classical baseline too
     precision: str = "auto"  # of the prior's network calls
     overrides: dict[str, Any] = field(default_factory=dict)  # preset fields
+    # seconds for the whole run: the LDM solver's steps and samples are cut to fit
+    # (:mod:`medldm.recon.budget`); None: the preset's
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         """The preset with its overrides and the device, before anything is read."""
         from medldm.models.prior import resolve_device
 
+        self._started = time.perf_counter()
         self.preset = resolve_preset(self.preset, **self.overrides)
         self.device = resolve_device(self.device)
         self.seed = int(self.seed)
@@ -168,24 +174,67 @@ class SimulatedImage:
     def solve(
         self, read: ImageInput, view: ImageView, measurement: SimulatedMeasurement
     ) -> ImageSolved:
-        """The LDM solver, then the baseline, on one sampler seeded with the seed."""
+        """The LDM solver, then the baseline, on one sampler seeded with the seed. With a
+        time budget the baseline runs first (its time counts) and the LDM solver's steps
+        and samples are fitted to what is left."""
         preset, solver = _solver_for(view)
         physics, y = measurement.physics, measurement.y
         with torch.no_grad():
             direct = physics.x_init(y)
+        baseline = self._baseline(preset, physics, y) if self.time_budget else None
+        budget = None
+        if self.time_budget is not None and hasattr(solver, "schedule_option"):
+            preset, solver, budget = self._fit_budget(preset, solver, view, measurement)
         sampler = torch.Generator(device=self.device).manual_seed(self.seed)
         start = time.perf_counter()
         ldm = solver.solve(y, physics, view.prior, generator=sampler)
         solved = ImageSolved(preset, solver, ldm, time.perf_counter() - start, direct)
+        solved.budget = budget
         if self.baseline:
-            base_solver = preset.build_baseline()
-            start = time.perf_counter()
-            solved.baseline = base_solver.solve(y, physics, None, generator=sampler)
-            solved.baseline_seconds = time.perf_counter() - start
+            solved.baseline, solved.baseline_seconds = baseline or self._baseline(
+                preset, physics, y, sampler
+            )
         solved.calibration, solved.uncalibrated_reason = calibration_for(
             preset, view.prior, view.volume_mode
         )
         return solved
+
+    def _baseline(
+        self, preset: Preset, physics: Any, y: torch.Tensor, sampler: Any = None
+    ) -> tuple[Any, float] | None:
+        """The baseline's Reconstruction and seconds (None when it is off)."""
+        if not self.baseline:
+            return None
+        if sampler is None:
+            sampler = torch.Generator(device=self.device).manual_seed(self.seed)
+        start = time.perf_counter()
+        reconstruction = preset.build_baseline().solve(y, physics, None, generator=sampler)
+        return reconstruction, time.perf_counter() - start
+
+    def _fit_budget(
+        self, preset: Preset, solver: Any, view: ImageView, measurement: SimulatedMeasurement
+    ) -> tuple[Preset, Any, BudgetPlan]:
+        """The preset and solver with the steps and samples that fit the time budget."""
+        option = solver.schedule_option
+
+        def probe(steps: int) -> float:
+            trial = preset.with_overrides(solver_options={option: steps}).build_solver()
+            sampler = torch.Generator(device=self.device).manual_seed(self.seed)
+            start = time.perf_counter()
+            trial.solve(measurement.y, measurement.physics, view.prior, generator=sampler)
+            return time.perf_counter() - start
+
+        plan = plan_for_budget(
+            float(self.time_budget or 0.0),
+            time.perf_counter() - self._started,
+            int(getattr(solver, option)),
+            int(getattr(solver, "n_samples", 1)),
+            probe,
+        )
+        chosen = preset.with_overrides(
+            solver_options={option: plan.n_steps, "n_samples": plan.n_samples}
+        )
+        return chosen, chosen.build_solver(), plan
 
     def to_input_grid(
         self,
@@ -265,6 +314,7 @@ class SimulatedImage:
                 "residual_over_noise": rec.residual_over_noise,
                 "n_samples": rec.info.get("n_samples"),
             },
+            **_budget_record(solved),
             "seed": int(self.seed),
             "device": str(self.device),
             "precision": getattr(view.prior, "precision", "fp32"),
@@ -318,6 +368,19 @@ def _solver_for(view: ImageView) -> tuple[Preset, Any]:
         preset = view.preset.with_overrides(solver_options={"slice_axis": 0})
         return preset, preset.build_solver()
     return view.preset, view.solver
+
+
+def _budget_record(solved: ImageSolved) -> dict[str, Any]:
+    """``{"time_budget": the plan and the LDM solver's measured seconds}``, or nothing."""
+    if solved.budget is None:
+        return {}
+    return {
+        "time_budget": {
+            **solved.budget.as_dict(),
+            "ldm_seconds": round(solved.ldm_seconds, 3),
+            "summary": solved.budget.describe(),
+        }
+    }
 
 
 def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
