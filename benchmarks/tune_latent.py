@@ -12,9 +12,15 @@ unrounded means) of the best mean PSNR: differences of a few hundredths of a dB 
 on three to six validation slices, while PSNR alone once chose a preset that gave up 0.05
 SSIM for 0.04 dB. ``--rule above-reference`` instead takes the best mean PSNR among the
 points whose mean SSIM reaches the best classical reference's, for a target stated as
-"better PSNR, not worse SSIM". The classical references (``--references``, default TV and
-l1-wavelet with their ``<solver>_<operator>`` presets) are scored on the same measurements
-and written to the header, so the preset shows the margin it was tuned for.
+"better PSNR, not worse SSIM". ``--rule match-current`` is for speed: the grid starts
+from the operator's current preset, which is scored on the same measurements, and the
+chosen point is the one with the fewest network calls per case (``n_steps x n_samples``)
+whose mean PSNR is within ``--match-psnr`` dB (0.1) and mean SSIM within ``--match-ssim``
+(0.005) of it; when none is, the preset is left as it is (the grid is only the ``--grid``
+axes, every other option as in the preset). The classical references
+(``--references``, default TV and l1-wavelet with their ``<solver>_<operator>`` presets)
+are scored on the same measurements and written to the header, so the preset shows the
+margin it was tuned for.
 
     .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d \\
         --operators mri_4x mri_8x inpaint_box --solver latent_dds --slices 2
@@ -153,6 +159,56 @@ def choose_above_reference(
     return max(above, key=lambda i: (rows[i][1], rows[i][2])), True
 
 
+def current_options(preset: str) -> dict[str, Any]:
+    """The options of solver preset ``preset`` (``configs/solver/<preset>.yaml``)."""
+    options = dict(load_preset_config("solver", preset))
+    options.pop("_target_", None)
+    return options
+
+
+def score_solver(solver: Any, measurements: Sequence[Any], prior: Any) -> tuple[float, float]:
+    """Mean PSNR dB / SSIM of ``solver`` over ``measurements`` (seed of each for its sampler)."""
+    scores = []
+    for m in measurements:
+        generator = torch.Generator(device=prior.device).manual_seed(m.seed)
+        y = m.y.to(prior.device)
+        estimate = solver.solve(y, m.physics.to(prior.device), prior, generator=generator).estimate
+        scores.append(psnr_ssim(estimate.cpu(), m.case))
+    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+
+
+def network_calls(params: dict[str, Any]) -> int:
+    """Network evaluations per case of a latent_dds-like option set: steps x samples."""
+    return int(params.get("n_steps", 1)) * int(params.get("n_samples", 1))
+
+
+def choose_cheapest_match(
+    rows: Sequence[tuple[tuple, float, float]],
+    costs: Sequence[int],
+    current: tuple[float, float],
+    psnr_tolerance: float,
+    ssim_tolerance: float,
+) -> int | None:
+    """Index of the cheapest row (``costs``, ties to the higher PSNR) whose mean PSNR is at
+    least ``current[0] - psnr_tolerance`` and mean SSIM at least ``current[1] -
+    ssim_tolerance``; ``None`` when no row is.
+
+    >>> rows = [((50,), 24.60, 0.755), ((10,), 24.55, 0.754), ((6,), 24.40, 0.754)]
+    >>> choose_cheapest_match(rows, [200, 40, 24], (24.60, 0.755), 0.1, 0.005)
+    1
+    >>> choose_cheapest_match(rows, [200, 40, 24], (25.0, 0.80), 0.1, 0.005) is None
+    True
+    """
+    matching = [
+        i
+        for i, row in enumerate(rows)
+        if row[1] >= current[0] - psnr_tolerance and row[2] >= current[1] - ssim_tolerance
+    ]
+    if not matching:
+        return None
+    return min(matching, key=lambda i: (costs[i], -rows[i][1]))
+
+
 def reference_scores(
     names: Sequence[str],
     operator: str,
@@ -174,18 +230,26 @@ def reference_scores(
     return out
 
 
-def _resolve_tv(value: float | str, tv_weight: float) -> float:
-    """``"tv"`` -> the operator's TV weight, ``"tv*f"`` -> f times it; numbers unchanged."""
-    if isinstance(value, str):
+def _resolve_tv(value: float | str, tv_weight: float) -> float | str:
+    """``"tv"`` -> the operator's TV weight, ``"tv*f"`` -> f times it; numbers and other
+    text unchanged."""
+    if isinstance(value, str) and (value == "tv" or value.startswith("tv*")):
         factor = float(value.split("*", 1)[1]) if "*" in value else 1.0
         return tv_weight * factor
     return value
 
 
-def parse_grid(items: Sequence[str], solver: str) -> dict[str, Sequence[float | str]]:
-    """``GRIDS[solver]`` with ``key=v1,v2`` items replacing (or adding) axes; values are
-    numbers or ``tv`` / ``tv*f`` (see ``GRIDS``)."""
-    grid = dict(GRIDS[solver])
+def parse_grid(
+    items: Sequence[str], solver: str, *, defaults: bool = True
+) -> dict[str, Sequence[float | str]]:
+    """``GRIDS[solver]`` (``defaults=False``: no axes) with ``key=v1,v2`` items replacing
+    (or adding) axes; values are numbers, ``tv`` / ``tv*f`` (see ``GRIDS``) or other text
+    for string options.
+
+    >>> parse_grid(["sampler=ddim,dpm++2m", "n_steps=10,15"], "latent_dds", defaults=False)
+    {'sampler': ('ddim', 'dpm++2m'), 'n_steps': (10, 15)}
+    """
+    grid = dict(GRIDS[solver]) if defaults else {}
     for item in items:
         key, _, listed = item.partition("=")
         texts = [text.strip() for text in listed.split(",") if text.strip()]
@@ -197,9 +261,9 @@ def parse_grid(items: Sequence[str], solver: str) -> dict[str, Sequence[float | 
                 values.append(text)
                 continue
             try:
-                values.append(float(text))
+                values.append(int(text) if text.lstrip("-").isdigit() else float(text))
             except ValueError:
-                raise SystemExit(f"--grid {key}: {text!r} is not a number, tv or tv*f") from None
+                values.append(text)  # a string option (e.g. sampler=ddim,dpm++2m)
         grid[key] = tuple(values)
     return grid
 
@@ -256,11 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rule",
         default="near-best-psnr",
-        choices=["near-best-psnr", "above-reference"],
+        choices=["near-best-psnr", "above-reference", "match-current"],
         help="near-best-psnr: the best SSIM within --psnr-tolerance of the best PSNR; "
         "above-reference: the best PSNR among points whose SSIM reaches the best reference "
-        "SSIM (else near-best-psnr)",
+        "SSIM (else near-best-psnr); match-current: the fewest network calls within "
+        "--match-psnr / --match-ssim of the current preset (else no change)",
     )
+    parser.add_argument("--match-psnr", type=float, default=0.1, help="dB, match-current")
+    parser.add_argument("--match-ssim", type=float, default=0.005, help="match-current")
     args = parser.parse_args(argv)
     if args.rule == "above-reference" and not args.references:
         parser.error("--rule above-reference needs at least one of --references")
@@ -268,13 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--psnr-tolerance must be >= 0 dB, got {args.psnr_tolerance}")
     base = dict(load_preset_config("solver", args.solver))
     target = base.pop("_target_")
+    fixed = {}
     for item in args.set:
         key, value = item.split("=", 1)
-        base[key] = type(base[key])(value) if base.get(key) is not None else float(value)
+        fixed[key] = type(base[key])(value) if base.get(key) is not None else float(value)
+    base.update(fixed)
     command = "python benchmarks/tune_latent.py " + " ".join(sys.argv[1:] if argv is None else argv)
     module, name = target.rsplit(".", 1)
     solver_class = getattr(__import__(module, fromlist=[name]), name)
-    grid = parse_grid(args.grid, args.solver)
+    grid = parse_grid(args.grid, args.solver, defaults=args.rule != "match-current")
     keys = list(grid)
     unknown = sorted(set(keys) - set(base))
     if unknown:
@@ -300,21 +369,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = []
         tv_source = solver_for_operator("tv", operator, domain=domain)[1]
         tv_weight = float(load_preset_config("solver", tv_source)["weight"])
+        current_name = f"{args.solver}_{operator}{suffix}"
+        current = None
+        if args.rule == "match-current":
+            base = {**current_options(current_name), **fixed}
+            current = score_solver(
+                solver_class(**current_options(current_name)), measurements, prior
+            )
+            print(f"{operator} current {current_name}: {current[0]:.2f} dB / {current[1]:.4f}")
+        costs = []
         for raw in itertools.product(*(grid[k] for k in keys)):
             values = tuple(_resolve_tv(v, tv_weight) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
-            solver = solver_class(**params)
-            scores = []
-            for m in measurements:
-                generator = torch.Generator(device=prior.device).manual_seed(m.seed)
-                y = m.y.to(prior.device)
-                estimate = solver.solve(
-                    y, m.physics.to(prior.device), prior, generator=generator
-                ).estimate
-                scores.append(psnr_ssim(estimate.cpu(), m.case))
-            psnr = float(np.mean([s[0] for s in scores]))
-            ssim = float(np.mean([s[1] for s in scores]))
+            psnr, ssim = score_solver(solver_class(**params), measurements, prior)
             rows.append((values, psnr, ssim))
+            costs.append(network_calls(params))
             print(
                 f"{operator} {dict(zip(keys, values, strict=True))}: {psnr:.2f} dB / {ssim:.4f}",
                 flush=True,
@@ -333,6 +402,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if met
                 else f"No point reached {best_reference[0]}'s mean SSIM "
                 f"({best_reference[1][1]:.4f}); chosen: {near_best}"
+            )
+        if current is not None:
+            matched = choose_cheapest_match(rows, costs, current, args.match_psnr, args.match_ssim)
+            if matched is None:
+                print(f"{operator}: no grid point within the tolerances; {current_name} kept")
+                continue
+            best = matched
+            rule = (
+                "Chosen: the fewest network calls per case (n_steps x n_samples) among the "
+                f"points within {args.match_psnr} dB PSNR and {args.match_ssim} SSIM of the "
+                f"preset it replaces ({network_calls(current_options(current_name))} calls: "
+                f"{current[0]:.2f} / {current[1]:.4f} on these cases)."
             )
         chosen = {**base, **dict(zip(keys, rows[best][0], strict=True))}
         listed = ", ".join(c.case_id for c in cases)
