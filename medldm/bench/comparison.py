@@ -10,6 +10,12 @@ Each latent solver (``nfe > 0``) then gets the mean paired PSNR and SSIM differe
 confidence interval of the mean PSNR difference (Student t over the pairs), and the
 number of pairs it wins.
 
+When the rows carry the ``third`` of the foreground extent their slice lies in (whole-head
+sampling, :mod:`medldm.problems.model_view`), :func:`versus_best_classical_by_third` splits
+each line by third: the same latent solver minus the *same* best classical solver (chosen
+on all the group's pairs, so the thirds decompose the overall line), over the pairs of
+that third, with its own paired 95 % CI.
+
 Example
 -------
 >>> rows = [{"dataset": "d", "operator": "mri_4x", "solver": s, "case": c, "seed": "0",
@@ -19,6 +25,10 @@ Example
 >>> line = versus_best_classical(rows)[0]
 >>> line.classical, line.latent, line.n_pairs, line.psnr_gain, line.wins
 ('tv', 'latent_dds', 2, 1.0, 2)
+>>> for row in rows:
+...     row["third"] = "inferior" if row["case"] == "a" else "superior"
+>>> [(t.third, t.n_pairs, t.psnr_gain) for t in versus_best_classical_by_third(rows)]
+[('inferior', 1, 1.0), ('superior', 1, 1.0)]
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import numpy as np
 from scipy import stats
 
 from medldm.bench.results import STATUS_OK
+from medldm.bench.summary import third_order
 
 HEADER = (
     "dataset",
@@ -42,6 +53,8 @@ HEADER = (
     "ΔSSIM",
     "latent wins",
 )
+#: Columns of the by-third comparison: :data:`HEADER` with the third after the operator.
+BY_THIRD_HEADER = (*HEADER[:2], "third", *HEADER[2:])
 
 
 @dataclass(frozen=True)
@@ -57,13 +70,16 @@ class ComparisonLine:
     psnr_ci: tuple[float, float]  # 95 % CI of that mean (nan for a single pair)
     ssim_gain: float
     wins: int  # pairs where the latent PSNR is higher
+    third: str = ""  # the third of the foreground extent the pairs are in ("": all pairs)
 
     def cells(self) -> list[str]:
+        """Table cells (:data:`HEADER`; :data:`BY_THIRD_HEADER` for a line of one third)."""
         low, high = self.psnr_ci
         interval = "" if math.isnan(low) else f" ({low:+.2f}, {high:+.2f})"
         return [
             self.dataset,
             self.operator,
+            *([self.third] if self.third else []),
             self.latent,
             self.classical,
             str(self.n_pairs),
@@ -84,17 +100,30 @@ def _is_latent(rows: Sequence[Mapping[str, str]]) -> bool:
     return any(_value(r.get("nfe")) > 0 for r in rows)
 
 
-def versus_best_classical(rows: Sequence[Mapping[str, object]]) -> list[ComparisonLine]:
-    """The comparison lines of a results table (rows as read from ``results.csv``)."""
-    groups: dict[tuple[str, str], dict[str, dict[tuple[str, str], Mapping]]] = {}
+@dataclass(frozen=True)
+class _Group:
+    """The paired rows of one dataset x operator: its solvers' rows on the common pairs."""
+
+    dataset: str
+    operator: str
+    latent: list[str]
+    best: str
+    pairs: list[tuple[str, str]]  # (case, seed) every solver finished
+    rows: dict[str, dict[tuple[str, str], Mapping]]  # solver -> pair -> row
+
+
+def _groups(rows: Sequence[Mapping[str, object]]) -> list[_Group]:
+    """Each dataset x operator with latent and classical solvers and common pairs, with
+    its best classical solver (highest mean PSNR over those pairs)."""
+    by_key: dict[tuple[str, str], dict[str, dict[tuple[str, str], Mapping]]] = {}
     for row in rows:
         if row.get("status") != STATUS_OK or math.isnan(_value(row.get("psnr"))):
             continue
         key = (str(row["dataset"]), str(row["operator"]))
         pair = (str(row["case"]), str(row["seed"]))
-        groups.setdefault(key, {}).setdefault(str(row["solver"]), {})[pair] = row
-    lines = []
-    for (dataset, operator), solvers in groups.items():
+        by_key.setdefault(key, {}).setdefault(str(row["solver"]), {})[pair] = row
+    groups = []
+    for (dataset, operator), solvers in by_key.items():
         latent = [s for s, r in solvers.items() if _is_latent(list(r.values()))]
         classical = [s for s in solvers if s not in latent]
         if not latent or not classical:
@@ -103,24 +132,50 @@ def versus_best_classical(rows: Sequence[Mapping[str, object]]) -> list[Comparis
         if not common:
             continue
         pairs = sorted(common)
-        psnr = {s: _metric(r, pairs, "psnr") for s, r in solvers.items()}
-        ssim = {s: _metric(r, pairs, "ssim") for s, r in solvers.items()}
-        best = max(classical, key=lambda s: float(np.mean(psnr[s])))
-        for solver in latent:
-            gain = psnr[solver] - psnr[best]
-            lines.append(
-                ComparisonLine(
-                    dataset,
-                    operator,
-                    solver,
-                    best,
-                    len(pairs),
-                    float(gain.mean()),
-                    _interval(gain),
-                    float(np.nanmean(ssim[solver] - ssim[best])),
-                    int((gain > 0).sum()),
-                )
-            )
+        best = max(classical, key=lambda s: float(np.mean(_metric(solvers[s], pairs, "psnr"))))
+        groups.append(_Group(dataset, operator, latent, best, pairs, solvers))
+    return groups
+
+
+def _line(group: _Group, solver: str, pairs: list[tuple[str, str]], third: str = ""):
+    """``solver`` minus the group's best classical solver over ``pairs``."""
+    latent, best = group.rows[solver], group.rows[group.best]
+    gain = _metric(latent, pairs, "psnr") - _metric(best, pairs, "psnr")
+    ssim_gain = _metric(latent, pairs, "ssim") - _metric(best, pairs, "ssim")
+    return ComparisonLine(
+        group.dataset,
+        group.operator,
+        solver,
+        group.best,
+        len(pairs),
+        float(gain.mean()),
+        _interval(gain),
+        float(np.nanmean(ssim_gain)),
+        int((gain > 0).sum()),
+        third,
+    )
+
+
+def versus_best_classical(rows: Sequence[Mapping[str, object]]) -> list[ComparisonLine]:
+    """The comparison lines of a results table (rows as read from ``results.csv``)."""
+    return [_line(g, solver, g.pairs) for g in _groups(rows) for solver in g.latent]
+
+
+def versus_best_classical_by_third(rows: Sequence[Mapping[str, object]]) -> list[ComparisonLine]:
+    """The comparison lines split by the ``third`` of the foreground extent (module
+    docstring); pairs without a third are left out, thirds ordered inferior first.
+    Empty when no row carries a third."""
+    order = {third: i for i, third in enumerate(third_order(rows))}  # type: ignore[arg-type]
+    lines = []
+    for group in _groups(rows):
+        by_third: dict[str, list[tuple[str, str]]] = {}
+        for pair in group.pairs:
+            third = str(group.rows[group.best][pair].get("third") or "")
+            if third:
+                by_third.setdefault(third, []).append(pair)
+        for solver in group.latent:
+            for third in sorted(by_third, key=lambda t: order.get(t, len(order))):
+                lines.append(_line(group, solver, by_third[third], third))
     return lines
 
 

@@ -9,6 +9,14 @@ embedded in the HTML, so the HTML is one self-contained file), the metric conven
 (:data:`medldm.metrics.METRIC_CONVENTION`), and the command lines and configs of the runs
 (:mod:`medldm.bench.run_log`). Both files are written atomically.
 
+When rows carry the ``third`` of the foreground extent their slice lies in (whole-head
+sampling, ``data.slice_sampling=foreground``), a **By position** section follows the
+comparison: mean ± std of PSNR and SSIM per third (inferior, middle, superior) for each
+dataset x operator x solver (:func:`medldm.bench.summary.summarise_by_third`), and each
+latent solver minus the best classical one per third, paired, with its 95 % CI
+(:func:`medldm.bench.comparison.versus_best_classical_by_third`). Tables without the
+column (older results) get no such section.
+
 When latent solver rows carry uncertainty columns, an **Uncertainty** section follows the
 summary: the coverage table (mean ± std over cases of coverage_50/90 from estimate ± z std
 and from the samples' quantiles, the calibrated coverage where a calibration was applied,
@@ -49,15 +57,25 @@ from typing import Any
 import numpy as np
 import yaml
 
+from medldm.bench.comparison import BY_THIRD_HEADER as COMPARISON_BY_THIRD_HEADER
 from medldm.bench.comparison import HEADER as COMPARISON_HEADER
-from medldm.bench.comparison import versus_best_classical
+from medldm.bench.comparison import versus_best_classical, versus_best_classical_by_third
 from medldm.bench.figure_arrays import CaseArrays, load_case_arrays, safe_name
 from medldm.bench.figures import case_figure, reliability_figure, speed_quality_figure
 from medldm.bench.results import STATUS_OK, ReliabilityLog, ResultsTable
 from medldm.bench.run_log import read_runs
-from medldm.bench.summary import Stat, SummaryLine, status_counts, summarise
+from medldm.bench.summary import (
+    Stat,
+    SummaryLine,
+    has_thirds,
+    status_counts,
+    summarise,
+    summarise_by_third,
+    third_order,
+)
 from medldm.metrics import METRIC_CONVENTION, UNCERTAINTY_CONVENTION
 from medldm.metrics.uncertainty import ReliabilityCurve
+from medldm.problems.model_view import FOREGROUND_LEVEL, MIN_FOREGROUND_FRACTION
 from medldm.utils.files import atomic_write_text
 
 RESULTS_FILE = "results.csv"
@@ -96,6 +114,19 @@ COMPARISON_NOTE = (
     "pairs; wins: pairs where the latent PSNR is higher."
 )
 
+POSITION_NOTE = (
+    "Slices sampled evenly over each volume's foreground extent, or all of it (every slice "
+    f"with at least {MIN_FOREGROUND_FRACTION * 100:.0f} % of its pixels above "
+    f"{FOREGROUND_LEVEL} of the normalised range), from its inferior end (position 0) to "
+    "its superior end (position 1) in RAS+; thirds: position below 1/3, 1/3 to 2/3, above "
+    "2/3. Mean ± std over the cases and seeds of each third; n per third in the order of "
+    "the columns."
+)
+POSITION_COMPARISON_NOTE = (
+    "Each latent solver minus the best classical solver of the comparison above (chosen on "
+    "all the pairs of its dataset x operator, so the thirds split that comparison), over "
+    "the pairs of each third; 95 % CI: Student t over those pairs (none for a single pair)."
+)
 
 UNCERTAINTY_HEADER = (
     "dataset",
@@ -236,6 +267,28 @@ def _speed_quality_figures(output_dir: Path, summary: list[SummaryLine]) -> list
     return made
 
 
+def _position_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """The by-position table: one line per dataset x operator x solver, PSNR and SSIM
+    (mean ± std) per third, thirds inferior first."""
+    thirds = third_order(rows)
+    header = ["dataset", "operator", "solver", f"n ({' / '.join(thirds)})"]
+    header += [f"PSNR {third} (dB)" for third in thirds]
+    header += [f"SSIM {third}" for third in thirds]
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for line in summarise_by_third(rows):
+        groups.setdefault((line.dataset, line.operator, line.solver), {})[line.third] = line
+    body = []
+    for (dataset, operator, solver), by_third in groups.items():
+        found = [by_third.get(third) for third in thirds]
+        counts = " / ".join(str(t.psnr.n) if t else "0" for t in found)
+        body.append(
+            [dataset, operator, solver, counts]
+            + [t.psnr.text(2) if t else "-" for t in found]
+            + [t.ssim.text(4) if t else "-" for t in found]
+        )
+    return header, body
+
+
 def _summary_cells(line: SummaryLine) -> list[str]:
     def mean(stat: Any, digits: int) -> str:
         return "-" if stat.n == 0 else f"{stat.mean:.{digits}f}"
@@ -374,6 +427,10 @@ def write_report(
     failures = _failure_rows(rows)
     summary_body = [_summary_cells(line) for line in summary]
     comparison_body = [line.cells() for line in versus_best_classical(rows)]
+    position_header, position_body, position_comparison = [], [], []
+    if has_thirds(rows):
+        position_header, position_body = _position_table(rows)
+        position_comparison = [line.cells() for line in versus_best_classical_by_third(rows)]
     failure_header = ("dataset", "case", "operator", "solver", "seed", "error")
     n_failed = len(rows) - counts.get(STATUS_OK, 0)
     status_text = (
@@ -405,6 +462,24 @@ def write_report(
             _markdown_table(COMPARISON_HEADER, comparison_body),
             "",
         ]
+    if position_body:
+        md += [
+            "## By position",
+            "",
+            POSITION_NOTE,
+            "",
+            _markdown_table(position_header, position_body),
+            "",
+        ]
+        if position_comparison:
+            md += [
+                "### Latent priors vs the best classical baseline, by third",
+                "",
+                POSITION_COMPARISON_NOTE,
+                "",
+                _markdown_table(COMPARISON_BY_THIRD_HEADER, position_comparison),
+                "",
+            ]
     if uncertainty_body:
         md += [
             "## Uncertainty (latent solvers)",
@@ -466,6 +541,18 @@ def write_report(
             f"<p>{html.escape(COMPARISON_NOTE)}</p>",
             _html_table(COMPARISON_HEADER, comparison_body),
         ]
+    if position_body:
+        body += [
+            "<h2>By position</h2>",
+            f"<p>{html.escape(POSITION_NOTE)}</p>",
+            _html_table(position_header, position_body),
+        ]
+        if position_comparison:
+            body += [
+                "<h3>Latent priors vs the best classical baseline, by third</h3>",
+                f"<p>{html.escape(POSITION_COMPARISON_NOTE)}</p>",
+                _html_table(COMPARISON_BY_THIRD_HEADER, position_comparison),
+            ]
     if uncertainty_body:
         body += [
             "<h2>Uncertainty (latent solvers)</h2>",

@@ -52,6 +52,10 @@ from medldm.utils.files import atomic_write_text
 #: std_error_spearman, and, when a calibration file matches the solver preset, operator,
 #: prior and K (medldm.problems.calibration), coverage_50/90_calibrated and std_calibration
 #: (which fit was applied).
+#: Cases sampled over a volume's foreground extent (data.slice_sampling=foreground) fill
+#: position (0 = inferior end of the extent, 1 = superior end, RAS+) and third ("inferior",
+#: "middle", "superior"); other rows leave them empty, and a table from before these
+#: columns reads back with neither (``row.get("third")`` is None).
 COLUMNS = (
     "dataset",
     "case",
@@ -81,6 +85,8 @@ COLUMNS = (
     "solver_preset",
     "config_digest",
     "shape",
+    "position",
+    "third",
     "device",
     "precision",
     "finished_at",

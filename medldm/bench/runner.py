@@ -23,6 +23,9 @@ exactly that solver preset, prior and K; their reliability-curve sums go to
 ``reliability.jsonl`` (:class:`~medldm.bench.results.ReliabilityLog`). A failure there
 leaves those columns empty and never fails the row.
 
+Rows of cases sampled over a volume's foreground extent (``CaseSource(slice_sampling=
+"foreground")``) carry the slice's ``position`` in it and its ``third``.
+
 Anything that goes wrong in one cell (an unreadable file, a measurement that cannot be
 simulated, a solver that raises or returns NaN) is recorded with ``status="failed"`` and
 its error, and the run goes on.
@@ -58,7 +61,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -201,6 +204,10 @@ class _Cell:
     shape: str
     device: str
     roi: str
+    #: Where the case's slice lies in its volume (foreground slice sampling only):
+    #: ``{"position": 0..1, "third": "inferior" | "middle" | "superior"}``, else empty, so
+    #: rows of centrally sampled cases leave the columns out (an older table keeps its header).
+    place: dict[str, Any] = field(default_factory=dict)
 
     def row(self, solver: str, status: str, **values: Any) -> dict[str, Any]:
         return {
@@ -213,6 +220,7 @@ class _Cell:
             "shape": self.shape,
             "device": self.device,
             "roi": self.roi,
+            **self.place,
             "finished_at": _now(),
             **values,
         }
@@ -320,6 +328,7 @@ class _GridRun:
             "x".join(map(str, case.shape)),
             self.device.type,
             self.roi,
+            _place(case),
         )
         try:
             physics, y = self._simulate(case, factory, seed)
@@ -491,6 +500,13 @@ class _GridRun:
                     cell.operator, cell.seed = operator, seed
                     message = f"cannot read the case: {failure.error}"
                     self._record(cell.row(name, STATUS_FAILED, error=message))
+
+
+def _place(case: Case) -> dict[str, Any]:
+    """The ``position`` and ``third`` columns of a case's rows (``{}`` when it has none)."""
+    if case.metadata.get("third") is None:
+        return {}
+    return {"position": float(case.metadata["position"]), "third": str(case.metadata["third"])}
 
 
 def _optional_float(value: Any) -> float | None:

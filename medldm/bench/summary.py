@@ -4,6 +4,11 @@ Means and standard deviations are over every ``ok`` row of a group, i.e. over ca
 seeds together; the standard deviation is the sample one (``ddof=1``; 0 for one row).
 ``failed`` counts the group's failed rows. Rows read back as strings from the CSV.
 
+Rows of slices sampled over a volume's foreground extent carry a ``third`` ("inferior",
+"middle", "superior") and a ``position`` (0-1); :func:`summarise_by_third` gives the
+mean PSNR and SSIM of each third per dataset x operator x solver (the report's "By
+position" section), and :func:`third_order` orders the thirds by their mean position.
+
 Example
 -------
 >>> rows = [{"dataset": "d", "operator": "mri_4x", "solver": "tv", "status": "ok",
@@ -12,6 +17,9 @@ Example
 >>> line = summarise(rows)[0]
 >>> line.n_ok, line.psnr.text(2)
 (2, '31.00 ± 1.41')
+>>> rows[0].update(third="inferior", position="0.0"); rows[1].update(third="superior", position="1")
+>>> [(t.third, t.psnr.mean) for t in summarise_by_third(rows)]
+[('inferior', 30.0), ('superior', 32.0)]
 """
 
 from __future__ import annotations
@@ -103,6 +111,72 @@ def summarise(rows: Iterable[Mapping[str, str]]) -> list[SummaryLine]:
     order = {key: i for i, key in enumerate(groups)}
     return sorted(
         lines, key=lambda s: (s.dataset, s.operator, order[(s.dataset, s.operator, s.solver)])
+    )
+
+
+@dataclass(frozen=True)
+class ThirdLine:
+    """One third of the foreground extent within a dataset x operator x solver group
+    (``ok`` rows only)."""
+
+    dataset: str
+    operator: str
+    solver: str
+    third: str
+    psnr: Stat
+    ssim: Stat
+
+
+def has_thirds(rows: Iterable[Mapping[str, str]]) -> bool:
+    """Whether any ``ok`` row carries a ``third`` (a table from before the column: no)."""
+    return any(r.get("status") == STATUS_OK and r.get("third") for r in rows)
+
+
+def third_order(rows: Iterable[Mapping[str, str]]) -> list[str]:
+    """The thirds present in ``ok`` rows, by their mean ``position`` (inferior first; a
+    third without positions counts as 0.5, ties by name)."""
+    positions: dict[str, list[float]] = {}
+    for row in rows:
+        if row.get("status") == STATUS_OK and row.get("third"):
+            positions.setdefault(str(row["third"]), []).append(_number(row.get("position")))
+
+    def mean_position(third: str) -> float:
+        known = [p for p in positions[third] if math.isfinite(p)]
+        return float(np.mean(known)) if known else 0.5
+
+    return sorted(positions, key=lambda third: (mean_position(third), third))
+
+
+def summarise_by_third(rows: Iterable[Mapping[str, str]]) -> list[ThirdLine]:
+    """Mean ± std of PSNR and SSIM per dataset x operator x solver x third, over the ``ok``
+    rows that carry a third; sorted like :func:`summarise`, thirds inferior first."""
+    rows = [r for r in rows if r.get("status") == STATUS_OK and r.get("third")]
+    order = {third: i for i, third in enumerate(third_order(rows))}
+    groups: dict[tuple[str, str, str], dict[str, list[Mapping[str, str]]]] = {}
+    for row in rows:
+        key = (row["dataset"], row["operator"], row["solver"])
+        groups.setdefault(key, {}).setdefault(str(row["third"]), []).append(row)
+    solver_rank = {key: i for i, key in enumerate(groups)}
+    lines = [
+        ThirdLine(
+            dataset,
+            operator,
+            solver,
+            third,
+            Stat.of(_number(r.get("psnr")) for r in members),
+            Stat.of(_number(r.get("ssim")) for r in members),
+        )
+        for (dataset, operator, solver), by_third in groups.items()
+        for third, members in by_third.items()
+    ]
+    return sorted(
+        lines,
+        key=lambda t: (
+            t.dataset,
+            t.operator,
+            solver_rank[(t.dataset, t.operator, t.solver)],
+            order[t.third],
+        ),
     )
 
 

@@ -27,7 +27,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import overload
 
 import numpy as np
@@ -100,22 +100,52 @@ def central_slices(
         units; metadata is the volume's plus ``slice_index`` (along the volume's array
         axis), ``slice_axis`` and ``plane``.
     """
-    if image.n_spatial != 3:
-        raise InvalidInputError(
-            f"central_slices needs a 3D volume, got spatial shape {image.spatial_shape}",
-            fix="pass a volume with axes x, y, z",
-        )
-    if isinstance(axis, str):
-        array_axis, plane = plane_axis(image.affine, axis), axis
-    elif axis in (0, 1, 2):
-        array_axis, plane = int(axis), f"array axis {axis}"
-    else:
-        raise InvalidInputError(f"bad slice axis {axis!r}", fix="use 'axial' or 0, 1, 2")
+    array_axis, plane = _slice_axis(image, axis)
     size = image.spatial_shape[array_axis]
     if not 1 <= n <= size:
         raise InvalidInputError(
             f"asked for {n} slices, the volume has {size} along {plane}",
             fix=f"choose 1 <= n <= {size}",
+        )
+    start = (size - n) // 2
+    return slices_at(image, range(start, start + n), axis, reorient)
+
+
+def _slice_axis(image: MedImage, axis: str | int) -> tuple[int, str]:
+    """(array axis, plane label) of a slicing request on a 3D volume."""
+    if image.n_spatial != 3:
+        raise InvalidInputError(
+            f"slicing needs a 3D volume, got spatial shape {image.spatial_shape}",
+            fix="pass a volume with axes x, y, z",
+        )
+    if isinstance(axis, str):
+        return plane_axis(image.affine, axis), axis
+    if axis in (0, 1, 2):
+        return int(axis), f"array axis {axis}"
+    raise InvalidInputError(f"bad slice axis {axis!r}", fix="use 'axial' or 0, 1, 2")
+
+
+def slices_at(
+    image: MedImage, indices: Iterable[int], axis: str | int = "axial", reorient: bool = True
+) -> list[MedImage]:
+    """The 2D slices of a volume at the given array ``indices`` along a plane normal, in
+    the order given, each with its affine (``axis``, ``reorient`` and what comes back as in
+    :func:`central_slices`).
+
+    Example
+    -------
+    >>> from medldm.io.image import MedImage
+    >>> volume = MedImage(np.zeros((4, 5, 6), np.float32), np.eye(4))
+    >>> [s.metadata["slice_index"] for s in slices_at(volume, [5, 0])]
+    [5, 0]
+    """
+    array_axis, plane = _slice_axis(image, axis)
+    size = image.spatial_shape[array_axis]
+    indices = [int(index) for index in indices]
+    if any(not 0 <= index < size for index in indices):
+        raise InvalidInputError(
+            f"slice indices {indices} outside 0..{size - 1} along {plane}",
+            fix=f"choose indices in 0..{size - 1}",
         )
     normal_sign = 1.0
     if reorient:
@@ -125,9 +155,8 @@ def central_slices(
     else:
         in_plane, flips = [a for a in range(3) if a != array_axis], [False, False]
 
-    start = (size - n) // 2
     out = []
-    for index in range(start, start + n):
+    for index in indices:
         pixels = np.take(image.array, index, axis=array_axis)
         # After np.take the remaining spatial axes keep their relative order.
         remaining = [a for a in range(3) if a != array_axis]

@@ -18,6 +18,22 @@ volume slice with anterior at the top, display it with ``origin="lower"``
 volume on its *signed* values (a CT in HU has negative air; ranking ``|HU|`` would call it
 bright) and inverted exactly afterwards (no clipping unless asked).
 
+**Which slices.** ``sampling="central"`` takes the ``n`` central slices of a volume
+(contiguous, array order). ``sampling="foreground"`` takes ``n`` slices evenly spaced over
+the volume's *foreground extent* (all of them with ``n=None``), ordered and labelled by
+anatomy. The foreground rule lives here and nowhere else in the benchmark: on the volume
+in the model range (after the card's intensity fit), a pixel is foreground when it is above
+:data:`FOREGROUND_LEVEL` (0.1), and the extent runs from the first to the last slice with
+at least :data:`MIN_FOREGROUND_FRACTION` (15 %) of its pixels foreground (the fraction of
+the slice as stored in the volume, before any crop or pad). It is the rule training keeps
+its IXI slices by (``medldm.train.data``: pixels above 0.1, at least 15 % of the slice
+padded to 128 x 128, so a little stricter there), so the extent is about the range of
+slices the prior was trained on. Each sampled slice gets a ``position`` in the extent, 0
+at its inferior end and 1 at its superior end in RAS+ (L to R for sagittal, P to A for
+coronal slices), whatever the storage order, and a ``third`` (``"inferior"``,
+``"middle"``, ``"superior"``; for other planes ``left``/``right``,
+``posterior``/``anterior``).
+
 Example
 -------
 >>> import numpy as np
@@ -26,6 +42,10 @@ Example
 >>> volume = MedImage(np.random.rand(12, 10, 8).astype(np.float32), affine)  # axes P, S, R
 >>> [(index, pixels.shape) for index, pixels in model_slices(volume, 2)]
 [(4, (12, 8)), (5, (12, 8))]
+>>> volume.array[:, :3] = 0                    # empty: the 3 most inferior axial slices
+>>> picked = sample_model_slices(volume, 3, sampling="foreground")
+>>> [(s.index, s.position, s.third) for s in picked]
+[(3, 0.0, 'inferior'), (6, 0.5, 'middle'), (9, 1.0, 'superior')]
 >>> display_origin(from_volume=True), display_origin(from_volume=False)
 ('lower', 'upper')
 >>> stack = np.random.rand(3, 4, 5)                       # (S, rows, cols)
@@ -35,12 +55,14 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from medldm.data.normalize import Normalization, Normalizer, fit_to_image
-from medldm.data.slices import central_slices, plane_axis
+from medldm.data.slices import central_slices, nib_orientation, plane_axis, slices_at
+from medldm.errors import InvalidInputError
 from medldm.io.image import MedImage
 
 #: In words, for reports and model cards.
@@ -71,18 +93,130 @@ def model_stack_to_volume(stack: np.ndarray) -> np.ndarray:
     return np.asarray(stack).transpose(2, 1, 0)
 
 
+#: How slices are taken from a volume: the central ones, or evenly over the foreground.
+SLICE_SAMPLINGS = ("central", "foreground")
+#: A pixel of a volume in the model range ([0, 1]) above this level is foreground.
+FOREGROUND_LEVEL = 0.1
+#: A slice belongs to the foreground extent with at least this fraction of foreground pixels.
+MIN_FOREGROUND_FRACTION = 0.15
+#: Names of the thirds of the foreground extent, low to high world coordinate, by the
+#: world axis (0 = L-R, 1 = P-A, 2 = I-S) the slices are stacked along.
+THIRD_NAMES = {
+    0: ("left", "middle", "right"),
+    1: ("posterior", "middle", "anterior"),
+    2: ("inferior", "middle", "superior"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSlice:
+    """One slice of a volume in the model view.
+
+    Attributes
+    ----------
+    index:
+        Index along the volume's array axis.
+    pixels:
+        ``(rows, cols, ...)`` in the model view.
+    position:
+        Foreground sampling only (else None): where the slice lies in the foreground extent,
+        0 at its inferior (left, posterior) end, 1 at its superior (right, anterior) end.
+    third:
+        Foreground sampling only (else None): the third of the extent the slice is in,
+        e.g. ``"inferior"``, ``"middle"``, ``"superior"``.
+    """
+
+    index: int
+    pixels: np.ndarray
+    position: float | None = None
+    third: str | None = None
+
+
 def model_slices(
     volume: MedImage, n: int | None = None, plane: str | int = "axial"
 ) -> list[tuple[int, np.ndarray]]:
     """The ``n`` central slices of ``volume`` along ``plane`` (all when ``n`` is None) as
     ``(index along the volume's array axis, pixels (rows, cols, ...))`` in the model view."""
-    if n is None:
-        axis = plane_axis(volume.affine, plane) if isinstance(plane, str) else int(plane)
-        n = volume.array.shape[axis]
+    return [(item.index, item.pixels) for item in sample_model_slices(volume, n, plane)]
+
+
+def sample_model_slices(
+    volume: MedImage, n: int | None = None, plane: str | int = "axial", sampling: str = "central"
+) -> list[ModelSlice]:
+    """Slices of ``volume`` along ``plane`` in the model view (see "Which slices" above).
+
+    Parameters
+    ----------
+    volume:
+        A 3D volume; for ``"foreground"`` in the model range (the card's intensity fit
+        applied), since the foreground rule is a level of that range.
+    n:
+        How many slices; None: all of them (every slice of the volume for ``"central"``,
+        of the foreground extent for ``"foreground"``). Foreground sampling with ``n`` at
+        least the extent's length takes the whole extent.
+    plane:
+        ``"axial"``, ``"coronal"``, ``"sagittal"`` or an array axis 0-2.
+    sampling:
+        ``"central"`` (contiguous, array order) or ``"foreground"`` (evenly spaced over the
+        foreground extent, from the inferior end to the superior end, with positions and
+        thirds).
+    """
+    if sampling not in SLICE_SAMPLINGS:
+        raise InvalidInputError(
+            f"unknown slice sampling {sampling!r}", fix=f"use one of {list(SLICE_SAMPLINGS)}"
+        )
+    axis = plane_axis(volume.affine, plane) if isinstance(plane, str) else int(plane)
+    if sampling == "central":
+        count = volume.array.shape[axis] if n is None else int(n)
+        return [
+            ModelSlice(int(item.metadata["slice_index"]), slice_to_model(item.array))
+            for item in central_slices(volume, count, axis=plane)
+        ]
+    indices, positions, thirds = _foreground_sample(volume, axis, n)
     return [
-        (int(item.metadata["slice_index"]), slice_to_model(item.array))
-        for item in central_slices(volume, int(n), axis=plane)
+        ModelSlice(int(item.metadata["slice_index"]), slice_to_model(item.array), pos, third)
+        for item, pos, third in zip(
+            slices_at(volume, indices, axis=plane), positions, thirds, strict=True
+        )
     ]
+
+
+def foreground_fractions(volume: MedImage, axis: int) -> np.ndarray:
+    """Per index along array ``axis``, the fraction of the slice's pixels above
+    :data:`FOREGROUND_LEVEL` (the volume in the model range; magnitude if complex)."""
+    values = np.abs(np.asarray(volume.array))
+    stacked = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+    return (stacked > FOREGROUND_LEVEL).mean(axis=1)
+
+
+def _foreground_sample(
+    volume: MedImage, axis: int, n: int | None
+) -> tuple[list[int], list[float], list[str]]:
+    """Array indices, positions and thirds of ``n`` slices evenly spaced over the
+    foreground extent, from its low (inferior) to its high (superior) world end."""
+    qualifying = np.flatnonzero(foreground_fractions(volume, axis) >= MIN_FOREGROUND_FRACTION)
+    if qualifying.size == 0:
+        raise InvalidInputError(
+            f"no slice has {MIN_FOREGROUND_FRACTION * 100:.0f} % of its pixels above "
+            f"{FOREGROUND_LEVEL} (in the model range): the volume has no foreground extent",
+            fix="use data.slice_sampling=central for this data",
+        )
+    first, last = int(qualifying[0]), int(qualifying[-1])
+    span = last - first  # slices in the extent: span + 1
+    world_axis, direction = nib_orientation(volume.affine)[axis]
+    if n is not None and int(n) < 1:
+        raise InvalidInputError(f"asked for {n} slices", fix="choose n >= 1, or None for all")
+    count = span + 1 if n is None else min(int(n), span + 1)
+    if count == 1:
+        offsets = [span // 2]
+    else:  # round(k * span / (count - 1)), half up, in integers: distinct when count <= span + 1
+        offsets = [(2 * k * span + count - 1) // (2 * (count - 1)) for k in range(count)]
+    # offsets count from the low world end (I, P or L) of the extent
+    indices = [first + o if direction > 0 else last - o for o in offsets]
+    positions = [o / span if span else 0.5 for o in offsets]
+    low, middle, high = THIRD_NAMES[int(world_axis)]
+    thirds = [low if 3 * o < span else high if 3 * o > 2 * span else middle for o in offsets]
+    return indices, positions, thirds
 
 
 def picture_to_model(picture: np.ndarray) -> np.ndarray:

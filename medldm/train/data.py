@@ -39,7 +39,13 @@ import torch
 
 from medldm.data.cards import load_card
 from medldm.errors import DataNotFoundError, InvalidInputError
-from medldm.problems.model_view import fit_intensity, model_slices, slice_to_model
+from medldm.problems.model_view import (
+    FOREGROUND_LEVEL,
+    MIN_FOREGROUND_FRACTION,
+    fit_intensity,
+    model_slices,
+    slice_to_model,
+)
 
 
 def _pad_or_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -53,7 +59,7 @@ def ixi_slices(
     split: str,
     size: int = 128,
     axis: str = "axial",
-    min_foreground: float = 0.15,
+    min_foreground: float = MIN_FOREGROUND_FRACTION,
     root: str | Path | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """All foreground slices of the IXI volumes of ``split``: ``(N, size, size)`` in [0, 1],
@@ -66,7 +72,7 @@ def ixi_slices(
         volume = volume.with_array(fit_intensity(normalizer, volume.array).forward(volume.array))
         for _, pixels in model_slices(volume, plane=axis):
             array = _pad_or_crop(np.asarray(pixels, np.float32), (size, size))
-            if (array > 0.1).mean() >= min_foreground:
+            if (array > FOREGROUND_LEVEL).mean() >= min_foreground:
                 slices.append(array)
                 subjects.append(volume.metadata.get("subject", ""))
     if not slices:
@@ -77,7 +83,7 @@ def ixi_slices(
 def native_brain_slices(
     split: str,
     contrasts: Sequence[str] = ("T1W", "T2W", "FLAIR"),
-    min_foreground: float = 0.15,
+    min_foreground: float = MIN_FOREGROUND_FRACTION,
     root: str | Path | None = None,
 ) -> tuple[list[np.ndarray], list[str]]:
     """The axial slices of the ``brain_mri_native`` series of ``split`` at the scanner's
@@ -98,7 +104,7 @@ def native_brain_slices(
         name = f"{volume.metadata['subject']}/{volume.metadata['study']}/{contrast}"
         for _, pixels in model_slices(volume, plane="axial"):
             array = np.ascontiguousarray(pixels, dtype=np.float32)
-            if (array > 0.1).mean() >= min_foreground:
+            if (array > FOREGROUND_LEVEL).mean() >= min_foreground:
                 slices.append(array)
                 names.append(name)
     if not slices:

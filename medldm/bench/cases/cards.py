@@ -76,9 +76,10 @@ def card_cases(
     split: str = "test",
     *,
     dataset: str | None = None,
-    slices: int | None = None,
+    slices: int | str | None = None,
     axis: str | int = "axial",
     size: int | None = None,
+    slice_sampling: str = "central",
     classes: Sequence[str] | None = None,
     per_class: int | None = None,
     data_root: str | Path | None = None,
@@ -92,7 +93,7 @@ def card_cases(
         and ``"train"``, ``"validation"`` or ``"test"``.
     dataset:
         Dataset label in the results (default ``"<card>_<split>"``).
-    slices, axis, size:
+    slices, axis, size, slice_sampling:
         As in :func:`~medldm.bench.cases.from_images.image_cases`.
     classes, per_class:
         MedNIST only: which classes (default: the CT ones) and how many images of each.
@@ -129,6 +130,7 @@ def card_cases(
                 axis=axis,
                 size=size,
                 source=source,
+                slice_sampling=slice_sampling,
             )
         except Exception as error:
             yield CaseFailure(dataset, label, _describe(error))

@@ -115,10 +115,11 @@ def folder_cases(
     root: str | Path,
     *,
     dataset: str | None = None,
-    slices: int | None = None,
+    slices: int | str | None = None,
     axis: str | int = "axial",
     size: int | None = None,
     normalizer: Normalizer = FOLDER_NORMALIZER,
+    slice_sampling: str = "central",
 ) -> Iterator[Case | CaseFailure]:
     """Yield the cases of every readable image in ``root`` (see module docstring).
 
@@ -128,7 +129,7 @@ def folder_cases(
         The folder (searched recursively).
     dataset:
         Dataset label (default: the folder's name).
-    slices, axis, size:
+    slices, axis, size, slice_sampling:
         As in :func:`~medldm.bench.cases.from_images.image_cases`.
     normalizer:
         Intensity rule fitted per file (per volume, per ``.npz`` image).
@@ -141,7 +142,13 @@ def folder_cases(
             fix="set data.root to a folder of NIfTI/DICOM/TIFF/.npz files",
         )
     dataset = dataset or root.resolve().name
-    options = {"normalizer": normalizer, "slices": slices, "axis": axis, "size": size}
+    options = {
+        "normalizer": normalizer,
+        "slices": slices,
+        "axis": axis,
+        "size": size,
+        "slice_sampling": slice_sampling,
+    }
     files, has_dicom = _input_files(root)
     for path in files:
         relative = path.relative_to(root).as_posix()

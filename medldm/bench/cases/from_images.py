@@ -6,9 +6,13 @@ The steps, in order, for one :class:`~medldm.io.image.MedImage`:
    point is its own case (``case_id`` gets ``/c1`` or ``/t3``).
 2. The intensity normaliser is fitted to the whole image or volume (so a volume's slices
    share one scale) and applied, clipped to [0, 1].
-3. Volumes: with ``slices=N`` the ``N`` central slices along ``axis`` become 2D cases
+3. Volumes: with ``slices=N`` (or ``"all"``) ``N`` slices along ``axis`` become 2D cases
    (``/slice058``: index along the volume's array axis); otherwise the volume stays 3D,
-   stored ``(depth, rows, columns)`` = ``(z, y, x)``.
+   stored ``(depth, rows, columns)`` = ``(z, y, x)``. Which slices is ``slice_sampling``'s
+   choice (:func:`medldm.problems.model_view.sample_model_slices`): ``"central"`` (the
+   ``N`` central ones) or ``"foreground"`` (``N`` evenly spaced over the normalised
+   volume's foreground extent, inferior to superior; each case's metadata then holds its
+   ``position`` in the extent, 0 inferior to 1 superior, and its ``third``).
 4. Orientation: the model view of :mod:`medldm.problems.model_view`, the one the priors
    were trained in: 2D arrays become ``(rows, columns)`` = ``(y, x)``; slices of volumes
    are first reoriented to RAS+ (x towards R, y towards A, or S for coronal and sagittal),
@@ -43,7 +47,7 @@ from medldm.io.image import MedImage
 from medldm.problems.model_view import (
     display_origin,
     fit_intensity,
-    model_slices,
+    sample_model_slices,
     slice_to_model,
     volume_to_model_stack,
 )
@@ -110,10 +114,11 @@ def image_cases(
     dataset: str,
     case_id: str,
     normalizer: Normalizer,
-    slices: int | None = None,
+    slices: int | str | None = None,
     axis: str | int = "axial",
     size: int | None = None,
     source: str = "",
+    slice_sampling: str = "central",
 ) -> list[Case]:
     """Cases from one image or volume (steps in the module docstring).
 
@@ -126,11 +131,13 @@ def image_cases(
     normalizer:
         Fitted per image/volume (e.g. a card's percentile rule).
     slices:
-        Number of central slices taken from a volume (``None``: keep volumes 3D).
+        Number of slices taken from a volume, or ``"all"`` (``None``: keep volumes 3D).
     axis:
         ``"axial"``, ``"coronal"``, ``"sagittal"`` or an array axis 0-2.
     size:
         In-plane size in pixels after centre crop/pad (``None``: unchanged).
+    slice_sampling:
+        ``"central"`` or ``"foreground"`` (see step 3).
     """
     cases = []
     for suffix, part in _split_non_spatial(image):
@@ -141,19 +148,23 @@ def image_cases(
         label = f"{case_id}{suffix}"
         if part.n_spatial == 3 and slices:
             plane = axis if isinstance(axis, str) else f"array axis {axis}"
-            for index, pixels in model_slices(normalised, int(slices), plane=axis):
+            count = None if slices == "all" else int(slices)
+            for item in sample_model_slices(normalised, count, axis, slice_sampling):
+                metadata: dict[str, Any] = {
+                    "slice_index": item.index,
+                    "plane": plane,
+                    "display_origin": display_origin(from_volume=True),
+                }
+                if item.third is not None:
+                    metadata.update(position=item.position, third=item.third)
                 cases.append(
                     Case(
                         dataset,
-                        f"{label}/slice{index:03d}",
-                        np.ascontiguousarray(_resize_in_plane(pixels, size), np.float32),
+                        f"{label}/slice{item.index:03d}",
+                        np.ascontiguousarray(_resize_in_plane(item.pixels, size), np.float32),
                         normalization,
                         source,
-                        {
-                            "slice_index": index,
-                            "plane": plane,
-                            "display_origin": display_origin(from_volume=True),
-                        },
+                        metadata,
                     )
                 )
             continue

@@ -4,8 +4,13 @@
 ``card`` (a named dataset, read from the data root) and ``root`` (a folder of
 NIfTI/DICOM/TIFF/``.npz`` files) is set. Both honour the same options:
 
-* ``slices``: the N central slices of each volume (``axis``: ``"axial"`` by default,
+* ``slices``: N slices of each volume, or ``"all"`` (``axis``: ``"axial"`` by default,
   ``"coronal"``, ``"sagittal"`` or an array axis 0-2); ``None`` keeps volumes 3D;
+* ``slice_sampling``: which slices: ``"central"`` (default: the N central ones) or
+  ``"foreground"`` (N evenly spaced over each volume's foreground extent, every slice
+  with at least 15 % of its pixels above 0.1 of the normalised range, from the inferior
+  to the superior end; each case records its ``position`` and ``third`` there:
+  :func:`medldm.problems.model_view.sample_model_slices`);
 * ``size``: centre pad or crop the in-plane axes to ``size x size`` pixels;
 * ``limit``: at most this many cases (failures included), in the order read.
 
@@ -34,6 +39,21 @@ from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.cases.folders import folder_cases
 from medldm.data.normalize import PercentileNormalizer
 from medldm.errors import InvalidInputError
+from medldm.problems.model_view import SLICE_SAMPLINGS
+
+#: ``data.slices`` value that takes every slice (of the volume, or of its foreground extent).
+ALL_SLICES = "all"
+
+
+def _slice_count(value: int | str | None) -> int | str | None:
+    if isinstance(value, str) and value.strip().lower() == ALL_SLICES:
+        return ALL_SLICES
+    try:
+        return _optional_int(value, "slices")
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(
+            f"data.slices must be a positive integer, {ALL_SLICES!r} or null, got {value!r}"
+        ) from error
 
 
 def _optional_int(value: int | str | None, name: str) -> int | None:
@@ -60,7 +80,10 @@ class CaseSource:
     name:
         Dataset label in the results (default: ``<card>_<split>`` or the folder's name).
     slices, axis, size, limit:
-        Slice selection, in-plane size (pixels) and maximum number of cases.
+        Slice selection (a count, ``"all"`` or None), in-plane size (pixels) and maximum
+        number of cases.
+    slice_sampling:
+        ``"central"`` or ``"foreground"`` (module docstring).
     classes, per_class:
         MedNIST only: classes to use and images per class.
     data_root:
@@ -74,7 +97,8 @@ class CaseSource:
     split: str = "test"
     root: str | None = None
     name: str | None = None
-    slices: int | None = None
+    slices: int | str | None = None
+    slice_sampling: str = "central"
     axis: str | int = "axial"
     size: int | None = None
     limit: int | None = None
@@ -93,7 +117,18 @@ class CaseSource:
                 "data=ixi_t1_test for a named dataset; the data root of named datasets "
                 "is set with MEDLDM_DATA_DIR or data.data_root",
             )
-        self.slices = _optional_int(self.slices, "slices")
+        self.slices = _slice_count(self.slices)
+        if self.slice_sampling not in SLICE_SAMPLINGS:
+            raise InvalidInputError(
+                f"data.slice_sampling={self.slice_sampling!r}",
+                fix=f"use one of {list(SLICE_SAMPLINGS)}",
+            )
+        if self.slice_sampling != "central" and self.slices is None:
+            raise InvalidInputError(
+                f"data.slice_sampling={self.slice_sampling} takes slices, but data.slices is "
+                "null (volumes kept 3D)",
+                fix="set data.slices=N or data.slices=all",
+            )
         self.size = _optional_int(self.size, "size")
         self.limit = _optional_int(self.limit, "limit")
         self.per_class = _optional_int(self.per_class, "per_class")
@@ -112,7 +147,12 @@ class CaseSource:
         return f"{self.card}_{self.split}"
 
     def __iter__(self) -> Iterator[Case | CaseFailure]:
-        options = {"slices": self.slices, "axis": self.axis, "size": self.size}
+        options = {
+            "slices": self.slices,
+            "axis": self.axis,
+            "size": self.size,
+            "slice_sampling": self.slice_sampling,
+        }
         if self.root is not None:
             items = folder_cases(
                 self.root,
