@@ -183,13 +183,15 @@ class LatentDDS(LatentSolverBase):
                 n=n,
                 slice_weight=self.slice_weight,
             )
+            if callback is not None:
+                callback(step, x0)
+            if t_prev is None:  # the last step: x0 is the sample, its latent is not needed
+                break
             z0 = problem.encode(x0)
             z = ensure_finite(
                 self._next(prior, z, z0, t, t_prev, previous, generator), "latent", self.name
             )
             previous = (z0, t)
-            if callback is not None:
-                callback(step, x0)
         return self.end(
             problem,
             x0,
