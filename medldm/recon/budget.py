@@ -10,12 +10,12 @@ undershoot the budget, never overshoot it by much).
 
 The settings tried, best first (:func:`budget_candidates`): the preset's steps and samples,
 then fewer steps (down to :data:`MIN_STEPS`) at the preset's samples, then half the samples
-and one sample with those steps. Fewer steps come first because the validation curves put
-the cost of steps far below that of samples (latent DDS, MRI 4x, 12 IXI validation slices:
-20 -> 10 DPM-Solver++ steps cost 0.01 dB, 4 -> 2 samples 0.5 dB; the bench report's speed
-and quality figure, ``benchmarks/results/ldm_speed_quality``). The first setting predicted
-to fit in what is left of the budget is chosen; when none fits, the cheapest one runs and
-the plan says so.
+and one sample with those steps. Fewer steps come first because on the validation slices
+steps cost far less quality than samples (latent DDS with DPM-Solver++, MRI 4x, 6 IXI
+validation slices: 20 -> 10 steps lost 0.01 dB, 4 -> 2 samples 0.45 dB); the test-split
+curve is the bench report's speed and quality figure
+(``benchmarks/results/ldm_speed_quality``). The first setting predicted to fit in what is
+left of the budget is chosen; when none fits, the cheapest one runs and the plan says so.
 
 Example
 -------
