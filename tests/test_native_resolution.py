@@ -4,8 +4,10 @@ the presets tuned for that data)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medldm.io import load
@@ -72,3 +74,31 @@ def test_the_native_example_is_reconstructed_on_its_own_grid_with_the_native_pri
     assert result.reconstruction.shape == (1, 256, 256)
     assert result.preset.domain == "native" and result.preset.example == "brain_native_t1"
     assert metrics["baseline"]["psnr_db"] > metrics["direct"]["psnr_db"]  # TV_native helps
+
+
+def test_measured_kspace_takes_the_variant_of_the_spacing_its_file_states(tmp_path):
+    """A bare .npy states no spacing: the native prior on its own grid. The same k-space
+    stated at 2 mm (a BART .cfl has no spacing either, so the header's spacing is faked
+    through the reader) keeps the 2 mm prior and its grid."""
+    from medldm.recon.kspace_stages import MeasuredKSpace
+
+    image = np.random.default_rng(0).random((32, 32)).astype(np.complex64)  # no k-space zeros
+    np.save(tmp_path / "k.npy", np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image))))
+    stages = MeasuredKSpace(
+        tmp_path / "k.npy",
+        None,
+        "mri_brain_4x",
+        "cpu",
+        0,
+        False,
+        False,
+        options={"acceleration": 4},
+        overrides={"solver": "tv"},
+    )
+    read = stages.read()
+    assert not read.raw.spacing_from_file
+    view = stages.model_view(read)
+    assert view.preset.prior == "brain_native_2d" and view.preset.domain == "native"
+    stated = dataclasses.replace(read.raw, spacing_mm=(2.0, 2.0), spacing_from_file=True)
+    view = stages.model_view(dataclasses.replace(read, raw=stated))
+    assert view.preset.prior == "brain_t1_2d" and view.preset.grid_size == (128, 128)

@@ -30,6 +30,8 @@ class KSpaceView:
     normalization: Any  # the preset's intensity rule fitted to ``zero_filled``
     plan: GridPlan  # the k-space's matrix (in the model view) <-> the prior's grid
     truth: np.ndarray | None  # the reference, (1, rows, cols), model view, input units
+    preset: Any = None  # the preset's variant for the data's resolution
+    prior: Any = None  # its prior, loaded where the solver needs one
 
 
 @dataclass

@@ -1,12 +1,14 @@
 """The stages of measured MRI k-space (:class:`MeasuredKSpace`), in the order of
 :func:`medldm.recon.stages.run_stages`; :mod:`medldm.recon.measured` says what each does.
 Made by :func:`~medldm.recon.stages.run_stages` from the entry point's options, the object
-first sets itself up: the preset with its overrides (its native variant where it has one:
-measured k-space comes at the scanner's resolution), the device, the prior (where the
-solver needs one) and the options, checked. Then:
+first sets itself up: the preset with its overrides, the device and the options, checked.
+Then:
 
 1. ``read``: :func:`~medldm.recon.kspace_input.read_kspace` (k-space, mask, reference);
-2. ``model_view``: the preset's intensity rule fitted to the zero-filled image, the
+2. ``model_view``: the preset's variant for the data's resolution
+   (:meth:`~medldm.recon.presets.Preset.for_resolution` of the pixel spacing the file
+   states; a file that states none, e.g. a bare ``.npy``, is taken to be at the scanner's
+   resolution) and its prior, the intensity rule fitted to the zero-filled image, the
    prior's grid, the reference in the model view;
 3. ``measure``: coil maps and the operator on the k-space's own grid
    (:func:`~medldm.recon.kspace_operator.measured_physics`), the k-space divided by the
@@ -108,16 +110,13 @@ class MeasuredKSpace:
     options: KSpaceOptions | Mapping[str, Any] = field(default_factory=KSpaceOptions)
     overrides: dict[str, Any] = field(default_factory=dict)  # preset fields
     precision: str = "auto"  # of the prior's network calls
-    prior: Any = field(init=False, default=None)  # loaded where the solver needs one
 
     def __post_init__(self) -> None:
         """The preset, the device, the prior and the options (see the module text)."""
         from medldm.models.prior import resolve_device
 
-        self.preset = resolve_preset(self.preset, **self.overrides).for_resolution(None)
+        self.preset = resolve_preset(self.preset, **self.overrides)
         self.device = resolve_device(self.device)
-        if needs_prior(self.preset.solver):
-            self.prior = resolve_prior(self.preset.prior, self.device, self.precision)
         if not isinstance(self.options, KSpaceOptions):
             self.options = KSpaceOptions(**self.options)
 
@@ -132,18 +131,27 @@ class MeasuredKSpace:
         )
 
     def model_view(self, read: KSpaceInput) -> KSpaceView:
+        """The preset's variant for the data's resolution (the pixel spacing the file
+        states; a file without one is taken to be at the scanner's resolution), its prior,
+        the intensity rule fitted to the zero-filled image and the prior's grid."""
+        stated = min(read.raw.spacing_mm) if read.raw.spacing_from_file else None
+        preset = self.preset.for_resolution(stated)
+        prior = None
+        if needs_prior(preset.solver):
+            prior = resolve_prior(preset.prior, self.device, self.precision)
         zero_filled = root_sum_of_squares(read.measured)
-        rule = intensity_rule(self.prior, self.preset.intensity)
-        normalization = fit_intensity(rule, zero_filled, RAW_UNIT)
+        normalization = fit_intensity(
+            intensity_rule(prior, preset.intensity), zero_filled, RAW_UNIT
+        )
         plan = GridPlan.make(
             (1, *read.raw.shape),
             read.raw.spacing_mm,
-            size=self.preset.grid_size,
-            spacing_mm=self.preset.grid_spacing,
+            size=preset.grid_size,
+            spacing_mm=preset.grid_spacing,
         )
         picture = read.reference_picture
         truth = None if picture is None else picture_to_model(picture)[None]
-        return KSpaceView(zero_filled, normalization, plan, truth)
+        return KSpaceView(zero_filled, normalization, plan, truth, preset, prior)
 
     def measure(self, read: KSpaceInput, view: KSpaceView) -> KSpaceMeasurement:
         physics, maps_text, maps_seconds = measured_physics(read, self.options.coil_maps_from)
@@ -154,12 +162,12 @@ class MeasuredKSpace:
         self, read: KSpaceInput, view: KSpaceView, measurement: KSpaceMeasurement
     ) -> KSpaceSolved:
         methods = MeasuredMethods(
-            preset=self.preset,
-            prior=self.prior,
+            preset=view.preset,
+            prior=view.prior,
             plan=view.plan,
             operator=operator_name(read.raw.n_coils, 1.0 / float(read.mask.mean())),
             phase=self.options.phase,
-            classical=classical_names(self.preset, self.options.classical) if self.baseline else [],
+            classical=classical_names(view.preset, self.options.classical) if self.baseline else [],
             device=self.device,
             seed=int(self.seed),
             grid_solve=self.options.grid_solve,
@@ -219,7 +227,7 @@ class MeasuredKSpace:
         estimate = others.pop(solved.methods.ldm_name)
         source = source_image(read.raw)
         return ReconResult(
-            preset=self.preset,
+            preset=view.preset,
             source=source,
             canonical=source,
             slab_start=0,
@@ -227,7 +235,7 @@ class MeasuredKSpace:
             reconstruction=estimate.astype(np.float32),
             std=np.asarray(images.std, np.float32),
             direct=images.direct.astype(np.float32),
-            baseline=others.pop(self.preset.baseline, None) if self.baseline else None,
+            baseline=others.pop(view.preset.baseline, None) if self.baseline else None,
             other_baselines=others,
             measurement=read.measured,
             sampling_mask=read.mask,

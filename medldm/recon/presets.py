@@ -12,7 +12,8 @@ input's units (ct_2d learned 8-bit windowed MedNIST grey levels, a DICOM CT is i
 
 ``native``: the variant for inputs at the scanner's resolution, ``{prior, max_spacing_mm,
 domain}``. An input whose in-plane spacing is at most ``max_spacing_mm`` (and measured
-k-space, which comes at the scanner's resolution) is reconstructed with that prior on its
+k-space whose file states no spacing, taken to be at the scanner's resolution) is
+reconstructed with that prior on its
 own grid (no resampling), with the solver presets tuned for that data
 (``<solver>_<physics>_<domain>.yaml``); a coarser input keeps the preset's prior and grid.
 Naming a prior or a grid yourself turns the choice off (:meth:`Preset.for_resolution`).
@@ -119,8 +120,9 @@ class Preset:
 
     def for_resolution(self, spacing_mm: float | None) -> Preset:
         """The preset for an input of in-plane ``spacing_mm`` (the finer of its two
-        spacings; ``None`` for measured k-space): the ``native`` variant when the input is
-        at least that fine, else this preset.
+        spacings; ``None`` for measured k-space whose file states no spacing, taken to be
+        at the scanner's resolution): the ``native`` variant when the input is at least that
+        fine, else this preset.
 
         >>> preset = load_preset("mri_brain_4x")
         >>> preset.for_resolution(2.0).prior, preset.for_resolution(2.0).grid_size
