@@ -710,3 +710,26 @@ def test_a_solver_variant_without_a_solver_is_refused(cohort, tmp_path):
             progress=False,
             variants={"fast": {"n_iter": 5}},
         )
+
+
+def test_a_report_rebuilt_without_the_case_arrays_keeps_and_lists_the_figures(cohort, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    run_benchmark(
+        CaseSource(root=str(cohort)),
+        ["mri_4x"],
+        ["zero_filled", "tv"],
+        [0],
+        out,
+        device="cpu",
+        progress=False,
+    )
+    write_report(out, figures_per_operator=2)
+    figures = sorted((out / "figures").glob("*/*.png"))
+    assert len(figures) == 2
+    shutil.rmtree(out / "cases")  # not kept with the results (.gitignore), e.g. a fresh clone
+    markdown, _ = write_report(out, figures_per_operator=2)
+    assert sorted((out / "figures").glob("*/*.png")) == figures
+    text = markdown.read_text()
+    assert all(path.relative_to(out).as_posix() in text for path in figures)

@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -197,31 +198,60 @@ def speed_quality_figure(
 ) -> Path:
     """Mean PSNR and SSIM against mean seconds per case (log scale), one labelled point per
     solver (or solver variant) of one dataset x operator: the speed/quality trade-off.
+    Variants named ``<solver>_<steps>x<samples>`` are joined by a line per number of samples
+    (the curve over steps).
 
     ``points`` maps a solver label to ``(seconds, psnr_db, ssim)``.
 
     >>> import tempfile, pathlib
-    >>> points = {"tv": (0.5, 24.0, 0.70), "latent_dds": (6.0, 25.0, 0.76)}
+    >>> points = {"tv": (0.5, 24.0, 0.70), "latent_dds_4x2": (2.0, 24.6, 0.74),
+    ...           "latent_dds_8x2": (3.0, 25.0, 0.76)}
     >>> path = speed_quality_figure(points, pathlib.Path(tempfile.mkdtemp()) / "s.png")
     >>> path.stat().st_size > 0
     True
     """
-    figure, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    curves: dict[str, list[tuple[int, str]]] = {}
+    for label in points:
+        match = re.search(r"_(\d+)x(\d+)$", label)
+        if match:
+            curves.setdefault(match.group(2), []).append((int(match.group(1)), label))
+    figure, axes = plt.subplots(1, 2, figsize=(9.6, 4.0))
     for axis, column, name in ((axes[0], 1, "PSNR (dB)"), (axes[1], 2, "SSIM")):
-        for index, (label, values) in enumerate(points.items()):
-            axis.plot(values[0], values[column], "o", color=f"C{index % 10}", markersize=5)
-            axis.annotate(
-                label,
-                (values[0], values[column]),
-                fontsize=6,
-                xytext=(3, 3),
-                textcoords="offset points",
+        for index, (samples, members) in enumerate(sorted(curves.items(), key=lambda c: int(c[0]))):
+            ordered = [points[label] for _, label in sorted(members)]
+            axis.plot(
+                [v[0] for v in ordered],
+                [v[column] for v in ordered],
+                "o-",
+                color=f"C{index % 10}",
+                markersize=4,
+                label=f"{samples} sample(s), steps ->",
+            )
+            for (steps, _), values in zip(sorted(members), ordered, strict=True):
+                axis.annotate(
+                    str(steps),
+                    (values[0], values[column]),
+                    fontsize=6,
+                    xytext=(2, 3),
+                    textcoords="offset points",
+                )
+        others = [label for label in points if not re.search(r"_(\d+)x(\d+)$", label)]
+        for index, label in enumerate(others):
+            values = points[label]
+            axis.plot(
+                values[0],
+                values[column],
+                "s",
+                color=f"C{(index + 5) % 10}",
+                markersize=5,
+                label=label,
             )
         axis.set_xscale("log")
         axis.set_xlabel("seconds per case", fontsize=8)
         axis.set_ylabel(f"mean {name}", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=6, loc="lower right")
     figure.suptitle(title or "speed and quality", fontsize=9)
     figure.tight_layout()
     return _save_png(figure, path, dpi)

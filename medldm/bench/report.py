@@ -50,6 +50,7 @@ import base64
 import html
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -326,16 +327,36 @@ def _pick_figures(groups: list[CaseArrays], per_operator: int) -> list[CaseArray
     return chosen
 
 
+@dataclass(frozen=True)
+class _KeptFigure:
+    """A figure of an earlier report whose arrays are not here (``cases/`` is not kept with
+    the results): listed as it is, never deleted."""
+
+    dataset: str
+    case: str
+    operator: str
+    seed: int
+
+
+def _kept_figure(path: Path) -> _KeptFigure | None:
+    """The labels of ``figures/<dataset>/<case>__<operator>__seed<k>.png``, or None."""
+    parts = path.stem.split("__")
+    if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
+        return None
+    return _KeptFigure(path.parent.name, parts[0], parts[1], int(parts[2][4:]))
+
+
 def _make_figures(
     output_dir: Path, rows: list[dict[str, str]], per_operator: int, solver_order: Sequence[str]
-) -> list[tuple[CaseArrays, Path]]:
+) -> list[tuple[Any, Path]]:
     by_key = {
         (r["dataset"], r["case"], r["operator"], r["solver"], r["seed"]): r
         for r in rows
         if r.get("status") == STATUS_OK
     }
-    made: list[tuple[CaseArrays, Path]] = []
-    for arrays in _pick_figures(load_case_arrays(output_dir), per_operator):
+    saved = load_case_arrays(output_dir)
+    made: list[tuple[Any, Path]] = []
+    for arrays in _pick_figures(saved, per_operator):
         scores = {
             solver: by_key.get(
                 (arrays.dataset, arrays.case, arrays.operator, solver, str(arrays.seed)), {}
@@ -345,11 +366,18 @@ def _make_figures(
         name = f"{safe_name(arrays.case)}__{safe_name(arrays.operator)}__seed{arrays.seed}.png"
         path = output_dir / FIGURES_DIR / safe_name(arrays.dataset) / name
         made.append((arrays, case_figure(arrays, scores, path, solver_order)))
-    # Figures are regenerated each time: drop those of an earlier selection.
+    # Figures are regenerated each time: drop those of an earlier selection among the
+    # groups whose arrays are here; keep (and list) the figures of groups without arrays.
     current = {path for _, path in made}
-    for stale in (output_dir / FIGURES_DIR).glob("*/*.png"):
-        if stale not in current:
-            stale.unlink(missing_ok=True)
+    with_arrays = {(safe_name(a.dataset), safe_name(a.operator)) for a in saved}
+    for existing in sorted((output_dir / FIGURES_DIR).glob("*/*.png")):
+        kept = _kept_figure(existing)
+        if existing in current:
+            continue
+        if kept is None or (kept.dataset, kept.operator) in with_arrays:
+            existing.unlink(missing_ok=True)
+        else:
+            made.append((kept, existing))
     return made
 
 
