@@ -62,8 +62,8 @@ def test_candidates_cut_steps_before_samples_and_never_add_any():
     [(100.0, 0.0, (20, 4)), (2.0, 0.0, (12, 4)), (2.0, 0.5, (8, 4)), (1.0, 0.0, (8, 2))],
 )
 def test_the_best_setting_predicted_to_fit_what_is_left_is_chosen(budget, elapsed, expected):
-    def probe(steps: int) -> float:  # 0.5 s fixed + 0.1 s per step at 4 samples
-        return 0.5 + 0.1 * steps
+    def probe(steps: int) -> tuple[float, list[float]]:  # 0.5 s fixed + 0.1 s per step
+        return 0.5 + 0.1 * steps, [0.3 + 0.1 * i for i in range(1, steps + 1)]
 
     plan = plan_for_budget(budget, elapsed, 20, 4, probe)
     assert (plan.n_steps, plan.n_samples) == expected and plan.fits

@@ -1,9 +1,10 @@
 """Fit a latent solver's steps and samples to a time budget (``time_budget=`` seconds).
 
-The dry run's cost model (:mod:`medldm.recon.estimate`), measured on the problem being
-solved: after a warm-up run of one step, the LDM solver runs with 1 and 3 steps (at the
-preset's number of samples); their times give the fixed part ``a`` (the starting estimate,
-the final data-consistency and TV steps) and the time per step ``b`` of ``a + b n``. The
+The dry run's cost model (:mod:`medldm.recon.estimate`), ``a + b n``, measured on the
+problem being solved by one probe run of 3 steps (at the preset's number of samples): the
+solver's callback marks the end of each step, so the later steps give the time per step
+``b`` and the rest of the run the fixed part ``a`` (the starting estimate, the final
+data-consistency and TV steps; :func:`step_model`). The
 samples are one batch in every network call, so ``b`` is taken proportional to them
 (measured on CPU; a GPU runs a smaller batch at more than its share, so a GPU plan may
 undershoot the budget, never overshoot it by much).
@@ -22,7 +23,7 @@ Example
 >>> budget_candidates(20, 4)
 [(20, 4), (12, 4), (8, 4), (5, 4), (12, 2), (8, 2), (5, 2), (12, 1), (8, 1), (5, 1)]
 >>> def fake_probe(steps):  # 0.5 s fixed + 0.1 s per step at 4 samples
-...     return 0.5 + 0.1 * steps
+...     return 0.5 + 0.1 * steps, [0.3 + 0.1 * i for i in range(1, steps + 1)]
 >>> plan = plan_for_budget(2.0, 0.0, 20, 4, fake_probe)  # 20 steps: 2.5 s; 12: 1.7 s
 >>> (plan.n_steps, plan.n_samples, plan.fits)
 (12, 4, True)
@@ -34,16 +35,18 @@ Example
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 #: The fewest steps a budget may cut the solver to.
 MIN_STEPS = 4
 #: Steps tried, as fractions of the preset's (rounded; at least :data:`MIN_STEPS`).
 STEP_FRACTIONS = (1.0, 0.6, 0.4, 0.25)
-#: Outer-loop lengths of the timed probes, after a warm-up of the first.
-PROBE_STEPS = (1, 3)
+#: Outer-loop length of the one timed probe run.
+PROBE_STEPS = 3
 
 
 def budget_candidates(n_steps: int, n_samples: int) -> list[tuple[int, int]]:
@@ -96,23 +99,36 @@ def predicted_seconds(
     return fixed + n_steps * per_step * n_samples / max(probe_samples, 1)
 
 
+def step_model(seconds: float, step_ends: Sequence[float]) -> tuple[float, float]:
+    """``(fixed, per_step)`` seconds from one probe run: its wall time and the times (from
+    its start) at which each outer step ended. The first step pays for building the
+    kernels, so the time per step is the median of the later steps; the rest of the run is
+    the fixed part (the starting estimate, the final data-consistency and TV steps).
+
+    >>> step_model(2.0, [1.0, 1.2, 1.4])  # 0.2 s per step, 1.4 s fixed
+    (1.4, 0.2)
+    """
+    gaps = np.diff(np.asarray(step_ends, dtype=float))
+    per_step = float(np.median(gaps)) if gaps.size else 0.0
+    fixed = max(seconds - per_step * len(step_ends), 0.0)
+    return round(fixed, 9), round(per_step, 9)
+
+
 def plan_for_budget(
     budget_seconds: float,
     elapsed_seconds: float,
     n_steps: int,
     n_samples: int,
-    probe: Callable[[int], float],
+    probe: Callable[[int], tuple[float, Sequence[float]]],
 ) -> BudgetPlan:
-    """Probe the solver and choose its steps and samples for ``budget_seconds``.
+    """Probe the solver once and choose its steps and samples for ``budget_seconds``.
 
     ``elapsed_seconds`` were spent before the solver (they count against the budget);
-    ``probe(k)`` runs the solver with ``k`` steps at ``n_samples`` and returns its seconds.
+    ``probe(k)`` runs the solver with ``k`` steps at ``n_samples`` and returns its seconds
+    and the times (from its start) at which each step ended (:func:`step_model`).
     """
     started = time.perf_counter()
-    probe(PROBE_STEPS[0])  # warm-up: the first calls build the kernels
-    short, long = (probe(k) for k in PROBE_STEPS)
-    per_step = max(long - short, 0.0) / (PROBE_STEPS[1] - PROBE_STEPS[0])
-    fixed = max(short - per_step * PROBE_STEPS[0], 0.0)
+    fixed, per_step = step_model(*probe(PROBE_STEPS))
     probe_seconds = time.perf_counter() - started
     left = budget_seconds - elapsed_seconds - probe_seconds
     candidates = budget_candidates(n_steps, n_samples)

@@ -217,12 +217,19 @@ class SimulatedImage:
         """The preset and solver with the steps and samples that fit the time budget."""
         option = solver.schedule_option
 
-        def probe(steps: int) -> float:
+        def probe(steps: int) -> tuple[float, list[float]]:
             trial = preset.with_overrides(solver_options={option: steps}).build_solver()
             sampler = torch.Generator(device=self.device).manual_seed(self.seed)
+            ends: list[float] = []
             start = time.perf_counter()
-            trial.solve(measurement.y, measurement.physics, view.prior, generator=sampler)
-            return time.perf_counter() - start
+            trial.solve(
+                measurement.y,
+                measurement.physics,
+                view.prior,
+                generator=sampler,
+                callback=lambda step, x: ends.append(time.perf_counter() - start),
+            )
+            return time.perf_counter() - start, ends
 
         plan = plan_for_budget(
             float(self.time_budget or 0.0),
