@@ -25,22 +25,6 @@ FAST = {"n_steps": 2, "n_samples": 2}
 RECON = [sys.executable, "-m", "medldm.recon"]
 
 
-@pytest.fixture(scope="module")
-def small_brain(tmp_path_factory) -> Path:
-    """The MNI152 template (nilearn), 4 mm, cut to 40 x 48 x 6 voxels around the centre."""
-    from nilearn.datasets import load_mni152_template
-
-    image = load_mni152_template(resolution=4)
-    data = np.asarray(image.get_fdata(), np.float32)
-    cx, cy, cz = (s // 2 for s in data.shape)
-    cut = data[cx - 20 : cx + 20, cy - 24 : cy + 24, cz - 3 : cz + 3]
-    affine = image.affine.copy()
-    affine[:3, 3] += affine[:3, :3] @ np.array([cx - 20, cy - 24, cz - 3])
-    path = tmp_path_factory.mktemp("brain") / "brain.nii.gz"
-    nib.save(nib.Nifti1Image(cut, affine), str(path))
-    return path
-
-
 def _grid(size: int = 32, spacing: float | None = 4.0) -> dict:
     return {"size": [size, size], "spacing_mm": spacing}
 

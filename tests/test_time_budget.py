@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -18,22 +17,6 @@ from medldm.errors import InvalidInputError
 from medldm.recon.budget import budget_candidates, plan_for_budget
 
 SETTING = {"n_steps": 8, "n_samples": 2}
-
-
-@pytest.fixture(scope="module")
-def small_brain(tmp_path_factory) -> Path:
-    """The MNI152 template (nilearn), 4 mm, cut to 40 x 48 x 4 voxels around the centre."""
-    from nilearn.datasets import load_mni152_template
-
-    image = load_mni152_template(resolution=4)
-    data = np.asarray(image.get_fdata(), np.float32)
-    cx, cy, cz = (s // 2 for s in data.shape)
-    cut = data[cx - 20 : cx + 20, cy - 24 : cy + 24, cz - 2 : cz + 2]
-    affine = image.affine.copy()
-    affine[:3, 3] += affine[:3, :3] @ np.array([cx - 20, cy - 24, cz - 2])
-    path = tmp_path_factory.mktemp("brain") / "brain.nii.gz"
-    nib.save(nib.Nifti1Image(cut, affine), str(path))
-    return path
 
 
 def _reconstruct(path: Path, prior: Path, budget: float | None) -> dict:

@@ -381,6 +381,12 @@ def _make_figures(
     return made
 
 
+def _embedded_png(path: Path, alt: str) -> str:
+    """An ``<img>`` holding the PNG at ``path`` (the HTML report is one self-contained file)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
 def _markdown_table(header: Sequence[str], body: list[list[str]]) -> str:
     def line(cells: Sequence[str]) -> str:
         text = (str(c).replace("|", "\\|").replace("\n", " ") for c in cells)
@@ -588,20 +594,14 @@ def write_report(
             "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in uncertainty_notes) + "</ul>",
         ]
         for label, path in reliability:
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
             body += [
                 f"<h3>Reliability: {html.escape(label)}</h3>",
-                f'<img alt="reliability {html.escape(label)}" src="data:image/png;base64,{data}">',
+                _embedded_png(path, f"reliability {label}"),
             ]
         body += [f"<p>{html.escape(UNCERTAINTY_CONVENTION)}</p>"]
     if speed_quality:
         body += ["<h2>Speed and quality</h2>", f"<p>{html.escape(SPEED_QUALITY_NOTE)}</p>"]
-        for label, path in speed_quality:
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            body += [
-                f'<img alt="speed and quality {html.escape(label)}" '
-                f'src="data:image/png;base64,{data}">'
-            ]
+        body += [_embedded_png(path, f"speed and quality {label}") for label, path in speed_quality]
     body += [
         "<h2>Metric convention</h2>",
         f"<p>{html.escape(METRIC_CONVENTION)}</p>",
@@ -611,12 +611,8 @@ def write_report(
         body += ["<h2>Failures</h2>", _html_table(failure_header, failures)]
     body += ["<h2>Figures</h2>"]
     for arrays, path in figures:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
         label = f"{arrays.dataset} / {arrays.case} / {arrays.operator} (seed {arrays.seed})"
-        body += [
-            f"<h3>{html.escape(label)}</h3>",
-            f'<img alt="{html.escape(label)}" src="data:image/png;base64,{data}">',
-        ]
+        body += [f"<h3>{html.escape(label)}</h3>", _embedded_png(path, label)]
     body += ["<h2>Runs</h2>"]
     for run in runs:
         body += [
