@@ -11,12 +11,12 @@ undershoot the budget, never overshoot it by much).
 
 The settings tried, best first (:func:`budget_candidates`): the preset's steps and samples,
 then fewer steps (down to :data:`MIN_STEPS`) at the preset's samples, then half the samples
-and one sample with those steps. Fewer steps come first because on the validation slices
-steps cost far less quality than samples (latent DDS with DPM-Solver++, MRI 4x, 6 IXI
-validation slices: 20 -> 10 steps lost 0.01 dB, 4 -> 2 samples 0.45 dB); the test-split
-curve is the bench report's speed and quality figure
-(``benchmarks/results/ldm_speed_quality``). The first setting predicted to fit in what is
-left of the budget is chosen; when none fits, the cheapest one runs and the plan says so.
+and one sample with those steps. Fewer steps come first because steps cost far less
+quality than samples: on the IXI test slices at MRI 4x, 4 samples score 26.59 dB with 8
+DPM-Solver++ steps and 26.30 with 4, while 2 and 1 samples at 8 steps score 26.01 and
+25.19 (``medldm-bench --config-name ldm_speed_quality``,
+``benchmarks/results/ldm_speed_quality/report.md``). The first setting predicted to fit
+in what is left of the budget is chosen; when none fits, the cheapest one runs and the plan says so.
 
 Example
 -------
