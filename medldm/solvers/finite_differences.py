@@ -34,12 +34,14 @@ def gradient_norm_bound(weights: Sequence[float]) -> float:
     return 2.0 * sum(w * w for w in weights) ** 0.5
 
 
-def _forward_difference(x: torch.Tensor, dim: int) -> torch.Tensor:
+def forward_difference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x[i + 1] - x[i]`` along ``dim``, with a zero last difference (same shape as ``x``)."""
     difference = torch.diff(x, dim=dim)
     return torch.cat([difference, torch.zeros_like(x.narrow(dim, 0, 1))], dim=dim)
 
 
-def _forward_difference_adjoint(g: torch.Tensor, dim: int) -> torch.Tensor:
+def forward_difference_adjoint(g: torch.Tensor, dim: int) -> torch.Tensor:
+    """Adjoint of :func:`forward_difference` along ``dim`` (minus the backward difference)."""
     inner = g.narrow(dim, 0, g.shape[dim] - 1)
     zero = torch.zeros_like(g.narrow(dim, 0, 1))
     return torch.cat([zero, inner], dim=dim) - torch.cat([inner, zero], dim=dim)
@@ -49,7 +51,7 @@ def gradient(x: torch.Tensor, weights: Sequence[float] | None = None) -> torch.T
     """Weighted forward differences, stacked: ``(n_spatial, B, C, *spatial)``."""
     n_spatial = x.ndim - 2
     weights = [1.0] * n_spatial if weights is None else list(weights)
-    return torch.stack([w * _forward_difference(x, 2 + d) for d, w in enumerate(weights)], dim=0)
+    return torch.stack([w * forward_difference(x, 2 + d) for d, w in enumerate(weights)], dim=0)
 
 
 def gradient_adjoint(g: torch.Tensor, weights: Sequence[float] | None = None) -> torch.Tensor:
@@ -58,7 +60,7 @@ def gradient_adjoint(g: torch.Tensor, weights: Sequence[float] | None = None) ->
     weights = [1.0] * n_spatial if weights is None else list(weights)
     out = torch.zeros_like(g[0])
     for d, w in enumerate(weights):
-        out = out + w * _forward_difference_adjoint(g[d], 2 + d)
+        out = out + w * forward_difference_adjoint(g[d], 2 + d)
     return out
 
 

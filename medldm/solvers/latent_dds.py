@@ -19,8 +19,9 @@ back-propagation through the network is needed. Carried to a latent prior::
 The CG step runs in image space on the real physics (k-space lines, sinogram, mask,
 PSF), so no Jacobian of the decoder is ever formed: one network evaluation per step.
 For a volume with a 2D prior, the slices are denoised as a batch and the CG step couples
-them with a quadratic smoothness term along the slice axis (``slice_weight``), in the
-spirit of DDS's and DiffusionMBIR's through-plane regulariser. ``n_samples`` posterior
+them with a quadratic smoothness term along the slice axis (``slice_weight``) or, as
+DiffusionMBIR's through-plane regulariser, total variation along it (``slice_tv_weight``,
+ADMM: :mod:`medldm.solvers.slice_tv`). ``n_samples`` posterior
 samples (different ``z_T`` and DDIM noise) give the mean and a pixel-wise std.
 
 Example
@@ -90,6 +91,9 @@ class LatentDDS(LatentSolverBase):
         direct reconstruction).
     slice_weight:
         Quadratic coupling of neighbouring slices in the CG step (volumes, 2D prior).
+    slice_tv_weight:
+        When > 0, total variation along the slice axis couples neighbouring slices in each
+        data-consistency step instead (relative to ``||A^H A||``; volumes, 2D prior).
     sampler:
         How the latent moves to the next noise level given the data-consistent clean
         latent: ``"ddim"`` (default; :func:`~medldm.solvers.ddim.ddim_update`) or
@@ -116,6 +120,7 @@ class LatentDDS(LatentSolverBase):
         final_dc_iter: int = 30,
         final_tv_weight: float = 0.0,
         slice_weight: float = 0.0,
+        slice_tv_weight: float = 0.0,
         start_fraction: float = 1.0,
         start_tv_weight: float = 0.0,
         sampler: str = "ddim",
@@ -129,6 +134,9 @@ class LatentDDS(LatentSolverBase):
         self.cg_iter = int(cg_iter)
         self.eta = float(eta)
         self.slice_weight = float(slice_weight)
+        if float(slice_tv_weight) < 0.0:
+            raise InvalidInputError(f"slice_tv_weight must be >= 0, got {slice_tv_weight}")
+        self.slice_tv_weight = float(slice_tv_weight)
         if not 0.0 < float(start_fraction) <= 1.0:
             raise InvalidInputError(f"start_fraction must be in (0, 1], got {start_fraction}")
         self.start_fraction = float(start_fraction)
@@ -182,6 +190,7 @@ class LatentDDS(LatentSolverBase):
                 n_iter=self.cg_iter,
                 n=n,
                 slice_weight=self.slice_weight,
+                slice_tv_weight=self.slice_tv_weight,
             )
             if callback is not None:
                 callback(step, x0)
@@ -204,6 +213,7 @@ class LatentDDS(LatentSolverBase):
                 "start_fraction": self.start_fraction,
                 "start_tv_weight": self.start_tv_weight,
                 "sampler": self.sampler,
+                "slice_tv_weight": self.slice_tv_weight,
             },
         )
 

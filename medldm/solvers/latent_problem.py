@@ -53,6 +53,8 @@ from medldm.models.prior_protocol import LatentPrior
 from medldm.physics.base import LinearPhysics
 from medldm.solvers.base import Reconstruction
 from medldm.solvers.common import ensure_finite
+from medldm.solvers.finite_differences import forward_difference, forward_difference_adjoint
+from medldm.solvers.slice_tv import slice_tv_consistency
 
 #: Power iterations for ``||A^H A||``, the scale of the data-consistency weights (a fixed,
 #: small count: the weights in the solver presets were tuned with it).
@@ -227,12 +229,14 @@ class LatentProblem:
         diff = self.physics_for(n).A(x) - self.repeat(self.y, n)
         return torch.linalg.vector_norm(diff.reshape(diff.shape[0], -1), dim=1)
 
+    @property
+    def _slice_dim(self) -> int:
+        """The tensor axis of the slices of a volume ``(B, 1, *spatial)``."""
+        return 2 + (self.slice_axis if self.slice_axis is not None else self.spatial_dims - 1)
+
     def _slice_difference_normal(self, x: torch.Tensor) -> torch.Tensor:
         """``D^T D x`` for the first difference ``D`` along the slice axis."""
-        axis = 2 + (self.slice_axis if self.slice_axis is not None else self.spatial_dims - 1)
-        d = torch.diff(x, dim=axis)
-        zero = torch.zeros_like(x.narrow(axis, 0, 1))
-        return torch.cat([zero, d], dim=axis) - torch.cat([d, zero], dim=axis)
+        return forward_difference_adjoint(forward_difference(x, self._slice_dim), self._slice_dim)
 
     @torch.no_grad()
     def data_consistency(
@@ -243,14 +247,27 @@ class LatentProblem:
         n_iter: int = 10,
         n: int = 1,
         slice_weight: float = 0.0,
+        slice_tv_weight: float = 0.0,
     ) -> torch.Tensor:
         """``argmin_x ||A x - y||^2 + lam ||x - x_anchor||^2 + mu ||D_slice x||^2`` by CG
         from ``x_anchor``, with ``lam = weight`` and ``mu = slice_weight`` both relative to
         ``||A^H A||`` (so the same weights fit MRI, CT and inpainting). A small ``weight``
         trusts the data; a large one the anchor. ``slice_weight`` couples the slices of a
-        volume (only meaningful for 3D images)."""
+        volume (only meaningful for 3D images). ``slice_tv_weight > 0`` couples them by
+        total variation along the slice axis instead (``tau ||D_slice x||_1``, ADMM with
+        ``n_iter`` CG iterations per x-update: :mod:`medldm.solvers.slice_tv`)."""
         lam = float(weight) * self.normal_scale
         mu = float(slice_weight) * self.normal_scale if self.spatial_dims == 3 else 0.0
+        if slice_tv_weight > 0 and self.spatial_dims == 3:
+            return slice_tv_consistency(
+                self.repeat(self.y, n),
+                self.physics_for(n),
+                x_anchor,
+                lam=lam,  # the 1/2-scaled objective there has the same minimiser
+                tau=float(slice_tv_weight) * self.normal_scale / 2,
+                axis=self._slice_dim,
+                n_cg=n_iter,
+            )
 
         def slice_coupling(x: torch.Tensor) -> torch.Tensor:
             return mu * self._slice_difference_normal(x)
