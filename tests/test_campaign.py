@@ -121,6 +121,33 @@ def test_campaign_resumes_stage_by_stage_and_writes_milestones(setup, tmp_path):
     assert torch.isfinite(sample).all()
 
 
+def test_a_diffusion_only_prior_trains_on_another_priors_autoencoder(setup, tmp_path):
+    """autoencoder_from + init_weights (brain_native_pos_2d on brain_native_2d): no
+    autoencoder stage; the diffusion stage starts from the other prior's UNet, widened by
+    two position channels, and trains on its crops with their positions."""
+    config_dir, images = setup
+    _write_preset(config_dir, images, ae_steps=4, diffusion_steps=4)
+    campaign = Campaign(tmp_path / "root", tmp_path / "milestones", config_dir=config_dir)
+    run_campaign(["tiny_campaign"], minutes=60, campaign=campaign)
+    source = tmp_path / "milestones" / "tiny_campaign" / "diffusion"
+
+    preset = _preset(images, 0, 4)
+    del preset["autoencoder_training"]
+    preset["autoencoder_from"] = str(source)
+    preset["data"].update(patch=16, positions=True)
+    preset["ldm"]["unet"]["position_channels"] = 2
+    preset["diffusion_training"].update(init_weights=str(source), sample_shape=[32, 32])
+    (config_dir / "model" / "tiny_positions.yaml").write_text(yaml.safe_dump(preset))
+    assert campaign.next_stage("tiny_positions").stage == "diffusion"
+    statuses = run_campaign(["tiny_positions"], minutes=60, campaign=campaign)
+    assert [(s.stage, s.done) for s in statuses] == [("autoencoder", True), ("diffusion", True)]
+    milestone = tmp_path / "milestones" / "tiny_positions" / "diffusion"
+    prior, original = load_prior(milestone, device="cpu"), load_prior(source, device="cpu")
+    ae, ae_source = prior.autoencoder.state_dict(), original.autoencoder.state_dict()
+    assert all(torch.equal(ae[k], ae_source[k]) for k in ae_source)  # the same autoencoder
+    assert prior.unet.conv_in.conv.weight.shape[1] == 4 + 2
+
+
 def test_lost_run_state_restarts_from_the_milestone(setup, tmp_path):
     config_dir, images = setup
     _write_preset(config_dir, images, ae_steps=8, diffusion_steps=0)

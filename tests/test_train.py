@@ -225,6 +225,34 @@ def test_a_new_prior_starts_from_another_priors_weights_at_step_zero(folder_2d, 
     assert all(torch.allclose(unet[k], before[k], atol=1e-3) for k in before)
 
 
+def test_a_tiny_position_prior_trains_on_crops_and_samples_whole_images(folder_2d, tmp_path):
+    """PaDIS-style: a UNet with position channels trains on 16 x 16 crops of 32 x 32
+    images and samples whole images of another shape."""
+    from medldm.errors import InvalidInputError
+    from medldm.models.positions import PositionConditionedUNet
+
+    stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=4), tmp_path / "ae")
+    data = {"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "patch": 16}
+    unet = replace(TINY_2D.unet, position_channels=2)
+    with pytest.raises(InvalidInputError, match="position"):  # a UNet without position data
+        train_diffusion(unet, _diffusion_training(stage1, folder_2d, steps=1), tmp_path / "bad")
+    training = _diffusion_training(
+        stage1,
+        folder_2d,
+        steps=6,
+        validate_every=6,
+        checkpoint_every=6,
+        data={**data, "positions": True},
+        sample_shape=(32, 32),
+    )
+    prior = load_prior(train_diffusion(unet, training, tmp_path / "diff"), device="cpu")
+    assert isinstance(prior.unet, PositionConditionedUNet)
+    samples = prior.sample(
+        2, n_steps=3, generator=torch.Generator().manual_seed(0), image_shape=(48, 32)
+    )
+    assert samples.shape == (2, 1, 48, 32) and torch.isfinite(samples).all()
+
+
 def test_offset_noise_adds_one_constant_per_image_and_channel():
     torch.manual_seed(0)
     z0 = torch.zeros(256, 3, 8, 8, 8)

@@ -42,9 +42,18 @@ class AutoencoderConfig:
         return 2 ** (len(self.channels) - 1)
 
 
+#: Position input channels of a position-conditioned UNet: row and column
+#: (:mod:`medldm.models.positions`).
+POSITION_CHANNELS = 2
+
+
 @dataclass
 class UNetConfig:
-    """MONAI ``DiffusionModelUNet`` arguments (in/out channels = latent channels)."""
+    """MONAI ``DiffusionModelUNet`` arguments (in/out channels = latent channels).
+
+    ``position_channels``: 0, or 2 for a 2D network that also sees each latent pixel's
+    place in the whole image (:class:`~medldm.models.positions.PositionConditionedUNet`,
+    for priors trained on crops)."""
 
     spatial_dims: int = 2
     channels: tuple[int, ...] = (64, 128, 128)
@@ -52,6 +61,16 @@ class UNetConfig:
     num_res_blocks: int = 1
     num_head_channels: int = 32
     norm_num_groups: int = 32
+    position_channels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.position_channels not in (0, POSITION_CHANNELS) or (
+            self.position_channels and self.spatial_dims != 2
+        ):
+            raise InvalidInputError(
+                f"position_channels must be 0, or {POSITION_CHANNELS} for a 2D network; got "
+                f"{self.position_channels} with spatial_dims={self.spatial_dims}"
+            )
 
 
 @dataclass
@@ -145,10 +164,14 @@ def build_autoencoder(config: AutoencoderConfig):  # -> monai AutoencoderKL
 
 
 def build_unet(config: UNetConfig, latent_channels: int):  # -> monai DiffusionModelUNet
-    """A MONAI ``DiffusionModelUNet`` with self-attention where ``attention_levels`` says."""
+    """A MONAI ``DiffusionModelUNet`` with self-attention where ``attention_levels`` says
+    (with position input channels when ``config.position_channels``)."""
     from monai.networks.nets import DiffusionModelUNet
 
-    return DiffusionModelUNet(
+    from medldm.models.positions import PositionConditionedUNet
+
+    network = PositionConditionedUNet if config.position_channels else DiffusionModelUNet
+    return network(
         spatial_dims=config.spatial_dims,
         in_channels=latent_channels,
         out_channels=latent_channels,

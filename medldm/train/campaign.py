@@ -14,6 +14,8 @@ Where things live:
 * **milestones** (fp16 prior checkpoints, small enough to commit): every
   ``--milestone-every`` steps and at the end of every call, the EMA weights are written to
   ``<milestones>/<prior>/<stage>/`` (default ``campaign/milestones`` in the checkout).
+* a preset with ``autoencoder_from: <prior>`` and no ``autoencoder_training`` trains only
+  the diffusion stage, on that prior's autoencoder.
   When the run state is lost (a new machine), a stage restarts from its milestone's weights
   and step (with a fresh optimizer), so nothing depends on the cache folder surviving.
 
@@ -189,6 +191,14 @@ class Campaign:
         return self.status(prior, stage)
 
     def _stage1_checkpoint(self, prior: str) -> Path:
+        """The autoencoder the diffusion stage trains on: the preset's ``autoencoder_from``
+        (another prior's, shipped name or folder; then the preset has no autoencoder stage),
+        else this prior's own stage 1 (its run, else its milestone)."""
+        source = self.preset(prior).get("autoencoder_from")
+        if source:
+            from medldm.models.prior import prior_folder
+
+            return prior_folder(source)
         exported = self.run_dir(prior, "autoencoder") / "prior"
         if (exported / "config.json").is_file():
             return exported

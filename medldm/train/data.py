@@ -256,7 +256,10 @@ class ImageDataset:
 
     ``images`` is an array ``(N, *spatial)`` or a list of 2D arrays of any size (then
     ``patch`` gives the crop size). :meth:`get` takes the index and a NumPy generator so
-    augmentation is reproducible and resumable.
+    augmentation is reproducible and resumable. With ``positions`` (2D), each item also
+    carries the two position maps of its pixels in the whole image
+    (:func:`medldm.models.positions.image_coordinates`), cropped, flipped and transformed
+    with it: channels ``(image, row, column)``.
     """
 
     def __init__(
@@ -266,41 +269,56 @@ class ImageDataset:
         patch: int | None = None,
         augment: bool = True,
         flip_axis: int | None = None,
+        positions: bool = False,
     ):
         self.images = images
         self.patch = patch
         self.augment = augment
         self.flip_axis = flip_axis
+        self.positions = bool(positions)
         if len(images) == 0:
             raise InvalidInputError("no training images", fix="check the data source and split")
         first = images[0]
         self.spatial_dims = first.ndim
         self.shape = (patch,) * first.ndim if patch else tuple(first.shape)
+        if self.positions and self.spatial_dims != 2:
+            raise InvalidInputError("position channels are for 2D images", fix="positions=false")
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get(self, index: int, rng: np.random.Generator) -> np.ndarray:
-        """Image ``index`` (a random patch of it if ``patch``), augmented, ``(1, *spatial)``."""
-        array = np.asarray(self.images[index], np.float32)
+        """Image ``index`` (a random patch of it if ``patch``), augmented, ``(1, *spatial)``
+        (``(3, H, W)`` with ``positions``)."""
+        array = np.asarray(self.images[index], np.float32)[None]
+        if self.positions:
+            from medldm.models.positions import image_coordinates
+
+            array = np.concatenate([array, image_coordinates(array.shape[1:]).numpy()])
         if self.patch:
-            starts = [int(rng.integers(0, max(s - self.patch, 0) + 1)) for s in array.shape]
-            array = array[tuple(slice(s, s + self.patch) for s in starts)]
-            array = _pad_or_crop(array, self.shape)
+            starts = [int(rng.integers(0, max(s - self.patch, 0) + 1)) for s in array.shape[1:]]
+            array = array[(slice(None), *(slice(s, s + self.patch) for s in starts))]
+            array = np.stack([_pad_or_crop(channel, self.shape) for channel in array])
         if self.augment:
             array = self._augment(array, rng)
-        return array[None].astype(np.float32)
+        return array.astype(np.float32)
 
     def _augment(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Flip and small affine transform of ``(channels, *spatial)``; the image channel is
+        clipped to [0, 1]. A flipped position map is negated along the flip, so it still
+        increases along its axis: a flipped crop of one side of a (nearly symmetric) head is
+        shown as a crop of the other side."""
         from monai.transforms import Affine
 
         if self.flip_axis is not None and rng.random() < 0.5:
-            array = np.flip(array, axis=self.flip_axis)
+            array = np.flip(array, axis=1 + self.flip_axis).copy()
+            if self.positions:
+                array[1 + self.flip_axis] *= -1.0
         if rng.random() < 0.5:
-            n = array.ndim
+            n = array.ndim - 1
             rotate = rng.uniform(-0.1, 0.1, size=1 if n == 2 else 3).tolist()
             scale = [float(rng.uniform(0.93, 1.07))] * n
-            shift = rng.uniform(-0.03, 0.03, size=n) * np.array(array.shape)
+            shift = rng.uniform(-0.03, 0.03, size=n) * np.array(array.shape[1:])
             affine = Affine(
                 rotate_params=rotate,
                 scale_params=scale,
@@ -308,8 +326,9 @@ class ImageDataset:
                 padding_mode="zeros",
                 image_only=True,
             )
-            array = np.asarray(affine(torch.from_numpy(np.ascontiguousarray(array))[None]))[0]
-        return np.clip(array, 0.0, 1.0)
+            array = np.asarray(affine(torch.from_numpy(np.ascontiguousarray(array))))
+        array[0] = np.clip(array[0], 0.0, 1.0)
+        return array
 
     def batch(self, indices: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
         """Stacked images ``(len(indices), 1, *spatial)``."""
@@ -331,9 +350,11 @@ def build_training_data(
     validation_fraction: float = 0.1,
     augment: bool = True,
     limit: int | None = None,
+    positions: bool = False,
 ) -> TrainingData:
     """Training and validation sets for ``kind`` (see the module docstring), split by
-    subject / block / image as the data cards say."""
+    subject / block / image as the data cards say; ``positions`` adds the pixels' position
+    maps in their whole image as channels (for a position-conditioned diffusion stage)."""
     size_list = [size] if isinstance(size, int) else list(size)
     flip = None
     if kind == "ixi_slices":
@@ -376,7 +397,14 @@ def build_training_data(
     if limit:
         train, val = train[:limit], val[: max(1, limit // 4)]
     return TrainingData(
-        train=ImageDataset(train, patch=patch, augment=augment, flip_axis=flip),
-        validation=ImageDataset(val, patch=patch, augment=False),
-        description={"kind": kind, "n_train": len(train), "n_validation": len(val)},
+        train=ImageDataset(
+            train, patch=patch, augment=augment, flip_axis=flip, positions=positions
+        ),
+        validation=ImageDataset(val, patch=patch, augment=False, positions=positions),
+        description={
+            "kind": kind,
+            "n_train": len(train),
+            "n_validation": len(val),
+            **({"positions": True} if positions else {}),
+        },
     )

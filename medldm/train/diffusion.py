@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from medldm.errors import InvalidInputError
 from medldm.models.checkpoint import load_prior_checkpoint, save_prior_checkpoint
 from medldm.models.config import LDMConfig, UNetConfig, build_scheduler, build_unet
 from medldm.models.latent_normalization import LatentNormalization
@@ -96,6 +97,9 @@ class DiffusionTraining:
     # the last lr_cooldown_steps steps before ``steps`` decay the learning rate linearly to 0
     # (the decay phase of a warmup-stable-decay schedule; 0 = constant lr throughout)
     lr_cooldown_steps: int = 0
+    # the sample grid's image shape (default the model's image_size): a prior trained on
+    # crops with position channels is sampled on a whole slice, e.g. [256, 256]
+    sample_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.noise_offset < 0:
@@ -191,6 +195,23 @@ def save_sample_grid(images: torch.Tensor, path: Path) -> None:
     tmp.replace(path)
 
 
+def split_positions(x: torch.Tensor, factor: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A training batch ``(B, 1 [+ 2], H, W)`` -> the image ``(B, 1, H, W)`` and the UNet's
+    extra arguments: ``{"positions": maps at the latent's resolution}`` when the batch
+    carries position channels (:class:`~medldm.train.data.ImageDataset` ``positions``),
+    else none.
+
+    >>> image, extra = split_positions(torch.zeros(2, 3, 8, 8), 4)
+    >>> tuple(image.shape), tuple(extra["positions"].shape)
+    ((2, 1, 8, 8), (2, 2, 2, 2))
+    """
+    if x.shape[1] == 1:
+        return x, {}
+    from medldm.models.positions import latent_coordinates
+
+    return x[:, :1], {"positions": latent_coordinates(x[:, 1:], factor)}
+
+
 def train_diffusion(
     unet_config: UNetConfig,
     training: DiffusionTraining,
@@ -216,6 +237,13 @@ def train_diffusion(
         stage1.config.autoencoder, unet_config, stage1.config.scheduler, stage1.config.image_size
     )
     data = build_training_data(**training.data)
+    if bool(unet_config.position_channels) != data.train.positions:
+        raise InvalidInputError(
+            "a position-conditioned UNet (unet.position_channels) needs training data with "
+            "position maps (data.positions: true), and only it",
+            fix="set both or neither",
+        )
+    factor = model.autoencoder.downsampling_factor
 
     unet = build_unet(unet_config, model.autoencoder.latent_channels).to(device)
     precision = resolve_precision(training.precision, device)
@@ -251,14 +279,19 @@ def train_diffusion(
         count = min(len(data.train), 512)
         fit_images = data.train.batch(
             fit_rng.choice(len(data.train), count, replace=False), fit_rng
-        )
+        )[:, :1]
         norm = fit_latent_normalization(autoencoder, fit_images, training.latent_normalization)
         norm = _broadcast_normalization(norm, channels, context)
 
     n_val = min(training.n_validation, len(data.validation))
-    val_images = data.validation.batch(
-        np.linspace(0, len(data.validation) - 1, n_val).astype(int), np.random.default_rng(12345)
+    val_images, val_extra = split_positions(
+        data.validation.batch(
+            np.linspace(0, len(data.validation) - 1, n_val).astype(int),
+            np.random.default_rng(12345),
+        ),
+        factor,
     )
+    val_extra = {k: v.to(device) for k, v in val_extra.items()}
     with torch.no_grad():
         val_latents = norm.forward(autoencoder.encode(val_images.to(device))[0])
     val_gen = torch.Generator().manual_seed(4321)
@@ -317,7 +350,7 @@ def train_diffusion(
     @torch.no_grad()
     def validate() -> dict[str, float]:
         z_t = scheduler.add_noise(val_latents, val_noise, val_t)
-        loss = F.mse_loss(ema.module(z_t, timesteps=val_t), val_noise)
+        loss = F.mse_loss(ema.module(z_t, timesteps=val_t, **val_extra), val_noise)
         return {"val_loss": float(loss)}
 
     progress = tqdm(
@@ -330,14 +363,14 @@ def train_diffusion(
     metrics: dict[str, float] = {}
     tic, seen = time.perf_counter(), 0
     while step < training.steps:
-        x = data.train.batch(sampler.next(), numpy_rng).to(device)
+        x, extra = split_positions(data.train.batch(sampler.next(), numpy_rng).to(device), factor)
         with torch.no_grad(), autocast(device, precision):  # the frozen encoder: bf16 too
             z0 = norm.forward(autoencoder.encode(x)[0].float())
         noise = training_noise(z0, training.noise_offset)
         t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
         z_t = scheduler.add_noise(z0, noise, t)
         with autocast(device, precision):
-            loss = F.mse_loss(ddp_unet(z_t, timesteps=t).float(), noise)
+            loss = F.mse_loss(ddp_unet(z_t, timesteps=t, **extra).float(), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), training.grad_clip)
@@ -367,6 +400,7 @@ def train_diffusion(
                     training.n_sample_grid,
                     n_steps=training.sample_steps,
                     generator=torch.Generator().manual_seed(0),
+                    image_shape=training.sample_shape,
                 )
                 save_sample_grid(grid.clamp(0, 1), run_dir / "samples" / f"step_{step:07d}.png")
             barrier(context)

@@ -325,10 +325,37 @@ def warm_start(checkpoint: str | Path, stage: str, model: nn.Module, ema: EMA) -
         raise InvalidInputError(
             f"checkpoint has no {stage} network to start from", path=Path(checkpoint)
         )
-    weights = source.state_dict()
+    weights = widen_input_channels(source.state_dict(), unwrap(model).state_dict())
     unwrap(model).load_state_dict(weights)
     ema.module.load_state_dict(weights)
     return int(loaded.meta.get("training", {}).get(f"{stage}_steps", 0))
+
+
+def widen_input_channels(
+    weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``weights`` for a network whose first convolution takes more input channels than
+    theirs (a position-conditioned UNet started from an unconditioned one): each weight
+    that ``target`` has wider along the input-channel axis (1) gets zeros for the new
+    channels, so the widened network computes what the source did until it learns to use
+    them. Other weights pass unchanged (``load_state_dict`` checks them).
+
+    >>> w = {"conv_in.weight": torch.ones(4, 2, 3, 3)}
+    >>> wide = widen_input_channels(w, {"conv_in.weight": torch.empty(4, 3, 3, 3)})
+    >>> tuple(wide["conv_in.weight"].shape), float(wide["conv_in.weight"][:, 2].abs().sum())
+    ((4, 3, 3, 3), 0.0)
+    """
+    widened = dict(weights)
+    for key, value in weights.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape or value.ndim < 2:
+            continue
+        if want.shape[0] == value.shape[0] and want.shape[2:] == value.shape[2:]:
+            extra = want.shape[1] - value.shape[1]
+            if extra > 0:
+                zeros = value.new_zeros((value.shape[0], extra, *value.shape[2:]))
+                widened[key] = torch.cat([value, zeros], dim=1)
+    return widened
 
 
 def start_from_prior(prior: str | Path, stage: str, model: nn.Module, ema: EMA) -> None:

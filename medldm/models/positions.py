@@ -1,0 +1,84 @@
+"""Where a patch lies in its image: position channels for a diffusion network trained on
+crops and run on whole images (PaDIS; Hu, Delbracio, Milanfar & Fessler, "Learning image
+priors through patch-based diffusion models for solving inverse problems", NeurIPS 2024).
+
+A prior trained on random 128 x 128 crops of clinical slices learns local tissue but not
+where in a head a crop lies: its unconditional samples of a whole slice are a quilt of
+texture. Giving the network each latent pixel's place in the *whole* image, two channels
+``(row, column)`` in ``[-1, 1]`` (pixel centres, ``-1`` at the first row's top edge, ``+1``
+at the last row's bottom edge), lets it learn the layout: at inference the channels span the
+whole slice, so the crops it was trained on tile it.
+
+* :func:`image_coordinates`: the two maps for an image of a given shape (or a crop of it);
+* :func:`latent_coordinates`: the same maps averaged over each latent pixel's footprint;
+* :class:`PositionConditionedUNet`: MONAI's ``DiffusionModelUNet`` with the maps as extra
+  input channels; called without them it uses the whole-image maps of its input's grid.
+
+Example
+-------
+>>> coords = image_coordinates((4, 2))
+>>> coords[0, :, 0].tolist(), coords[1, 0].tolist()
+([-0.75, -0.25, 0.25, 0.75], [-0.5, 0.5])
+>>> pooled = latent_coordinates(image_coordinates((8, 8)), 4)  # a 4x-downsampled latent grid
+>>> bool(torch.allclose(pooled, image_coordinates((2, 2))))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import DiffusionModelUNet
+
+from medldm.models.config import POSITION_CHANNELS
+
+
+def image_coordinates(
+    shape: Sequence[int], start: Sequence[int] = (0, 0), full: Sequence[int] | None = None
+) -> torch.Tensor:
+    """``(2, rows, cols)`` maps of pixel-centre positions in ``[-1, 1]`` of the full image
+    ``full`` (default ``shape``), for the ``shape`` crop starting at pixel ``start``."""
+    full = tuple(shape) if full is None else tuple(full)
+    axes = [
+        (2.0 * (torch.arange(n, dtype=torch.float32) + s + 0.5) / total) - 1.0
+        for n, s, total in zip(shape, start, full, strict=True)
+    ]
+    rows, cols = torch.meshgrid(axes[0], axes[1], indexing="ij")
+    return torch.stack([rows, cols])
+
+
+def latent_coordinates(coordinates: torch.Tensor, factor: int) -> torch.Tensor:
+    """Image-resolution maps ``(..., 2, H, W)`` averaged over ``factor x factor`` blocks:
+    the position of each latent pixel's footprint."""
+    squeeze = coordinates.ndim == 3
+    batch = coordinates[None] if squeeze else coordinates
+    pooled = F.avg_pool2d(batch, factor)
+    return pooled[0] if squeeze else pooled
+
+
+class PositionConditionedUNet(DiffusionModelUNet):
+    """A 2D ``DiffusionModelUNet`` whose input is the latent plus :data:`POSITION_CHANNELS`
+    position maps (``in_channels`` counts the latent's channels only).
+
+    ``forward(x, timesteps, positions=None)``: ``positions`` ``(B, 2, h, w)`` at the latent's
+    resolution; ``None`` takes the whole-image maps of ``x``'s grid (inference on a whole
+    image). The state dict is MONAI's, with a wider first convolution.
+    """
+
+    def __init__(self, *, in_channels: int, **kwargs):
+        super().__init__(in_channels=in_channels + POSITION_CHANNELS, **kwargs)
+        self.latent_channels = in_channels
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        if positions is None:
+            positions = image_coordinates(x.shape[-2:]).to(x.device)
+            positions = positions[None].expand(x.shape[0], -1, -1, -1)
+        return super().forward(torch.cat([x, positions.to(x.dtype)], dim=1), timesteps, **kwargs)
