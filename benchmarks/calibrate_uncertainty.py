@@ -19,6 +19,12 @@ The issue-17 study (IXI test at MRI 4x/8x, MedNIST CT 30 views, K = 4, 8, 16)::
     .venv/bin/python benchmarks/calibrate_uncertainty.py --operators mri_4x mri_8x \\
         ct_sparse_30 --n-samples 4 8 16 --precision bf16
 
+The native presets (``--domain native``: the brain_mri_native validation patient, central
+slices of each series, the ``brain_native_2d`` prior)::
+
+    .venv/bin/python benchmarks/calibrate_uncertainty.py --domain native --operators mri_4x \
+        mri_8x --n-samples 2 --slices 3 --threads 2 --name native_k2
+
 A smoke run (few cases and steps; its fits go to the output folder, not to configs/, since
 ``--set`` changes the preset)::
 
@@ -80,6 +86,17 @@ SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ct_sparse_30": ("ct_2d", "mednist", {}),
     "ct_sparse_60": ("ct_2d", "mednist", {}),
 }
+#: ``--domain native``: the brain MRI at the scanner's resolution (its own matrix, no
+#: resampling), with the native prior and the ``<solver>_<operator>_native`` presets
+NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    operator: ("brain_native_2d", "brain_mri_native", {})
+    for operator in ("mri_4x", "mri_8x", "mri_multicoil_4x", "mri_multicoil_8x", "inpaint_box")
+}
+
+
+def setups(domain: str | None) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """The operator -> (prior, card, card options) table of a tuning domain."""
+    return NATIVE_SETUPS if domain == "native" else SETUPS
 
 
 def _spread(items: Sequence[Any], n: int | None) -> list[Any]:
@@ -92,7 +109,7 @@ def _spread(items: Sequence[Any], n: int | None) -> list[Any]:
 def load_cases(card: str, split: str, options: dict, slices: int, per_class: int, n: int | None):
     """The readable, non-constant cases of one split (IXI: ``slices`` central slices per
     subject; MedNIST: the first ``per_class`` images of each CT class), ``n`` spread evenly."""
-    extra = {"slices": slices} if card == "ixi_t1" else {"per_class": per_class}
+    extra = {"per_class": per_class} if card == "mednist" else {"slices": slices}
     cases = [
         c
         for c in card_cases(card, split, **options, **extra)
@@ -124,9 +141,9 @@ def _mean(values: Sequence[float]) -> float:
 def run_operator(
     operator: str, k: int, args: argparse.Namespace, prior: Any, command: str
 ) -> tuple[dict, StdCalibration, ReliabilityCurve | None]:
-    prior_name, card, card_options = SETUPS[operator]
+    prior_name, card, card_options = setups(args.domain)[operator]
     options = {**args.options, "n_samples": k}
-    solver, preset = solver_for_operator(args.solver, operator, options)
+    solver, preset = solver_for_operator(args.solver, operator, options, domain=args.domain)
     factory = load_physics(operator)
     device = str(prior.device)
 
@@ -263,12 +280,23 @@ def markdown_table(rows: list[list[str]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--operators", nargs="+", default=["mri_4x"], choices=sorted(SETUPS))
+    parser.add_argument(
+        "--operators", nargs="+", default=["mri_4x"], choices=sorted({*SETUPS, *NATIVE_SETUPS})
+    )
+    parser.add_argument(
+        "--domain",
+        default=None,
+        choices=["native"],
+        help="native: brain_mri_native at the scanner's resolution, brain_native_2d, the "
+        "<solver>_<operator>_native presets",
+    )
     parser.add_argument("--solver", default="latent_dds")
     parser.add_argument("--n-samples", nargs="+", type=int, default=[4, 8, 16])
     parser.add_argument("--validation-cases", type=int, default=None, help="default: all")
     parser.add_argument("--test-cases", type=int, default=None, help="default: all")
-    parser.add_argument("--slices", type=int, default=2, help="IXI: central slices per subject")
+    parser.add_argument(
+        "--slices", type=int, default=2, help="central slices per volume (IXI, native series)"
+    )
     parser.add_argument("--per-class", type=int, default=4, help="MedNIST: images per CT class")
     parser.add_argument("--set", nargs="*", default=[], help="solver options key=value")
     parser.add_argument("--precision", default="bf16", choices=["auto", "fp32", "bf16"])
@@ -299,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     priors: dict[str, Any] = {}
     summaries, table = [], []
     for operator in args.operators:
-        prior_name = SETUPS[operator][0]
+        prior_name = setups(args.domain)[operator][0]
         if prior_name not in priors:
             priors[prior_name] = load_prior(prior_name, args.device, precision=args.precision)
         curves: dict[str, ReliabilityCurve] = {}
