@@ -42,11 +42,6 @@ class AutoencoderConfig:
         return 2 ** (len(self.channels) - 1)
 
 
-#: Position input channels of a position-conditioned UNet: row and column
-#: (:mod:`medldm.models.positions`).
-POSITION_CHANNELS = 2
-
-
 @dataclass
 class UNetConfig:
     """MONAI ``DiffusionModelUNet`` arguments (in/out channels = latent channels).
@@ -64,9 +59,11 @@ class UNetConfig:
     position_channels: int = 0
 
     def __post_init__(self) -> None:
-        if self.position_channels not in (0, POSITION_CHANNELS) or (
-            self.position_channels and self.spatial_dims != 2
-        ):
+        if not self.position_channels:
+            return
+        from medldm.models.positions import POSITION_CHANNELS
+
+        if self.position_channels != POSITION_CHANNELS or self.spatial_dims != 2:
             raise InvalidInputError(
                 f"position_channels must be 0, or {POSITION_CHANNELS} for a 2D network; got "
                 f"{self.position_channels} with spatial_dims={self.spatial_dims}"

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 
-from medldm.models.config import POSITION_CHANNELS
+#: Position input channels of a position-conditioned UNet: row and column.
+POSITION_CHANNELS = 2
 
 
 def image_coordinates(
