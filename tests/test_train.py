@@ -234,6 +234,12 @@ def test_a_tiny_position_prior_trains_on_crops_and_samples_whole_images(folder_2
     stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=4), tmp_path / "ae")
     data = {"kind": "folder", "folder": str(folder_2d), "size": [32, 32], "patch": 16}
     unet = replace(TINY_2D.unet, position_channels=2)
+    with pytest.raises(InvalidInputError, match="diffusion stage only"):
+        train_autoencoder(
+            TINY_2D,
+            _ae_training(folder_2d, (32, 32), steps=1, data={**data, "positions": True}),
+            tmp_path / "ae_positions",
+        )
     with pytest.raises(InvalidInputError, match="position"):  # a UNet without position data
         train_diffusion(unet, _diffusion_training(stage1, folder_2d, steps=1), tmp_path / "bad")
     training = _diffusion_training(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from medldm.errors import InvalidInputError
 from medldm.models.checkpoint import save_prior_checkpoint
 from medldm.models.config import LDMConfig, build_autoencoder
 from medldm.models.precision import autocast, resolve_precision
@@ -136,6 +137,11 @@ def train_autoencoder(
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
     data = build_training_data(**training.data)
+    if data.train.positions:
+        raise InvalidInputError(
+            "position maps (data.positions: true) are for the diffusion stage only",
+            fix="train the autoencoder without them, or take another prior's (autoencoder_from)",
+        )
     device = context.device
 
     autoencoder = build_autoencoder(model.autoencoder)

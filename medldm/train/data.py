@@ -331,7 +331,7 @@ class ImageDataset:
         return array
 
     def batch(self, indices: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
-        """Stacked images ``(len(indices), 1, *spatial)``."""
+        """Stacked images ``(len(indices), 1, *spatial)`` (``3`` channels with ``positions``)."""
         return torch.from_numpy(np.stack([self.get(int(i), rng) for i in indices]))
 
 
