@@ -89,6 +89,7 @@ def run(
     precision: str,
     progress: bool,
     options: dict[str, float] | None = None,
+    prior: str | None = None,
 ) -> dict:
     start = time.perf_counter()
     with PeakMemory("cpu") as memory:
@@ -99,6 +100,7 @@ def run(
             precision=precision,
             progress=progress,
             solver_options={**(options or {}), "n_samples": samples, "n_steps": steps},
+            **({"prior": prior} if prior else {}),
         )
     wall = time.perf_counter() - start
     m = result.metrics
@@ -117,7 +119,7 @@ def run(
         "ldm_ssim": round(float(m["ldm"]["ssim"]), 4),
         "tv_psnr_db": round(float(m["baseline"]["psnr_db"]), 2),
         "tv_ssim": round(float(m["baseline"]["ssim"]), 4),
-        "prior": m["prior"],
+        "prior": prior or m["prior"],
         "ldm_minus_tv": by_third(result.truth, result.reconstruction, result.baseline),
     }
 
@@ -202,6 +204,9 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
+        "--prior", default=None, help="another prior (a name or a checkpoint folder)"
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], help="solver options for every setting, e.g. eta=0"
     )
     args = parser.parse_args()
@@ -212,7 +217,9 @@ def main() -> None:
         (path,) = sorted(folder.glob(f"{subject}-*_T1.nii.gz"))
         for setting in args.settings:
             samples, steps = (int(v) for v in setting.lower().split("x"))
-            rows.append(run(path, samples, steps, args.precision, args.progress, options))
+            rows.append(
+                run(path, samples, steps, args.precision, args.progress, options, args.prior)
+            )
             print(json.dumps(rows[-1]), flush=True)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     text = markdown(rows, machine)

@@ -3,6 +3,7 @@ position and third in results.csv, and the report's "By position" section."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -196,6 +197,48 @@ def test_foreground_rows_carry_position_and_third_and_central_rows_leave_them_em
     ]
     central = _csv_rows(tmp_path / "central" / "results.csv")
     assert len(central) == 3 and all(r["third"] == r["position"] == "" for r in central)
+
+
+class _SlicePrior:
+    """Records the slice positions a slice-conditioned prior is told during each solve."""
+
+    slice_conditioned = True
+
+    def __init__(self):
+        self.now, self.told = None, []
+
+    @contextlib.contextmanager
+    def at_slice_positions(self, positions):
+        self.now = list(positions)
+        yield
+        self.now = None
+
+
+class _Listening(_Adjoint):
+    def solve(self, y, physics, prior=None, *, generator=None, callback=None):
+        prior.told.append(prior.now)
+        return super().solve(y, physics, prior, generator=generator, callback=callback)
+
+
+def test_every_volume_slice_case_tells_a_slice_conditioned_prior_where_it_lies(tmp_path):
+    folder = _save(_head(), tmp_path / "heads")
+    cases = list(CaseSource(root=str(folder), slices=3, size=16))  # central: 13, 14, 15
+    expected = [(i - FIRST) / (LAST - FIRST) for i in (13, 14, 15)]
+    np.testing.assert_allclose([c.metadata["slice_position"] for c in cases], expected)
+    prior = _SlicePrior()
+    run_benchmark(
+        CaseSource(root=str(folder), slices=3),
+        {"identity": _IdentityFactory()},
+        {"adjoint": _Listening()},
+        [0],
+        tmp_path / "out",
+        device="cpu",
+        progress=False,
+        save_arrays="none",
+        prior=prior,
+    )
+    np.testing.assert_allclose([told[0] for told in prior.told], expected, rtol=1e-6)
+    assert prior.now is None
 
 
 def _append(table: ResultsTable, case: str, solver: str, psnr: float, **extra) -> None:

@@ -80,6 +80,39 @@ def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_pri
     assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
 
 
+@pytest.mark.parametrize("preset", ["mri_brain_3d", "mri_brain_4x"])
+def test_a_slice_conditioned_prior_is_told_where_the_slab_lies_in_the_head(
+    preset, tmp_path, monkeypatch
+):
+    """The positions come from the whole input volume's foreground extent: a central slab
+    of a whole head is told it is central (not 0 to 1 across the slab), slice by slice, in
+    both the volume path and the per-slice path."""
+    from nilearn.datasets import load_mni152_template
+
+    from medldm.models.testing import tiny_prior
+
+    image = load_mni152_template(resolution=4)
+    path = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    prior = tiny_prior(slice_position=True)
+    seen = []
+    forward = prior.unet.forward
+
+    def spy(x, timesteps, **kwargs):
+        seen.append(kwargs["slice_position"])
+        return forward(x, timesteps, **kwargs)
+
+    monkeypatch.setattr(prior.unet, "forward", spy)
+    medldm.reconstruct(
+        path, preset, prior=prior, slices=4, grid=_grid(), solver_options=FAST, baseline=False
+    )
+    positions = seen[0].tolist()[:4]
+    assert positions == sorted(positions)  # inferior to superior, one step apart
+    assert 0.3 < positions[0] < positions[-1] < 0.75
+    assert np.allclose(np.diff(positions), np.diff(positions)[0])
+    assert all(s.tolist() == positions * 2 for s in seen)  # two samples, every step
+
+
 def test_a_3d_prior_is_refused_by_the_app_with_the_way_to_run_it(small_brain):
     # the shipped brain_t1_3d runs natively through the solvers (benchmarks/ldm_3d_native.py);
     # the app works on a 2D grid and must say so instead of failing inside a convolution

@@ -259,6 +259,43 @@ def test_a_tiny_position_prior_trains_on_crops_and_samples_whole_images(folder_2
     assert samples.shape == (2, 1, 48, 32) and torch.isfinite(samples).all()
 
 
+def test_a_tiny_slice_conditioned_prior_trains_and_samples_each_position(
+    folder_2d, tmp_path, monkeypatch
+):
+    """A UNet told each slice's position in the head trains on slices that carry it (here
+    the folder's images with made-up positions) and samples at chosen positions."""
+    from medldm.errors import InvalidInputError
+    from medldm.models.positions import PositionConditionedUNet
+    from medldm.train import diffusion as diffusion_module
+    from medldm.train.data import ImageDataset, TrainingData, build_training_data
+
+    stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=4), tmp_path / "ae")
+    unet = replace(TINY_2D.unet, slice_position=True)
+    with pytest.raises(InvalidInputError, match="slice_position"):  # no positions in the data
+        train_diffusion(unet, _diffusion_training(stage1, folder_2d, steps=1), tmp_path / "bad")
+    with pytest.raises(InvalidInputError, match="ixi_slices"):
+        build_training_data("folder", folder=folder_2d, size=32, slice_positions=True)
+
+    def with_positions(**options):
+        data = build_training_data(**options)
+        at = [np.linspace(0, 1, len(d)) for d in (data.train, data.validation)]
+        return TrainingData(
+            ImageDataset(data.train.images, slice_positions=at[0], augment=False),
+            ImageDataset(data.validation.images, slice_positions=at[1], augment=False),
+            {**data.description, "slice_positions": True},
+        )
+
+    monkeypatch.setattr(diffusion_module, "build_training_data", with_positions)
+    training = _diffusion_training(stage1, folder_2d, steps=6, validate_every=6, checkpoint_every=6)
+    prior_dir = train_diffusion(unet, training, tmp_path / "diff")
+    assert (prior_dir.parent / "samples" / "step_0000006.png").is_file()
+    prior = load_prior(prior_dir, device="cpu")
+    assert isinstance(prior.unet, PositionConditionedUNet) and prior.slice_conditioned
+    with prior.at_slice_positions([0.0, 1.0]):
+        samples = prior.sample(2, n_steps=3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 1, 32, 32) and torch.isfinite(samples).all()
+
+
 def test_offset_noise_adds_one_constant_per_image_and_channel():
     torch.manual_seed(0)
     z0 = torch.zeros(256, 3, 8, 8, 8)

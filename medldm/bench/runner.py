@@ -56,6 +56,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -439,7 +440,8 @@ class _GridRun:
         try:
             with PeakMemory(self.device) as memory:
                 start = time.perf_counter()
-                reconstruction = solver.solve(y, physics, self.prior, generator=generator)
+                with _at_case_position(self.prior, case):
+                    reconstruction = solver.solve(y, physics, self.prior, generator=generator)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 seconds = time.perf_counter() - start
@@ -639,3 +641,12 @@ def run_benchmark(
         )
     log.info("benchmark run: %s", grid.summary)
     return grid.summary
+
+
+def _at_case_position(prior: Any, case: Case) -> Any:
+    """A slice-conditioned prior told where the case's slice lies in its head (the case's
+    ``slice_position``); a no-op for other priors and cases."""
+    where = case.metadata.get("slice_position")
+    if where is None or not getattr(prior, "slice_conditioned", False):
+        return contextlib.nullcontext()
+    return prior.at_slice_positions([float(where)])

@@ -48,7 +48,8 @@ class UNetConfig:
 
     ``position_channels``: 0, or 2 for a 2D network that also sees each latent pixel's
     place in the whole image (:class:`~medldm.models.positions.PositionConditionedUNet`,
-    for priors trained on crops)."""
+    for priors trained on crops). ``slice_position``: a 2D network that also sees the
+    slice's position in the head's foreground extent (one more input channel)."""
 
     spatial_dims: int = 2
     channels: tuple[int, ...] = (64, 128, 128)
@@ -57,8 +58,13 @@ class UNetConfig:
     num_head_channels: int = 32
     norm_num_groups: int = 32
     position_channels: int = 0
+    slice_position: bool = False
 
     def __post_init__(self) -> None:
+        if self.slice_position and self.spatial_dims != 2:
+            raise InvalidInputError(
+                f"slice_position is for a 2D network; got spatial_dims={self.spatial_dims}"
+            )
         if not self.position_channels:
             return
         from medldm.models.positions import POSITION_CHANNELS
@@ -162,13 +168,21 @@ def build_autoencoder(config: AutoencoderConfig):  # -> monai AutoencoderKL
 
 def build_unet(config: UNetConfig, latent_channels: int):  # -> monai DiffusionModelUNet
     """A MONAI ``DiffusionModelUNet`` with self-attention where ``attention_levels`` says
-    (with position input channels when ``config.position_channels``)."""
+    (with position input channels when ``config.position_channels`` or
+    ``config.slice_position``)."""
     from monai.networks.nets import DiffusionModelUNet
 
     from medldm.models.positions import PositionConditionedUNet
 
-    network = PositionConditionedUNet if config.position_channels else DiffusionModelUNet
+    conditioned = bool(config.position_channels) or config.slice_position
+    options = (
+        {"image_positions": bool(config.position_channels), "slice_position": config.slice_position}
+        if conditioned
+        else {}
+    )
+    network = PositionConditionedUNet if conditioned else DiffusionModelUNet
     return network(
+        **options,
         spatial_dims=config.spatial_dims,
         in_channels=latent_channels,
         out_channels=latent_channels,

@@ -27,7 +27,8 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ class Prior:
     spatial_dims, image_size, latent_channels, downsampling_factor, latent_normalization
     (latent mean <-> diffusion latent, :mod:`medldm.models.latent_normalization`), device,
     precision (resolved: ``"fp32"`` or ``"bf16"``), nfe (network evaluations counted by
-    :meth:`predict_eps`), meta (checkpoint description).
+    :meth:`predict_eps`), meta (checkpoint description), slice_conditioned (whether the
+    UNet takes each slice's position in the head: :meth:`at_slice_positions`).
     """
 
     def __init__(
@@ -100,6 +102,8 @@ class Prior:
             # one thread, AMD EPYC); the UNet runs 5-13 % faster in the default layout
             self.autoencoder.to(memory_format=torch.channels_last)
         self.nfe = 0
+        self.slice_conditioned = self.unet is not None and self.config.unet.slice_position
+        self._slice_positions: torch.Tensor | None = None
         spec = loaded.meta.get("normalization")
         self.normalizer = None
         if spec:
@@ -175,9 +179,45 @@ class Prior:
                 fix="train the diffusion stage (medldm-train-diffusion) first",
             )
         self.nfe += 1
+        extra = {}
+        if self.slice_conditioned:
+            extra["slice_position"] = self._slice_positions_for(z_t.shape[0])
         with autocast(self.device, self.precision):
-            eps = self.unet(z_t, timesteps=self._timesteps(t, z_t.shape[0]))
+            eps = self.unet(z_t, timesteps=self._timesteps(t, z_t.shape[0]), **extra)
         return eps.float()
+
+    @contextmanager
+    def at_slice_positions(
+        self, positions: Sequence[float] | torch.Tensor | None
+    ) -> Iterator[None]:
+        """Within the block, a slice-conditioned prior's network calls are told where their
+        slices lie in the head (:mod:`medldm.problems.model_view` positions, 0 inferior,
+        1 superior): one number for the whole batch, or one per slice of the batch's
+        ``S`` slices (a batch of ``k * S`` latents is ``k`` copies of them, slice fastest,
+        as :meth:`~medldm.solvers.latent_problem.LatentProblem.to_prior_batch` stacks
+        them). ``None``, and every call outside such a block, means the middle of the head.
+        Other priors ignore it."""
+        previous = self._slice_positions
+        self._slice_positions = (
+            None
+            if positions is None
+            else torch.as_tensor(positions, dtype=torch.float32, device=self.device).reshape(-1)
+        )
+        try:
+            yield
+        finally:
+            self._slice_positions = previous
+
+    def _slice_positions_for(self, batch: int) -> torch.Tensor | None:
+        positions = self._slice_positions
+        if positions is None or positions.numel() == 1:
+            return positions
+        if batch % positions.numel():
+            raise InvalidInputError(
+                f"{positions.numel()} slice positions for a batch of {batch} latents",
+                fix="give one position per slice of the batch (or one for all)",
+            )
+        return positions.repeat(batch // positions.numel())
 
     def alpha_bar(self, t: int | torch.Tensor) -> torch.Tensor:
         """Cumulative signal fraction ``a_t`` (scalar tensor, or one per batch item)."""

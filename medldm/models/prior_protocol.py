@@ -79,6 +79,12 @@ class LatentPrior(Protocol):
         """Tweedie's estimate of the clean latent (one network evaluation)."""
         ...
 
+    def at_slice_positions(self, positions: Sequence[float] | torch.Tensor | None) -> Any:
+        """A context in which the network calls are told where their slices lie in the
+        head (0 inferior, 1 superior; one per slice of the batch, or one for all); a prior
+        without that condition ignores it."""
+        ...
+
     def alpha_bar(self, t: int | torch.Tensor) -> torch.Tensor:
         """The cumulative signal fraction ``a_t``."""
         ...

@@ -30,12 +30,18 @@ from medldm.models.config import (
 )
 
 
-@functools.lru_cache(maxsize=4)
-def _networks(spatial_dims: int, with_unet: bool) -> tuple[LDMConfig, Any, Any]:
+@functools.lru_cache(maxsize=6)
+def _networks(
+    spatial_dims: int, with_unet: bool, slice_position: bool = False
+) -> tuple[LDMConfig, Any, Any]:
     config = LDMConfig(
         AutoencoderConfig(spatial_dims=spatial_dims, channels=(8, 8, 8), norm_num_groups=4),
         UNetConfig(
-            spatial_dims=spatial_dims, channels=(8, 8, 8), num_head_channels=8, norm_num_groups=4
+            spatial_dims=spatial_dims,
+            channels=(8, 8, 8),
+            num_head_channels=8,
+            norm_num_groups=4,
+            slice_position=slice_position,
         ),
         image_size=(16,) * spatial_dims,
     )
@@ -47,12 +53,19 @@ def _networks(spatial_dims: int, with_unet: bool) -> tuple[LDMConfig, Any, Any]:
     return config, autoencoder, unet
 
 
-def tiny_prior(spatial_dims: int = 2, *, with_unet: bool = True, device: str = "cpu") -> Any:
+def tiny_prior(
+    spatial_dims: int = 2,
+    *,
+    with_unet: bool = True,
+    device: str = "cpu",
+    slice_position: bool = False,
+) -> Any:
     """A :class:`~medldm.models.prior.Prior` with tiny random networks (f=4, 4 latent
-    channels, 16-pixel training size)."""
+    channels, 16-pixel training size); ``slice_position``: its UNet is told where each
+    slice lies in the head (:meth:`~medldm.models.prior.Prior.at_slice_positions`)."""
     from medldm.models.prior import Prior
 
-    config, autoencoder, unet = _networks(spatial_dims, with_unet)
+    config, autoencoder, unet = _networks(spatial_dims, with_unet, slice_position)
     loaded = LoadedPrior(
         config=config,
         autoencoder=autoencoder,

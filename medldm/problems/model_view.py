@@ -189,11 +189,8 @@ def foreground_fractions(volume: MedImage, axis: int) -> np.ndarray:
     return (stacked > FOREGROUND_LEVEL).mean(axis=1)
 
 
-def _foreground_sample(
-    volume: MedImage, axis: int, n: int | None
-) -> tuple[list[int], list[float], list[str]]:
-    """Array indices, positions and thirds of ``n`` slices evenly spaced over the
-    foreground extent, from its low (inferior) to its high (superior) world end."""
+def _foreground_extent(volume: MedImage, axis: int) -> tuple[int, int]:
+    """First and last array index along ``axis`` of the foreground extent."""
     qualifying = np.flatnonzero(foreground_fractions(volume, axis) >= MIN_FOREGROUND_FRACTION)
     if qualifying.size == 0:
         raise InvalidInputError(
@@ -201,7 +198,36 @@ def _foreground_sample(
             f"{FOREGROUND_LEVEL} (in the model range): the volume has no foreground extent",
             fix="use data.slice_sampling=central for this data",
         )
-    first, last = int(qualifying[0]), int(qualifying[-1])
+    return int(qualifying[0]), int(qualifying[-1])
+
+
+def slice_positions(volume: MedImage, plane: str | int = "axial") -> np.ndarray:
+    """Every slice's ``position`` along ``plane`` (array order), as foreground sampling
+    gives it: 0 at the inferior (left, posterior) end of the foreground extent, 1 at its
+    superior end, slices outside the extent clipped to 0 or 1. ``volume`` in the model
+    range. A slice-conditioned prior is told these (``Prior.at_slice_positions``).
+
+    >>> import numpy as np
+    >>> from medldm.io.image import MedImage
+    >>> array = np.zeros((4, 4, 6), np.float32); array[:, :, 1:5] = 1.0
+    >>> [round(float(p), 3) for p in slice_positions(MedImage(array, np.eye(4)))]
+    [0.0, 0.0, 0.333, 0.667, 1.0, 1.0]
+    """
+    axis = plane_axis(volume.affine, plane) if isinstance(plane, str) else int(plane)
+    first, last = _foreground_extent(volume, axis)
+    _, direction = nib_orientation(volume.affine)[axis]
+    index = np.arange(volume.array.shape[axis], dtype=np.float64)
+    offset = index - first if direction > 0 else last - index
+    span = max(last - first, 1)
+    return np.clip(offset / span, 0.0, 1.0).astype(np.float32)
+
+
+def _foreground_sample(
+    volume: MedImage, axis: int, n: int | None
+) -> tuple[list[int], list[float], list[str]]:
+    """Array indices, positions and thirds of ``n`` slices evenly spaced over the
+    foreground extent, from its low (inferior) to its high (superior) world end."""
+    first, last = _foreground_extent(volume, axis)
     span = last - first  # slices in the extent: span + 1
     world_axis, direction = nib_orientation(volume.affine)[axis]
     if n is not None and int(n) < 1:

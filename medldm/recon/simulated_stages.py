@@ -37,6 +37,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ import torch
 
 from medldm.io import MedImage
 from medldm.problems.grid import GridPlan
-from medldm.problems.model_view import fit_intensity
+from medldm.problems.model_view import fit_intensity, slice_positions
 from medldm.problems.simulate import simulate
 from medldm.recon.budget import BudgetPlan, plan_for_budget
 from medldm.recon.image_input import ImageInput, read_image, slab_stack
@@ -72,6 +73,8 @@ class ImageView:
     plan: GridPlan  # the input's grid <-> the prior's working grid
     volume_mode: bool  # the slab is one 3D problem ``(1, 1, S, H, W)``
     x: torch.Tensor  # the slab on the working grid, in the solver's layout
+    # for a slice-conditioned prior: each slab slice's position in the head (model view)
+    slice_positions: np.ndarray | None = None
 
 
 @dataclass
@@ -163,8 +166,9 @@ class SimulatedImage:
         volume_mode = bool(preset.volume) and working.shape[0] > 1
         x = torch.from_numpy(working).to(self.device)
         x = x[None, None] if volume_mode else x[:, None]
+        where = _slab_positions(read, normalization, prior, start, len(stack))
         return ImageView(
-            preset, solver, prior, normalization, start, stack, truth, plan, volume_mode, x
+            preset, solver, prior, normalization, start, stack, truth, plan, volume_mode, x, where
         )
 
     def measure(self, read: ImageInput, view: ImageView) -> SimulatedMeasurement:
@@ -187,7 +191,8 @@ class SimulatedImage:
             preset, solver, budget = self._fit_budget(preset, solver, view, measurement)
         sampler = torch.Generator(device=self.device).manual_seed(self.seed)
         start = time.perf_counter()
-        ldm = solver.solve(y, physics, view.prior, generator=sampler)
+        with _at_positions(view.prior, view.slice_positions):
+            ldm = solver.solve(y, physics, view.prior, generator=sampler)
         solved = ImageSolved(preset, solver, ldm, time.perf_counter() - start, direct)
         solved.budget = budget
         if self.baseline:
@@ -401,3 +406,25 @@ def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 def _sampling_mask(physics: Any) -> np.ndarray | None:
     mask = getattr(physics, "mask", None)
     return None if mask is None else mask.detach().cpu().numpy()
+
+
+def _slab_positions(
+    read: ImageInput, normalization: Any, prior: Any, start: int, count: int
+) -> np.ndarray | None:
+    """For a slice-conditioned prior and a volume: where each slab slice lies in the head,
+    from the whole input volume's foreground extent (:func:`~medldm.problems.model_view.
+    slice_positions`, on the input in the prior's range), so a central slab is told it is
+    central."""
+    if not getattr(prior, "slice_conditioned", False) or read.canonical.n_spatial != 3:
+        return None
+    volume = read.canonical.with_array(
+        np.asarray(normalization.forward(read.array, clip=False), np.float32)
+    )
+    return slice_positions(volume, "axial")[start : start + count]
+
+
+def _at_positions(prior: Any, positions: np.ndarray | None) -> Any:
+    """The prior's slice-position context (a no-op without positions)."""
+    if positions is None:
+        return contextlib.nullcontext()
+    return prior.at_slice_positions(torch.from_numpy(np.ascontiguousarray(positions)))

@@ -4,7 +4,10 @@ Sources (``kind``):
 
 * ``ixi_slices``: axial (or coronal/sagittal) slices of the IXI T1 volumes of a split,
   each volume scaled by the card's percentile rule, padded/cropped to ``size``, keeping
-  only slices with foreground (``min_foreground`` of the pixels above 0.1);
+  only slices with foreground (``min_foreground`` of the pixels above 0.1); with
+  ``slice_positions``, the slices of each volume's foreground extent instead, each with its
+  position in it (the model view's rule, :mod:`medldm.problems.model_view`: 0 inferior,
+  1 superior), for a slice-conditioned diffusion stage;
 * ``ixi_volumes``: whole IXI volumes downsampled by ``downsample`` (2 -> 4 mm voxels) and
   padded/cropped to ``size`` (three numbers);
 * ``native_brain_slices``: axial slices of the clinical ``brain_mri_native`` series of a
@@ -44,6 +47,7 @@ from medldm.problems.model_view import (
     MIN_FOREGROUND_FRACTION,
     fit_intensity,
     model_slices,
+    sample_model_slices,
     slice_to_model,
 )
 
@@ -78,6 +82,27 @@ def ixi_slices(
     if not slices:
         raise DataNotFoundError(f"no IXI slices found for split {split!r}")
     return np.stack(slices).astype(np.float32), subjects
+
+
+def ixi_extent_slices(
+    split: str, size: int = 128, axis: str = "axial", root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every slice of the foreground extent of each IXI volume of ``split`` (the model
+    view's rule): ``(N, size, size)`` in [0, 1], each slice's position in its volume's
+    extent (0 at the inferior end, 1 at the superior end) and its subject id."""
+    from medldm.data.datasets import iter_images
+
+    normalizer = load_card("ixi_t1").normalizer()
+    slices, positions, subjects = [], [], []
+    for volume in iter_images("ixi_t1", split, root=root):
+        volume = volume.with_array(fit_intensity(normalizer, volume.array).forward(volume.array))
+        for item in sample_model_slices(volume, None, plane=axis, sampling="foreground"):
+            slices.append(_pad_or_crop(np.asarray(item.pixels, np.float32), (size, size)))
+            positions.append(float(item.position))
+            subjects.append(volume.metadata.get("subject", ""))
+    if not slices:
+        raise DataNotFoundError(f"no IXI slices found for split {split!r}")
+    return np.stack(slices).astype(np.float32), np.asarray(positions, np.float32), subjects
 
 
 def native_brain_slices(
@@ -259,7 +284,9 @@ class ImageDataset:
     augmentation is reproducible and resumable. With ``positions`` (2D), each item also
     carries the two position maps of its pixels in the whole image
     (:func:`medldm.models.positions.image_coordinates`), cropped, flipped and transformed
-    with it: channels ``(image, row, column)``.
+    with it: channels ``(image, row, column)``. With ``slice_positions`` (one number per
+    image, in ``[0, 1]``), each item carries one more channel after those, constant at its
+    slice's position (added after augmentation, which neither moves nor pads it).
     """
 
     def __init__(
@@ -270,14 +297,23 @@ class ImageDataset:
         augment: bool = True,
         flip_axis: int | None = None,
         positions: bool = False,
+        slice_positions: Sequence[float] | np.ndarray | None = None,
     ):
         self.images = images
         self.patch = patch
         self.augment = augment
         self.flip_axis = flip_axis
         self.positions = bool(positions)
+        self.slice_positions = (
+            None if slice_positions is None else np.asarray(slice_positions, np.float32)
+        )
         if len(images) == 0:
             raise InvalidInputError("no training images", fix="check the data source and split")
+        if self.slice_positions is not None and len(self.slice_positions) != len(images):
+            raise InvalidInputError(
+                f"{len(self.slice_positions)} slice positions for {len(images)} images",
+                fix="give one position per image",
+            )
         first = images[0]
         self.spatial_dims = first.ndim
         self.shape = (patch,) * first.ndim if patch else tuple(first.shape)
@@ -301,6 +337,9 @@ class ImageDataset:
             array = np.stack([_pad_or_crop(channel, self.shape) for channel in array])
         if self.augment:
             array = self._augment(array, rng)
+        if self.slice_positions is not None:
+            level = np.full((1, *array.shape[1:]), self.slice_positions[index], np.float32)
+            array = np.concatenate([array, level])
         return array.astype(np.float32)
 
     def _augment(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -331,7 +370,8 @@ class ImageDataset:
         return array
 
     def batch(self, indices: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
-        """Stacked images ``(len(indices), 1, *spatial)`` (``3`` channels with ``positions``)."""
+        """Stacked images ``(len(indices), 1, *spatial)`` (``3`` channels with ``positions``,
+        one more with ``slice_positions``)."""
         return torch.from_numpy(np.stack([self.get(int(i), rng) for i in indices]))
 
 
@@ -351,13 +391,25 @@ def build_training_data(
     augment: bool = True,
     limit: int | None = None,
     positions: bool = False,
+    slice_positions: bool = False,
 ) -> TrainingData:
     """Training and validation sets for ``kind`` (see the module docstring), split by
     subject / block / image as the data cards say; ``positions`` adds the pixels' position
-    maps in their whole image as channels (for a position-conditioned diffusion stage)."""
+    maps in their whole image as channels (for a position-conditioned diffusion stage);
+    ``slice_positions`` (``ixi_slices`` only) takes each volume's foreground extent and adds
+    each slice's position in it as a channel (for a slice-conditioned diffusion stage)."""
     size_list = [size] if isinstance(size, int) else list(size)
     flip = None
-    if kind == "ixi_slices":
+    train_at = val_at = None
+    if slice_positions and kind != "ixi_slices":
+        raise InvalidInputError(
+            f"slice_positions is for kind=ixi_slices, not {kind!r}", fix="slice_positions=false"
+        )
+    if kind == "ixi_slices" and slice_positions:
+        train, train_at, _ = ixi_extent_slices("train", size_list[0], axis, root=root)
+        val, val_at, _ = ixi_extent_slices("validation", size_list[0], axis, root=root)
+        flip = 1
+    elif kind == "ixi_slices":
         train, _ = ixi_slices("train", size_list[0], axis, root=root)
         val, _ = ixi_slices("validation", size_list[0], axis, root=root)
         flip = 1  # left-right in the upright (rows=A-P, cols=R-L) axial slice
@@ -396,15 +448,25 @@ def build_training_data(
         )
     if limit:
         train, val = train[:limit], val[: max(1, limit // 4)]
+        train_at = None if train_at is None else train_at[:limit]
+        val_at = None if val_at is None else val_at[: max(1, limit // 4)]
     return TrainingData(
         train=ImageDataset(
-            train, patch=patch, augment=augment, flip_axis=flip, positions=positions
+            train,
+            patch=patch,
+            augment=augment,
+            flip_axis=flip,
+            positions=positions,
+            slice_positions=train_at,
         ),
-        validation=ImageDataset(val, patch=patch, augment=False, positions=positions),
+        validation=ImageDataset(
+            val, patch=patch, augment=False, positions=positions, slice_positions=val_at
+        ),
         description={
             "kind": kind,
             "n_train": len(train),
             "n_validation": len(val),
             **({"positions": True} if positions else {}),
+            **({"slice_positions": True} if slice_positions else {}),
         },
     )

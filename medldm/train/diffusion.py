@@ -195,21 +195,31 @@ def save_sample_grid(images: torch.Tensor, path: Path) -> None:
     tmp.replace(path)
 
 
-def split_positions(x: torch.Tensor, factor: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A training batch ``(B, 1 [+ 2], H, W)`` -> the image ``(B, 1, H, W)`` and the UNet's
-    extra arguments: ``{"positions": maps at the latent's resolution}`` when the batch
-    carries position channels (:class:`~medldm.train.data.ImageDataset` ``positions``),
-    else none.
+def split_positions(
+    x: torch.Tensor, factor: int, slice_position: bool = False
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A training batch ``(B, 1 [+ 2] [+ 1], H, W)`` -> the image ``(B, 1, H, W)`` and the
+    UNet's extra arguments: ``{"positions": maps at the latent's resolution}`` when the
+    batch carries position channels (:class:`~medldm.train.data.ImageDataset`
+    ``positions``) and ``{"slice_position": (B,)}`` from its last channel when
+    ``slice_position`` (``slice_positions``), else none.
 
     >>> image, extra = split_positions(torch.zeros(2, 3, 8, 8), 4)
     >>> tuple(image.shape), tuple(extra["positions"].shape)
     ((2, 1, 8, 8), (2, 2, 2, 2))
+    >>> image, extra = split_positions(torch.full((2, 2, 8, 8), 0.25), 4, slice_position=True)
+    >>> tuple(image.shape), extra["slice_position"].tolist()
+    ((2, 1, 8, 8), [0.25, 0.25])
     """
-    if x.shape[1] == 1:
-        return x, {}
-    from medldm.models.positions import latent_coordinates
+    extra: dict[str, torch.Tensor] = {}
+    if slice_position:
+        extra["slice_position"] = x[:, -1].mean(dim=(-2, -1))
+        x = x[:, :-1]
+    if x.shape[1] > 1:
+        from medldm.models.positions import latent_coordinates
 
-    return x[:, :1], {"positions": latent_coordinates(x[:, 1:], factor)}
+        extra["positions"] = latent_coordinates(x[:, 1:], factor)
+    return x[:, :1], extra
 
 
 def train_diffusion(
@@ -241,6 +251,13 @@ def train_diffusion(
         raise InvalidInputError(
             "a position-conditioned UNet (unet.position_channels) needs training data with "
             "position maps (data.positions: true), and only it",
+            fix="set both or neither",
+        )
+    slice_conditioned = unet_config.slice_position
+    if slice_conditioned != (data.train.slice_positions is not None):
+        raise InvalidInputError(
+            "a slice-conditioned UNet (unet.slice_position) needs training data with slice "
+            "positions (data.slice_positions: true), and only it",
             fix="set both or neither",
         )
     factor = model.autoencoder.downsampling_factor
@@ -290,6 +307,7 @@ def train_diffusion(
             np.random.default_rng(12345),
         ),
         factor,
+        slice_conditioned,
     )
     val_extra = {k: v.to(device) for k, v in val_extra.items()}
     with torch.no_grad():
@@ -363,7 +381,9 @@ def train_diffusion(
     metrics: dict[str, float] = {}
     tic, seen = time.perf_counter(), 0
     while step < training.steps:
-        x, extra = split_positions(data.train.batch(sampler.next(), numpy_rng).to(device), factor)
+        x, extra = split_positions(
+            data.train.batch(sampler.next(), numpy_rng).to(device), factor, slice_conditioned
+        )
         with torch.no_grad(), autocast(device, precision):  # the frozen encoder: bf16 too
             z0 = norm.forward(autoencoder.encode(x)[0].float())
         noise = training_noise(z0, training.noise_offset)
@@ -396,12 +416,15 @@ def train_diffusion(
             export(step, metrics)
             if context.is_main and (step % training.validate_every == 0 or step == training.steps):
                 prior = Prior(load_prior_checkpoint(prior_dir, device=device), device=device)
-                grid = prior.sample(
-                    training.n_sample_grid,
-                    n_steps=training.sample_steps,
-                    generator=torch.Generator().manual_seed(0),
-                    image_shape=training.sample_shape,
-                )
+                # a slice-conditioned grid runs from the inferior to the superior end
+                where = torch.linspace(0, 1, training.n_sample_grid) if slice_conditioned else None
+                with prior.at_slice_positions(where):
+                    grid = prior.sample(
+                        training.n_sample_grid,
+                        n_steps=training.sample_steps,
+                        generator=torch.Generator().manual_seed(0),
+                        image_shape=training.sample_shape,
+                    )
                 save_sample_grid(grid.clamp(0, 1), run_dir / "samples" / f"step_{step:07d}.png")
             barrier(context)
         if stopping:

@@ -12,7 +12,9 @@ The steps, in order, for one :class:`~medldm.io.image.MedImage`:
    choice (:func:`medldm.problems.model_view.sample_model_slices`): ``"central"`` (the
    ``N`` central ones) or ``"foreground"`` (``N`` evenly spaced over the normalised
    volume's foreground extent, inferior to superior; each case's metadata then holds its
-   ``position`` in the extent, 0 inferior to 1 superior, and its ``third``).
+   ``position`` in the extent, 0 inferior to 1 superior, and its ``third``). Either way
+   a slice of a volume with a foreground extent records its ``slice_position`` there (the
+   same number, clipped to [0, 1]; what a slice-conditioned prior is told).
 4. Orientation: the model view of :mod:`medldm.problems.model_view`, the one the priors
    were trained in: 2D arrays become ``(rows, columns)`` = ``(y, x)``; slices of volumes
    are first reoriented to RAS+ (x towards R, y towards A, or S for coronal and sagittal),
@@ -48,9 +50,18 @@ from medldm.problems.model_view import (
     display_origin,
     fit_intensity,
     sample_model_slices,
+    slice_positions,
     slice_to_model,
     volume_to_model_stack,
 )
+
+
+def _positions_or_none(volume: MedImage, axis: str | int) -> np.ndarray | None:
+    """Every slice's position in the volume's foreground extent, or None without one."""
+    try:
+        return slice_positions(volume, axis)
+    except InvalidInputError:
+        return None
 
 
 def _check_finite(array: np.ndarray, source: str) -> None:
@@ -149,12 +160,15 @@ def image_cases(
         if part.n_spatial == 3 and slices:
             plane = axis if isinstance(axis, str) else f"array axis {axis}"
             count = None if slices == "all" else int(slices)
+            where = _positions_or_none(normalised, axis)
             for item in sample_model_slices(normalised, count, axis, slice_sampling):
                 metadata: dict[str, Any] = {
                     "slice_index": item.index,
                     "plane": plane,
                     "display_origin": display_origin(from_volume=True),
                 }
+                if where is not None:
+                    metadata["slice_position"] = float(where[item.index])
                 if item.third is not None:
                     metadata.update(position=item.position, third=item.third)
                 cases.append(
