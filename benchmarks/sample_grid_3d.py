@@ -1,9 +1,11 @@
 """Figure of unconditional samples from a 3D prior: the three central slices of each sample,
 under the same slices of a real held-out IXI test volume for comparison.
 
-This made ``medldm/models/weights/brain_t1_3d/samples.png``::
+This made ``campaign/milestones/brain_t1_3d/diffusion/samples.png`` (then shipped as
+``medldm/models/weights/brain_t1_3d``)::
 
-    .venv/bin/python benchmarks/sample_grid_3d.py brain_t1_3d samples.png
+    .venv/bin/python benchmarks/sample_grid_3d.py campaign/milestones/brain_t1_3d/diffusion \
+        samples.png
 """
 
 from __future__ import annotations

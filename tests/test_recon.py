@@ -113,11 +113,14 @@ def test_a_slice_conditioned_prior_is_told_where_the_slab_lies_in_the_head(
     assert all(s.tolist() == positions * 2 for s in seen)  # two samples, every step
 
 
-def test_a_3d_prior_is_refused_by_the_app_with_the_way_to_run_it(small_brain):
-    # the shipped brain_t1_3d runs natively through the solvers (benchmarks/ldm_3d_native.py);
-    # the app works on a 2D grid and must say so instead of failing inside a convolution
+def test_a_3d_prior_is_refused_by_the_app_with_the_way_to_run_it(small_brain, tmp_path):
+    # a 3D prior runs natively through the solvers (benchmarks/ldm_3d_native.py); the app
+    # works on a 2D grid and must say so instead of failing inside a convolution
+    from medldm.models.testing import save_tiny_prior
+
+    folder = save_tiny_prior(tmp_path / "tiny_3d", spatial_dims=3)
     with pytest.raises(InvalidInputError, match="3D prior") as raised:
-        medldm.reconstruct(small_brain, "mri_brain_3d", prior="brain_t1_3d", baseline=False)
+        medldm.reconstruct(small_brain, "mri_brain_3d", prior=str(folder), baseline=False)
     assert "brain_t1_2d" in str(raised.value.fix) and "MODEL_CARD" in str(raised.value.fix)
 
 

@@ -14,7 +14,11 @@ from medldm.data.slices import crop_or_pad_to
 from medldm.metrics import psnr
 from medldm.models.prior import load_prior, shipped_priors
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "medldm" / "models" / "weights"
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "medldm" / "models" / "weights"
+#: The 3D prior left the shipped set (it does not beat the 2D route on whole volumes); its
+#: recipe's milestone stays in the checkout and is still tested.
+BRAIN_3D = ROOT / "campaign" / "milestones" / "brain_t1_3d" / "diffusion"
 
 
 def _mni(resolution: int) -> np.ndarray:
@@ -70,6 +74,7 @@ def test_every_shipped_folder_is_a_listed_prior_with_card_and_samples():
     folders = sorted(p.name for p in WEIGHTS.iterdir() if p.is_dir())
     assert folders == sorted(shipped_priors())
     assert {"brain_t1_2d", "ct_2d", "microscopy_2d"} <= set(folders)
+    assert "brain_t1_3d" not in folders  # left the shipped set; see its MODEL_CARD.md
     total = sum(f.stat().st_size for f in WEIGHTS.rglob("*") if f.is_file())
     assert total <= 90_000_000  # the budget for all shipped priors: 90 MB
     for name in folders:
@@ -79,7 +84,7 @@ def test_every_shipped_folder_is_a_listed_prior_with_card_and_samples():
 
 
 # PSNR (dB) the autoencoder must reach on the real image above, a few dB under what the
-# shipped weights measured (brain_t1_2d 31.6, ct_2d 23.9, microscopy_2d 32.0, brain_t1_3d 23.2,
+# weights measured (brain_t1_2d 31.6, ct_2d 23.9, microscopy_2d 32.0, brain_t1_3d 23.2,
 # brain_native_2d 43.9 on the central slice of its 256 x 256 example).
 MIN_PSNR = {
     "brain_t1_2d": 27.0,
@@ -90,9 +95,10 @@ MIN_PSNR = {
 }
 
 
-@pytest.mark.parametrize("name", shipped_priors())
+@pytest.mark.parametrize("name", [*shipped_priors(), "brain_t1_3d"])
 def test_shipped_autoencoder_reproduces_an_unseen_real_image(name):
-    prior = load_prior(name, device="cpu")  # verifies every file's SHA-256
+    where = BRAIN_3D if name == "brain_t1_3d" else name
+    prior = load_prior(where, device="cpu")  # verifies every file's SHA-256
     image = _real_image(name)
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
     with torch.no_grad():
@@ -101,8 +107,8 @@ def test_shipped_autoencoder_reproduces_an_unseen_real_image(name):
     assert psnr(x_hat, image) > MIN_PSNR[name]
 
 
-def test_shipped_3d_prior_reconstructs_a_volume_natively():
-    """brain_t1_3d through latent_dds on 3D k-space of an unseen real volume (MNI152 at
+def test_the_3d_prior_reconstructs_a_volume_natively():
+    """brain_t1_3d (its campaign milestone, no longer shipped) through latent_dds on 3D k-space of an unseen real volume (MNI152 at
     4 mm): a few steps, one sample, no TV in the final step, so what fills the unmeasured
     k-space is the prior's; the estimate must beat zero filling."""
     from medldm.physics.factory import MRIPhysicsFactory
@@ -110,7 +116,7 @@ def test_shipped_3d_prior_reconstructs_a_volume_natively():
     from medldm.problems.simulate import simulate
     from medldm.solvers.zero_filled import ZeroFilled
 
-    prior = load_prior("brain_t1_3d", device="cpu")
+    prior = load_prior(BRAIN_3D, device="cpu")
     volume = _real_image("brain_t1_3d")
     factory = MRIPhysicsFactory(acceleration=4, center_fraction=0.08, noise_sigma=0.005)
     x = torch.from_numpy(np.ascontiguousarray(volume))[None, None]

@@ -45,8 +45,8 @@ def resolve_prior(spec: Any, device: str | torch.device, precision: str = "auto"
             "medldm-recon and medldm.reconstruct run 2D priors (a volume slice by slice)",
             fix="use a 2D prior (e.g. preset.prior=brain_t1_2d with preset=mri_brain_3d), or "
             "run the 3D prior through a solver on a volume of its grid: "
-            "LatentDDS(...).solve(y, physics, load_prior('brain_t1_3d')), "
-            "see the prior's MODEL_CARD.md",
+            "LatentDDS(...).solve(y, physics, load_prior(<its folder>)), as "
+            "benchmarks/ldm_3d_native.py does (see the prior's MODEL_CARD.md)",
         )
     return prior
 
