@@ -108,9 +108,10 @@ def test_shipped_autoencoder_reproduces_an_unseen_real_image(name):
 
 
 def test_the_3d_prior_reconstructs_a_volume_natively():
-    """brain_t1_3d (its campaign milestone, no longer shipped) through latent_dds on 3D k-space of an unseen real volume (MNI152 at
-    4 mm): a few steps, one sample, no TV in the final step, so what fills the unmeasured
-    k-space is the prior's; the estimate must beat zero filling."""
+    """brain_t1_3d (its campaign milestone, no longer shipped) through latent_dds on 3D
+    k-space of an unseen real volume (MNI152 at 4 mm): a few steps, one sample, no TV in
+    the final step, so what fills the unmeasured k-space is the prior's; the estimate must
+    beat zero filling."""
     from medldm.physics.factory import MRIPhysicsFactory
     from medldm.problems.configs import solver_for_operator
     from medldm.problems.simulate import simulate

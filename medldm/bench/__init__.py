@@ -15,7 +15,7 @@ from medldm.bench.cases import CaseSource
 from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
 from medldm.bench.report import write_report
-from medldm.bench.results import COLUMNS, ResultsTable
+from medldm.bench.results import COLUMNS, ResultsTable, SliceTable
 from medldm.bench.runner import RunSummary, run_benchmark
 from medldm.problems.configs import load_physics, load_solver
 
@@ -26,6 +26,7 @@ __all__ = [
     "CaseSource",
     "ResultsTable",
     "RunSummary",
+    "SliceTable",
     "is_applicable",
     "load_physics",
     "load_solver",

@@ -16,6 +16,13 @@ each line by third: the same latent solver minus the *same* best classical solve
 on all the group's pairs, so the thirds decompose the overall line), over the pairs of
 that third, with its own paired 95 % CI.
 
+Whole volumes (``slices.csv``, :class:`~medldm.bench.results.SliceTable`) are compared
+slice by slice by :func:`versus_best_classical_by_slice`: the best classical solver is
+chosen as above on the *volume* rows (highest mean volume PSNR over the volumes every
+solver finished), then each latent solver minus it over the pairs (volume, seed, slice)
+of the foreground extents, over all of them (third ``"all"``) and per third. Slices of
+one volume are not independent draws, so that CI is narrower than one over volumes.
+
 Example
 -------
 >>> rows = [{"dataset": "d", "operator": "mri_4x", "solver": s, "case": c, "seed": "0",
@@ -29,10 +36,20 @@ Example
 ...     row["third"] = "inferior" if row["case"] == "a" else "superior"
 >>> [(t.third, t.n_pairs, t.psnr_gain) for t in versus_best_classical_by_third(rows)]
 [('inferior', 1, 1.0), ('superior', 1, 1.0)]
+>>> slices = [{"dataset": "d", "operator": "mri_4x", "solver": s, "case": "a", "seed": "0",
+...            "slice": str(k), "position": str(k / 2), "third": t, "psnr": p + k,
+...            "ssim": "0.9"} for s, p in (("tv", 30), ("latent_dds", 29))
+...           for k, t in enumerate(("inferior", "middle", "superior"))]
+>>> slices[-1]["psnr"] = 35  # latent_dds on the superior slice
+>>> [(t.third, t.n_pairs, t.psnr_gain, t.wins)
+...  for t in versus_best_classical_by_slice(rows, slices)]  # doctest: +NORMALIZE_WHITESPACE
+[('all', 3, 0.3333333333333333, 1), ('inferior', 1, -1.0, 0), ('middle', 1, -1.0, 0),
+ ('superior', 1, 3.0, 1)]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +72,18 @@ HEADER = (
 )
 #: Columns of the by-third comparison: :data:`HEADER` with the third after the operator.
 BY_THIRD_HEADER = (*HEADER[:2], "third", *HEADER[2:])
+#: The third of the slice-by-slice lines over all the slices of the foreground extents.
+ALL_SLICES = "all"
+#: Columns of the slice-by-slice comparison of whole volumes (cells with ``share=True``).
+BY_SLICE_HEADER = (
+    *HEADER[:2],
+    "slices",
+    *HEADER[2:4],
+    "slice pairs",
+    "ΔPSNR dB (95 % CI)",
+    "ΔSSIM",
+    "latent wins (share)",
+)
 
 
 @dataclass(frozen=True)
@@ -72,10 +101,14 @@ class ComparisonLine:
     wins: int  # pairs where the latent PSNR is higher
     third: str = ""  # the third of the foreground extent the pairs are in ("": all pairs)
 
-    def cells(self) -> list[str]:
-        """Table cells (:data:`HEADER`; :data:`BY_THIRD_HEADER` for a line of one third)."""
+    def cells(self, share: bool = False) -> list[str]:
+        """Table cells (:data:`HEADER`; :data:`BY_THIRD_HEADER` for a line of one third);
+        ``share`` adds the share of pairs won to the wins cell (:data:`BY_SLICE_HEADER`)."""
         low, high = self.psnr_ci
         interval = "" if math.isnan(low) else f" ({low:+.2f}, {high:+.2f})"
+        wins = f"{self.wins} / {self.n_pairs}"
+        if share and self.n_pairs:
+            wins += f" ({self.wins / self.n_pairs:.0%})"
         return [
             self.dataset,
             self.operator,
@@ -85,7 +118,7 @@ class ComparisonLine:
             str(self.n_pairs),
             f"{self.psnr_gain:+.2f}{interval}",
             f"{self.ssim_gain:+.4f}",
-            f"{self.wins} / {self.n_pairs}",
+            wins,
         ]
 
 
@@ -108,8 +141,8 @@ class _Group:
     operator: str
     latent: list[str]
     best: str
-    pairs: list[tuple[str, str]]  # (case, seed) every solver finished
-    rows: dict[str, dict[tuple[str, str], Mapping]]  # solver -> pair -> row
+    pairs: list[tuple[str, ...]]  # (case, seed) every solver finished
+    rows: dict[str, dict[tuple[str, ...], Mapping]]  # solver -> pair -> row
 
 
 def _groups(rows: Sequence[Mapping[str, object]]) -> list[_Group]:
@@ -137,7 +170,7 @@ def _groups(rows: Sequence[Mapping[str, object]]) -> list[_Group]:
     return groups
 
 
-def _line(group: _Group, solver: str, pairs: list[tuple[str, str]], third: str = ""):
+def _line(group: _Group, solver: str, pairs: list[tuple[str, ...]], third: str = ""):
     """``solver`` minus the group's best classical solver over ``pairs``."""
     latent, best = group.rows[solver], group.rows[group.best]
     gain = _metric(latent, pairs, "psnr") - _metric(best, pairs, "psnr")
@@ -165,18 +198,70 @@ def versus_best_classical_by_third(rows: Sequence[Mapping[str, object]]) -> list
     """The comparison lines split by the ``third`` of the foreground extent (module
     docstring); pairs without a third are left out, thirds ordered inferior first.
     Empty when no row carries a third."""
-    order = {third: i for i, third in enumerate(third_order(rows))}  # type: ignore[arg-type]
+    order = third_order(rows)  # type: ignore[arg-type]
     lines = []
     for group in _groups(rows):
-        by_third: dict[str, list[tuple[str, str]]] = {}
-        for pair in group.pairs:
-            third = str(group.rows[group.best][pair].get("third") or "")
-            if third:
-                by_third.setdefault(third, []).append(pair)
+        by_third = _by_third(group, group.pairs, order)
         for solver in group.latent:
-            for third in sorted(by_third, key=lambda t: order.get(t, len(order))):
-                lines.append(_line(group, solver, by_third[third], third))
+            lines += [_line(group, solver, pairs, third) for third, pairs in by_third]
     return lines
+
+
+def versus_best_classical_by_slice(
+    rows: Sequence[Mapping[str, object]], slice_rows: Sequence[Mapping[str, object]]
+) -> list[ComparisonLine]:
+    """Slice-by-slice comparison lines of whole volumes (module docstring): ``rows`` as
+    read from ``results.csv``, ``slice_rows`` from ``slices.csv``. Per dataset x operator
+    x latent solver, a line over all the slices (third :data:`ALL_SLICES`), then one per
+    third, inferior first; ``n_pairs`` and ``wins`` count slices. Slice rows of volume
+    rows that are not ``ok`` are left out; empty without slice rows."""
+    volumes = {(str(r.get("dataset")), str(r.get("case"))) for r in slice_rows}
+    volume_rows = [r for r in rows if (str(r.get("dataset")), str(r.get("case"))) in volumes]
+    # slices.csv has no status: its rows are scores of ok volume rows
+    order = third_order([{**r, "status": STATUS_OK} for r in slice_rows])  # type: ignore[arg-type]
+    lines = []
+    for group in _groups(volume_rows):
+        volume_pairs = set(group.pairs)
+        by_solver: dict[str, dict[tuple[str, ...], Mapping]] = {}
+        for row in slice_rows:
+            pair = (str(row.get("case")), str(row.get("seed")))
+            if (
+                (str(row.get("dataset")), str(row.get("operator")))
+                != (group.dataset, group.operator)
+                or pair not in volume_pairs
+                or not math.isfinite(_value(row.get("psnr")))
+            ):
+                continue
+            by_solver.setdefault(str(row.get("solver")), {})[(*pair, str(row.get("slice")))] = row
+        best = by_solver.get(group.best, {})
+        for solver in group.latent:
+            latent = by_solver.get(solver, {})
+            pairs = sorted(set(best) & set(latent), key=lambda p: (p[0], p[1], int(p[2])))
+            if not pairs:
+                continue
+            sliced = dataclasses.replace(
+                group, pairs=pairs, rows={solver: latent, group.best: best}
+            )
+            lines.append(_line(sliced, solver, pairs, ALL_SLICES))
+            lines += [
+                _line(sliced, solver, part, third)
+                for third, part in _by_third(sliced, pairs, order)
+            ]
+    return lines
+
+
+def _by_third(
+    group: _Group, pairs: list[tuple[str, ...]], order: list[str]
+) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """``pairs`` split by the ``third`` of the best classical solver's row of each (pairs
+    without one left out), thirds in ``order`` (others last)."""
+    by_third: dict[str, list[tuple[str, ...]]] = {}
+    for pair in pairs:
+        third = str(group.rows[group.best][pair].get("third") or "")
+        if third:
+            by_third.setdefault(third, []).append(pair)
+    rank = {third: i for i, third in enumerate(order)}
+    return [(t, by_third[t]) for t in sorted(by_third, key=lambda t: rank.get(t, len(rank)))]
 
 
 def _metric(rows: Mapping[tuple[str, str], Mapping], pairs: list, name: str) -> np.ndarray:

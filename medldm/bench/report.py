@@ -17,6 +17,14 @@ latent solver minus the best classical one per third, paired, with its 95 % CI
 (:func:`medldm.bench.comparison.versus_best_classical_by_third`). Tables without the
 column (older results) get no such section.
 
+When ``slices.csv`` holds rows (whole volumes: 3D cases, scored slice by slice over their
+foreground extent by the runner), a **Volumes, slice by slice** section follows: mean ±
+std over slices of PSNR and SSIM per third for each dataset x operator x solver, and each
+latent solver minus the best classical one (chosen on the volume rows, as in the
+comparison) slice by slice, over all slices and per third: mean PSNR difference with a
+paired 95 % CI, mean SSIM difference, share of slices won
+(:func:`medldm.bench.comparison.versus_best_classical_by_slice`).
+
 When latent solver rows carry uncertainty columns, an **Uncertainty** section follows the
 summary: the coverage table (mean ± std over cases of coverage_50/90 from estimate ± z std
 and from the samples' quantiles, the calibrated coverage where a calibration was applied,
@@ -58,12 +66,24 @@ from typing import Any
 import numpy as np
 import yaml
 
+from medldm.bench.comparison import BY_SLICE_HEADER as COMPARISON_BY_SLICE_HEADER
 from medldm.bench.comparison import BY_THIRD_HEADER as COMPARISON_BY_THIRD_HEADER
 from medldm.bench.comparison import HEADER as COMPARISON_HEADER
-from medldm.bench.comparison import versus_best_classical, versus_best_classical_by_third
+from medldm.bench.comparison import (
+    versus_best_classical,
+    versus_best_classical_by_slice,
+    versus_best_classical_by_third,
+)
 from medldm.bench.figure_arrays import CaseArrays, load_case_arrays, safe_name
 from medldm.bench.figures import case_figure, reliability_figure, speed_quality_figure
-from medldm.bench.results import STATUS_OK, ReliabilityLog, ResultsTable
+from medldm.bench.results import (
+    SLICES_FILE,
+    STATUS_OK,
+    ReliabilityLog,
+    ResultsTable,
+    SliceTable,
+    row_key,
+)
 from medldm.bench.run_log import read_runs
 from medldm.bench.summary import (
     Stat,
@@ -102,8 +122,9 @@ BENCH_NOTES = (
     "(the data card's rule, or per-file 0.5-99.5 percentiles for a folder) and the "
     "estimates are scored against it, so data_range is the normalised ground truth's "
     "max - min (usually 1). Values are per 2D image (per slice for volumes taken as "
-    "slices); mean ± std are over cases and seeds (sample std). seconds is the wall time of "
-    "solve(); peak MiB is the peak extra memory during solve() (CUDA: "
+    "slices) or per 3D volume (volumes kept whole, scored in 3D); mean ± std are over "
+    "cases and seeds (sample std). seconds is the wall time of solve(); peak MiB is the "
+    "peak extra memory during solve() (CUDA: "
     "torch.cuda.max_memory_allocated; CPU: resident set size sampled every 2 ms). "
     "NFE counts network evaluations (0 for classical solvers)."
 )
@@ -127,6 +148,25 @@ POSITION_COMPARISON_NOTE = (
     "Each latent solver minus the best classical solver of the comparison above (chosen on "
     "all the pairs of its dataset x operator, so the thirds split that comparison), over "
     "the pairs of each third; 95 % CI: Student t over those pairs (none for a single pair)."
+)
+
+VOLUME_SLICES_NOTE = (
+    f"Whole volumes, scored slice by slice ({SLICES_FILE}): every slice (axial unless "
+    "data.axis says otherwise) of each ground truth's foreground extent (the slices with at "
+    f"least {MIN_FOREGROUND_FRACTION * 100:.0f} % of their pixels above {FOREGROUND_LEVEL} "
+    "of the normalised volume, found before any in-plane crop or pad), 2D PSNR and SSIM "
+    "with the volume's data_range and ROI, its position from the inferior (0) to the "
+    "superior (1) end of the extent and its third. Mean ± std over the slices (of all "
+    "volumes and seeds) of each third; n per third in the order of the columns. The volume "
+    "rows above stay one per volume."
+)
+VOLUME_SLICES_COMPARISON_NOTE = (
+    "Each latent solver minus the best classical solver of its dataset x operator (the "
+    "highest mean volume PSNR over the volumes every solver finished, as in the comparison "
+    "above), paired slice by slice (same volume, seed and slice): over all the slices, then "
+    "per third. 95 % CI: Student t over the slices; slices of one volume are not "
+    "independent, so it is narrower than an interval over volumes. Wins: slices where the "
+    "latent PSNR is higher, with their share."
 )
 
 UNCERTAINTY_HEADER = (
@@ -288,6 +328,15 @@ def _position_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[st
             + [t.ssim.text(4) if t else "-" for t in found]
         )
     return header, body
+
+
+def _ok_slice_rows(
+    rows: list[dict[str, str]], slice_rows: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """The slice rows of ``ok`` volume rows, marked ``ok`` (slices.csv has no status) so the
+    by-third summary takes them."""
+    ok = {row_key(r) for r in rows if r.get("status") == STATUS_OK}
+    return [{**r, "status": STATUS_OK} for r in slice_rows if row_key(r) in ok]
 
 
 def _summary_cells(line: SummaryLine) -> list[str]:
@@ -465,6 +514,13 @@ def write_report(
     if has_thirds(rows):
         position_header, position_body = _position_table(rows)
         position_comparison = [line.cells() for line in versus_best_classical_by_third(rows)]
+    volume_slices = _ok_slice_rows(rows, SliceTable(table).read())
+    volume_header, volume_body, volume_comparison = [], [], []
+    if volume_slices:
+        volume_header, volume_body = _position_table(volume_slices)
+        volume_comparison = [
+            line.cells(share=True) for line in versus_best_classical_by_slice(rows, volume_slices)
+        ]
     failure_header = ("dataset", "case", "operator", "solver", "seed", "error")
     n_failed = len(rows) - counts.get(STATUS_OK, 0)
     status_text = (
@@ -512,6 +568,24 @@ def write_report(
                 POSITION_COMPARISON_NOTE,
                 "",
                 _markdown_table(COMPARISON_BY_THIRD_HEADER, position_comparison),
+                "",
+            ]
+    if volume_body:
+        md += [
+            "## Volumes, slice by slice",
+            "",
+            VOLUME_SLICES_NOTE,
+            "",
+            _markdown_table(volume_header, volume_body),
+            "",
+        ]
+        if volume_comparison:
+            md += [
+                "### Latent priors vs the best classical baseline, slice by slice",
+                "",
+                VOLUME_SLICES_COMPARISON_NOTE,
+                "",
+                _markdown_table(COMPARISON_BY_SLICE_HEADER, volume_comparison),
                 "",
             ]
     if uncertainty_body:
@@ -586,6 +660,18 @@ def write_report(
                 "<h3>Latent priors vs the best classical baseline, by third</h3>",
                 f"<p>{html.escape(POSITION_COMPARISON_NOTE)}</p>",
                 _html_table(COMPARISON_BY_THIRD_HEADER, position_comparison),
+            ]
+    if volume_body:
+        body += [
+            "<h2>Volumes, slice by slice</h2>",
+            f"<p>{html.escape(VOLUME_SLICES_NOTE)}</p>",
+            _html_table(volume_header, volume_body),
+        ]
+        if volume_comparison:
+            body += [
+                "<h3>Latent priors vs the best classical baseline, slice by slice</h3>",
+                f"<p>{html.escape(VOLUME_SLICES_COMPARISON_NOTE)}</p>",
+                _html_table(COMPARISON_BY_SLICE_HEADER, volume_comparison),
             ]
     if uncertainty_body:
         body += [

@@ -13,6 +13,13 @@ latent-solver row the sums of its error-vs-std reliability curve on fixed std bi
 (:func:`medldm.metrics.uncertainty.reliability_curve`), from which the report pools a
 curve per dataset x operator x solver.
 
+And ``slices.csv`` (:class:`SliceTable`, same lock): for every ``ok`` row of a 3D case
+(a whole volume), one row per slice of its ground truth's foreground extent with that
+slice's scores (:data:`SLICE_COLUMNS`). A volume's slice rows are written together, just
+before its results row and under the same lock, replacing any earlier slice rows of that
+row's key (a run that stopped between the two), so the file never holds a slice twice and
+a rerun that skips the volume's ``ok`` row adds none.
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -97,6 +104,23 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 #: The reliability-curve sums of the latent rows, beside results.csv.
 RELIABILITY_FILE = "reliability.jsonl"
+#: The per-slice scores of whole-volume rows, beside results.csv.
+SLICES_FILE = "slices.csv"
+#: Columns of slices.csv: the key of the volume's results row, the slice (its index along
+#: axis 0 of the case's stack, the axial slices for IXI volumes), its position in the
+#: ground truth's foreground extent (0 = inferior end, 1 = superior end) and third, PSNR
+#: (dB) and SSIM of that 2D slice with the volume's data_range (the results row's), over
+#: the row's roi (the volume's foreground mask, sliced, for roi=foreground).
+SLICE_COLUMNS = (
+    *KEY_COLUMNS,
+    "slice",
+    "position",
+    "third",
+    "psnr",
+    "ssim",
+    "data_range",
+    "roi",
+)
 
 ResultKey = tuple[str, str, str, str, str]
 
@@ -238,6 +262,62 @@ class ReliabilityLog:
             except (ValueError, KeyError, TypeError):
                 continue
         return curves
+
+
+class SliceTable:
+    """``slices.csv`` beside a results table (module docstring), written under the
+    table's lock.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> slices = SliceTable(ResultsTable(pathlib.Path(tempfile.mkdtemp()) / "results.csv"))
+    >>> volume = {"dataset": "d", "case": "v", "operator": "mri_4x", "solver": "tv", "seed": 0}
+    >>> rows = [{"slice": k, "position": k / 2, "third": t, "psnr": 30.0 + k, "ssim": 0.9}
+    ...         for k, t in enumerate(("inferior", "middle", "superior"))]
+    >>> slices.replace(volume, rows); slices.replace(volume, rows)  # the same volume again
+    >>> [(r["slice"], r["third"], r["psnr"]) for r in slices.read()]
+    [('0', 'inferior', '30'), ('1', 'middle', '31'), ('2', 'superior', '32')]
+    """
+
+    def __init__(self, table: ResultsTable):
+        self.table = table
+        self.path = table.path.with_name(SLICES_FILE)
+
+    def replace(self, volume: Mapping[str, Any], slices: list[Mapping[str, Any]]) -> None:
+        """Write the slice rows of the volume row ``volume`` (its key columns are taken
+        from it), in place of any earlier slice rows of that key."""
+        key = row_key(volume)
+        labels = dict(zip(KEY_COLUMNS, key, strict=True))
+        new = [
+            {**labels, **{c: format_value(v) for c, v in row.items() if c not in labels}}
+            for row in slices
+        ]
+        header = list(SLICE_COLUMNS)
+        with self.table.locked():
+            rows = self._read_unlocked()
+            if any(row_key(r) == key for r in rows):
+                kept = [r for r in rows if row_key(r) != key] + new
+                atomic_write_text(self.path, _to_csv(header, kept), overwrite=True)
+                return
+            if not new:
+                return
+            new_file = not self.path.exists() or self.path.stat().st_size == 0
+            with open(self.path, "a", encoding="utf-8", newline="") as handle:
+                handle.write(_to_csv(header, new, with_header=new_file))
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def _read_unlocked(self) -> list[dict[str, str]]:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return []
+        with open(self.path, newline="", encoding="utf-8") as handle:
+            return [dict(r) for r in csv.DictReader(handle)]
+
+    def read(self) -> list[dict[str, str]]:
+        """All slice rows as dicts of strings (empty when the file does not exist)."""
+        with self.table.locked():
+            return self._read_unlocked()
 
 
 def _to_csv(header: list[str], rows: list[Mapping[str, str]], with_header: bool = True) -> str:

@@ -26,6 +26,14 @@ leaves those columns empty and never fails the row.
 Rows of cases sampled over a volume's foreground extent (``CaseSource(slice_sampling=
 "foreground")``) carry the slice's ``position`` in it and its ``third``.
 
+Whole volumes (3D cases, ``CaseSource(slices=None)``) keep one results row per volume;
+each ``ok`` one is also scored slice by slice, on axis 0 of the case's stack (its axial
+slices, inferior first: :func:`medldm.problems.model_view.model_stack`), over the ground
+truth's foreground extent (the case's ``extent``, found by the model view's rule), each
+slice with the volume's ``data_range`` and ROI, its ``position`` in the extent and its
+``third``; those rows go to ``slices.csv`` (:class:`~medldm.bench.results.SliceTable`),
+written just before the volume's row, so a rerun that skips the row adds no slice rows.
+
 Anything that goes wrong in one cell (an unreadable file, a measurement that cannot be
 simulated, a solver that raises or returns NaN) is recorded with ``status="failed"`` and
 its error, and the run goes on.
@@ -75,10 +83,17 @@ from medldm.bench.cases.case import Case, CaseFailure
 from medldm.bench.compatibility import is_applicable
 from medldm.bench.figure_arrays import save_estimate, save_measurement
 from medldm.bench.measurement_view import measurement_view, to_image_array
-from medldm.bench.results import STATUS_FAILED, STATUS_OK, ReliabilityLog, ResultsTable
+from medldm.bench.results import (
+    STATUS_FAILED,
+    STATUS_OK,
+    ReliabilityLog,
+    ResultsTable,
+    SliceTable,
+    row_key,
+)
 from medldm.bench.run_log import record_run
 from medldm.errors import InvalidInputError
-from medldm.metrics.scoring import score
+from medldm.metrics.scoring import score, volume_slice_scores
 from medldm.metrics.uncertainty import STD_BIN_EDGES, reliability_curve
 from medldm.models.prior import resolve_device
 from medldm.problems.calibration import (
@@ -245,6 +260,7 @@ class _GridRun:
         self.output_dir = output_dir
         self.table = ResultsTable(output_dir / RESULTS_FILE)
         self.reliability = ReliabilityLog(self.table)
+        self.slices = SliceTable(self.table)
         self.calibration_dir = calibration_dir
         self.calibrations: dict[tuple[str, str], StdCalibration | None] = {}
         self.factories, self.solvers, self.seeds = factories, solvers, seeds
@@ -282,7 +298,14 @@ class _GridRun:
 
     def _record(self, row: dict[str, Any]) -> None:
         curve = row.pop("_reliability", None)
-        written = self.table.append(row)
+        slices = row.pop("_slices", None)
+        with self.table.locked():
+            # a volume's slice rows first: a stop between the two leaves no ok row without
+            # them, and the retried cell replaces them
+            ok = row["status"] == STATUS_OK
+            if slices is not None and ok and row_key(row) not in self.table.completed_keys():
+                self.slices.replace(row, slices)
+            written = self.table.append(row)
         if written and curve is not None and row["status"] == STATUS_OK:
             self.reliability.append(row, curve)
         if row["status"] == STATUS_OK:
@@ -481,7 +504,42 @@ class _GridRun:
             precision=self._precision(solver),
             error="",
             **self._uncertainty(cell, name, case, reconstruction, estimate, calibration),
+            **self._slice_scores(case, name, estimate, scores["data_range"]),
         )
+
+    def _slice_scores(
+        self, case: Case, name: str, estimate: np.ndarray, data_range: float
+    ) -> dict[str, Any]:
+        """``{"_slices": [slice row, ...]}`` of a whole volume with a foreground extent (the
+        slices.csv rows, module docstring); ``{}`` for 2D cases or when they cannot be
+        computed (the volume's row stands without them)."""
+        extent = case.metadata.get("extent") if case.spatial_dims == 3 else None
+        if not extent:
+            return {}
+        try:
+            values = volume_slice_scores(
+                estimate,
+                case.image,
+                [int(item["slice"]) for item in extent],
+                self.roi,
+                data_range=data_range,
+            )
+        except Exception as error:
+            log.warning("no slice scores for %s %s: %s", case.case_id, name, error)
+            return {}
+        rows = [
+            {
+                "slice": int(item["slice"]),
+                "position": float(item["position"]),
+                "third": str(item["third"]),
+                "psnr": float(psnr),
+                "ssim": float(ssim),
+                "data_range": data_range,
+                "roi": self.roi,
+            }
+            for item, psnr, ssim in zip(extent, values["psnr"], values["ssim"], strict=True)
+        ]
+        return {"_slices": rows}
 
     def _precision(self, solver: Any) -> str:
         """The precision of the network calls behind a row: the prior's for LDM solvers,
@@ -644,9 +702,17 @@ def run_benchmark(
 
 
 def _at_case_position(prior: Any, case: Case) -> Any:
-    """A slice-conditioned prior told where the case's slice lies in its head (the case's
-    ``slice_position``); a no-op for other priors and cases."""
-    where = case.metadata.get("slice_position")
-    if where is None or not getattr(prior, "slice_conditioned", False):
+    """A slice-conditioned prior told where the case's slices lie in their head: a 2D
+    slice's ``slice_position``, or for a volume case each stack slice's place in its
+    ``extent`` (clipped to 0 and 1 outside it); a no-op for other priors and cases."""
+    if not getattr(prior, "slice_conditioned", False):
         return contextlib.nullcontext()
-    return prior.at_slice_positions([float(where)])
+    where = case.metadata.get("slice_position")
+    extent = case.metadata.get("extent")
+    if where is not None:
+        return prior.at_slice_positions([float(where)])
+    if extent:
+        first, last = extent[0]["slice"], extent[-1]["slice"]
+        index = np.arange(case.image.shape[0], dtype=np.float64)
+        return prior.at_slice_positions(np.clip((index - first) / max(last - first, 1), 0, 1))
+    return contextlib.nullcontext()

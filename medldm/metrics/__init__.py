@@ -7,7 +7,8 @@ with ``data_range`` explicit (default: ground truth ``max - min``, never the dty
 optional foreground ROI mask, and one value per image/volume or per slice. The full
 convention is :data:`METRIC_CONVENTION`; benchmark reports print it. :func:`score` and
 :func:`mean_slice_scores` (:mod:`medldm.metrics.scoring`) give the three at once, as the
-benchmark and the reconstruction app report them.
+benchmark and the reconstruction app report them; :func:`volume_slice_scores` gives the
+benchmark's per-slice PSNR and SSIM of a whole volume.
 
 Example
 -------
@@ -28,7 +29,7 @@ from medldm.metrics.convention import METRIC_CONVENTION, UNCERTAINTY_CONVENTION
 from medldm.metrics.foreground import foreground_mask
 from medldm.metrics.nmse import nmse
 from medldm.metrics.psnr import psnr
-from medldm.metrics.scoring import mean_slice_scores, score
+from medldm.metrics.scoring import mean_slice_scores, score, volume_slice_scores
 from medldm.metrics.ssim import ssim, ssim_map
 from medldm.metrics.uncertainty import (
     ReliabilityCurve,
@@ -55,4 +56,5 @@ __all__ = [
     "std_coverage",
     "std_error_spearman",
     "uncertainty_scores",
+    "volume_slice_scores",
 ]

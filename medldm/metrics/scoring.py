@@ -10,7 +10,10 @@ physical units when ``data_range`` is mapped too), ``data_range`` explicit.
   whole ground truth, over the whole image or a foreground ROI (the benchmark);
 * :func:`mean_slice_scores`: the mean over the 2D slices of a stack, each slice with its
   own ``data_range`` (its ground truth's ``max - min``; ``constant_range`` for a constant
-  slice), whole image (the reconstruction app).
+  slice), whole image (the reconstruction app);
+* :func:`volume_slice_scores`: PSNR and SSIM of chosen 2D slices of a volume, every slice
+  with the *volume's* ``data_range`` and ROI (the benchmark's per-slice scores of a whole
+  volume, beside its :func:`score`).
 
 Example
 -------
@@ -22,9 +25,13 @@ Example
 >>> stack = np.stack([truth, 0.5 * truth])
 >>> round(mean_slice_scores(stack + 0.01, stack)["psnr"], 1)  # (40.0 + 34.0) / 2
 37.0
+>>> volume_slice_scores(stack + 0.01, stack, [1])["psnr"].round(1)  # the volume's range 1
+array([40.])
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -94,3 +101,49 @@ def mean_slice_scores(
         for key, slice_values in values.items():
             slice_values.append(scores[key])
     return {key: float(np.mean(v)) for key, v in values.items()}
+
+
+def volume_slice_scores(
+    estimate: ArrayLike,
+    ground_truth: ArrayLike,
+    slices: Sequence[int],
+    roi: str | None = None,
+    *,
+    data_range: float | None = None,
+) -> dict[str, np.ndarray]:
+    """``{"psnr", "ssim"}``: one value per 2D slice ``ground_truth[k]`` for ``k`` in
+    ``slices`` (axis 0 of a ``(S, H, W)`` volume), in that order.
+
+    Every slice is scored with the volume's ``data_range`` (default: ``max - min`` of the
+    whole ground truth, as :func:`score` takes it) and, for ``roi="foreground"``, the
+    volume's foreground mask sliced (NaN for a slice whose mask is empty); SSIM is 2D per
+    slice. Raises InvalidInputError for an estimate with NaN/inf values.
+    """
+    roi = roi or "none"
+    if roi not in ROI_CHOICES:
+        raise InvalidInputError(f"unknown ROI {roi!r}", fix=f"use one of {ROI_CHOICES}")
+    estimate = np.abs(np.asarray(estimate))
+    if not np.all(np.isfinite(estimate)):
+        raise InvalidInputError(
+            "the estimate contains NaN or inf values", fix="check the solver's settings"
+        )
+    truth = np.asarray(ground_truth, dtype=np.float64)
+    if truth.ndim != 3:
+        raise InvalidInputError(
+            f"slice scores need a 3D volume, got shape {truth.shape}", fix="use score()"
+        )
+    if data_range is None:
+        data_range = float(truth.max() - truth.min())
+    mask = foreground_mask(truth) if roi == "foreground" else None
+    values: dict[str, list[float]] = {"psnr": [], "ssim": []}
+    for k in slices:
+        # slice by slice: a one-slice sub-volume would read as a 2D image
+        inside = None if mask is None else mask[int(k)]
+        if inside is not None and not inside.any():
+            values["psnr"].append(float("nan"))
+            values["ssim"].append(float("nan"))
+            continue
+        options = {"data_range": data_range, "mask": inside}
+        values["psnr"].append(float(psnr(estimate[int(k)], truth[int(k)], **options)))
+        values["ssim"].append(float(ssim(estimate[int(k)], truth[int(k)], **options)))
+    return {name: np.asarray(v, np.float64) for name, v in values.items()}

@@ -34,6 +34,13 @@ coronal slices), whatever the storage order, and a ``third`` (``"inferior"``,
 ``"middle"``, ``"superior"``; for other planes ``left``/``right``,
 ``posterior``/``anterior``).
 
+**Whole volumes.** :func:`model_stack` lays a whole volume out as one stack
+``(S, rows, cols)``: its slices along a plane, each as :func:`model_slices` lays it out,
+from the low world end (inferior for axial slices) to the high end, whatever the storage
+order (for a RAS+ volume and axial slices, :func:`volume_to_model_stack` of its array);
+:func:`stack_extent` gives the stack indices of its foreground extent with the position
+and third foreground sampling gives each of those slices.
+
 Example
 -------
 >>> import numpy as np
@@ -46,6 +53,9 @@ Example
 >>> picked = sample_model_slices(volume, 3, sampling="foreground")
 >>> [(s.index, s.position, s.third) for s in picked]
 [(3, 0.0, 'inferior'), (6, 0.5, 'middle'), (9, 1.0, 'superior')]
+>>> stack = model_stack(volume)                 # stored P, S, R: the axial slices, I to S
+>>> stack.shape, [(s.index, s.third) for s in stack_extent(volume)][:2]
+((10, 12, 8), [(3, 'inferior'), (4, 'inferior')])
 >>> display_origin(from_volume=True), display_origin(from_volume=False)
 ('lower', 'upper')
 >>> stack = np.random.rand(3, 4, 5)                       # (S, rows, cols)
@@ -243,6 +253,41 @@ def _foreground_sample(
     low, middle, high = THIRD_NAMES[int(world_axis)]
     thirds = [low if 3 * o < span else high if 3 * o > 2 * span else middle for o in offsets]
     return indices, positions, thirds
+
+
+def _stack_order(volume: MedImage, axis: int) -> list[int]:
+    """Array indices along ``axis`` from the low world end (I, P or L) to the high one."""
+    indices = list(range(volume.array.shape[axis]))
+    return indices if nib_orientation(volume.affine)[axis][1] > 0 else indices[::-1]
+
+
+def model_stack(volume: MedImage, plane: str | int = "axial") -> np.ndarray:
+    """A whole volume as one stack ``(S, rows, cols, ...)`` in the model view: its slices
+    along ``plane``, each laid out as :func:`model_slices` lays it out, from the low world
+    end of the plane's normal (inferior for axial slices) to the high end, whatever the
+    storage order. For a RAS+ volume and axial slices this is
+    ``volume_to_model_stack(volume.array)``."""
+    axis = plane_axis(volume.affine, plane) if isinstance(plane, str) else int(plane)
+    slices = slices_at(volume, _stack_order(volume, axis), axis=plane)
+    return np.stack([slice_to_model(item.array) for item in slices])
+
+
+def stack_extent(volume: MedImage, plane: str | int = "axial") -> list[ModelSlice]:
+    """Every slice of ``volume``'s foreground extent along ``plane``, as foreground
+    sampling of all of it gives them (the same slices, positions and thirds:
+    :func:`sample_model_slices`), but with ``index`` the slice's index in
+    :func:`model_stack` and no pixels (an empty array); ordered inferior first.
+
+    ``volume`` in the model range; raises InvalidInputError when it has no foreground
+    extent.
+    """
+    axis = plane_axis(volume.affine, plane) if isinstance(plane, str) else int(plane)
+    stack_index = {index: k for k, index in enumerate(_stack_order(volume, axis))}
+    indices, positions, thirds = _foreground_sample(volume, axis, None)
+    return [
+        ModelSlice(stack_index[index], np.empty(0, np.float32), position, third)
+        for index, position, third in zip(indices, positions, thirds, strict=True)
+    ]
 
 
 def picture_to_model(picture: np.ndarray) -> np.ndarray:

@@ -38,13 +38,16 @@ class Case:
         ``"scans/a.npz[3]"``.
     image:
         float32 array, 2D ``(rows, columns)`` or 3D ``(depth, rows, columns)``, in [0, 1].
-        2D slices of volumes are in display orientation (see :mod:`medldm.bench.cases.from_images`).
+        2D slices of volumes are in display orientation, and a 3D volume is the stack of its
+        axial slices in that orientation, inferior first (see
+        :mod:`medldm.bench.cases.from_images`).
     normalization:
         The fitted intensity map; ``normalization.inverse(image)`` gives the input's units.
     source:
         The file (or folder) the case was read from.
     metadata:
-        Anything else worth keeping (slice index, class name).
+        Anything else worth keeping (slice index, class name; for a volume its foreground
+        ``extent``, the slices the benchmark scores one by one).
     """
 
     dataset: str

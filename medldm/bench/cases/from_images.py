@@ -8,7 +8,12 @@ The steps, in order, for one :class:`~medldm.io.image.MedImage`:
    share one scale) and applied, clipped to [0, 1].
 3. Volumes: with ``slices=N`` (or ``"all"``) ``N`` slices along ``axis`` become 2D cases
    (``/slice058``: index along the volume's array axis); otherwise the volume stays 3D,
-   stored ``(depth, rows, columns)`` = ``(z, y, x)``. Which slices is ``slice_sampling``'s
+   one stack ``(depth, rows, columns)`` of its slices along ``axis`` in the model view
+   (:func:`medldm.problems.model_view.model_stack`; axial: ``(z, y, x)`` of the RAS+
+   volume, z growing towards S, whatever the storage order), and its metadata's
+   ``extent`` lists the stack indices of its foreground extent with each slice's
+   ``position`` and ``third`` (``[]`` without one; what the benchmark scores slice by
+   slice: :func:`medldm.problems.model_view.stack_extent`). Which slices is ``slice_sampling``'s
    choice (:func:`medldm.problems.model_view.sample_model_slices`): ``"central"`` (the
    ``N`` central ones) or ``"foreground"`` (``N`` evenly spaced over the normalised
    volume's foreground extent, inferior to superior; each case's metadata then holds its
@@ -49,10 +54,11 @@ from medldm.io.image import MedImage
 from medldm.problems.model_view import (
     display_origin,
     fit_intensity,
+    model_stack,
     sample_model_slices,
     slice_positions,
     slice_to_model,
-    volume_to_model_stack,
+    stack_extent,
 )
 
 
@@ -182,11 +188,15 @@ def image_cases(
                     )
                 )
             continue
-        pixels = (
-            volume_to_model_stack(normalised.array)
-            if part.n_spatial == 3
-            else slice_to_model(normalised.array)
-        )
+        if part.n_spatial == 3:
+            pixels = model_stack(normalised, axis)
+            metadata = {
+                "plane": axis if isinstance(axis, str) else f"array axis {axis}",
+                "display_origin": display_origin(from_volume=True),
+                "extent": _extent_or_empty(normalised, axis),
+            }
+        else:
+            pixels, metadata = slice_to_model(normalised.array), {}
         cases.append(
             Case(
                 dataset,
@@ -194,6 +204,21 @@ def image_cases(
                 np.ascontiguousarray(_resize_in_plane(pixels, size), np.float32),
                 normalization,
                 source,
+                metadata,
             )
         )
     return cases
+
+
+def _extent_or_empty(volume: MedImage, axis: str | int) -> list[dict[str, Any]]:
+    """``[{"slice": stack index, "position": 0..1, "third": ...}]`` of the volume's
+    foreground extent (found before any in-plane crop or pad, as foreground sampling finds
+    it), inferior first; ``[]`` without one."""
+    try:
+        extent = stack_extent(volume, axis)
+    except InvalidInputError:
+        return []
+    return [
+        {"slice": item.index, "position": float(item.position), "third": str(item.third)}
+        for item in extent
+    ]
