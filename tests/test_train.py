@@ -286,8 +286,14 @@ def test_a_tiny_slice_conditioned_prior_trains_and_samples_each_position(
         )
 
     monkeypatch.setattr(diffusion_module, "build_training_data", with_positions)
-    training = _diffusion_training(stage1, folder_2d, steps=6, validate_every=6, checkpoint_every=6)
+    with pytest.raises(ValueError, match="high_noise_weight_max"):
+        _diffusion_training(stage1, folder_2d, high_noise_weight_max=0.5)
+    training = _diffusion_training(
+        stage1, folder_2d, steps=6, validate_every=6, checkpoint_every=6, high_noise_weight_max=5
+    )
     prior_dir = train_diffusion(unet, training, tmp_path / "diff")
+    losses = [float(r["loss"]) for r in _log(tmp_path / "diff") if r.get("loss")]
+    assert len(losses) == 6 and np.isfinite(losses).all()
     assert (prior_dir.parent / "samples" / "step_0000006.png").is_file()
     prior = load_prior(prior_dir, device="cpu")
     assert isinstance(prior.unet, PositionConditionedUNet) and prior.slice_conditioned

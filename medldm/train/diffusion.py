@@ -100,10 +100,18 @@ class DiffusionTraining:
     # the sample grid's image shape (default the model's image_size): a prior trained on
     # crops with position channels is sampled on a whole slice, e.g. [256, 256]
     sample_shape: tuple[int, ...] | None = None
+    # 0: the plain epsilon loss; > 0: each image's loss weighted by min(1 + 1/SNR(t), this)
+    # (the v-prediction loss's weighting, capped), so the high-noise steps where a slice's
+    # layout is decided carry more of the gradient (high_noise_weights)
+    high_noise_weight_max: float = 0.0
 
     def __post_init__(self) -> None:
         if self.noise_offset < 0:
             raise ValueError(f"noise_offset must be >= 0, got {self.noise_offset}")
+        if self.high_noise_weight_max and self.high_noise_weight_max < 1:
+            raise ValueError(
+                f"high_noise_weight_max must be 0 (off) or >= 1, got {self.high_noise_weight_max}"
+            )
         if not 0 <= self.lr_cooldown_steps <= self.steps:
             raise ValueError(
                 f"lr_cooldown_steps must be in [0, steps={self.steps}], "
@@ -142,6 +150,24 @@ def training_noise(z0: torch.Tensor, offset: float) -> torch.Tensor:
         shape = (*z0.shape[:2], *([1] * (z0.ndim - 2)))
         noise = noise + offset * torch.randn(shape, device=z0.device, dtype=z0.dtype)
     return noise
+
+
+def high_noise_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-image weights of the epsilon loss at timesteps ``t``: ``min(1 + 1/SNR(t), cap)``
+    (SNR = a_t / (1 - a_t); ``1 + 1/SNR`` turns the epsilon loss into the v-prediction loss,
+    which weighs the noisiest steps far more), divided by their mean over all timesteps so
+    the learning rate keeps its scale. ``cap`` <= 0: all ones.
+
+    >>> a = torch.linspace(0.999, 0.001, 1000)
+    >>> w = high_noise_weights(a, torch.tensor([0, 999]), 5.0)
+    >>> bool(w[1] > 3 * w[0])
+    True
+    """
+    if cap <= 0:
+        return torch.ones(len(t), device=t.device)
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    weights = torch.clamp(1.0 + 1.0 / snr, max=cap)
+    return (weights / weights.mean())[t.cpu()].to(t.device, torch.float32)
 
 
 @torch.no_grad()
@@ -273,6 +299,7 @@ def train_diffusion(
     ddp_unet = wrap_ddp(unet, context)
     optimizer = torch.optim.Adam(unet.parameters(), lr=training.lr)
     scheduler = build_scheduler(model.scheduler, "ddpm")
+    schedule = scheduler.alphas_cumprod.float()
     modules = {"unet": unet, "ema": ema.module}
     optimizers = {"unet": optimizer}
     sampler = BatchSampler(len(data.train), training.batch_size, training.seed, context)
@@ -390,7 +417,9 @@ def train_diffusion(
         t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
         z_t = scheduler.add_noise(z0, noise, t)
         with autocast(device, precision):
-            loss = F.mse_loss(ddp_unet(z_t, timesteps=t, **extra).float(), noise)
+            predicted = ddp_unet(z_t, timesteps=t, **extra).float()
+        per_image = (predicted - noise).pow(2).flatten(1).mean(1)
+        loss = (per_image * high_noise_weights(schedule, t, training.high_noise_weight_max)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), training.grad_clip)
