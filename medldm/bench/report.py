@@ -444,6 +444,17 @@ def _markdown_table(header: Sequence[str], body: list[list[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *map(line, body)])
 
 
+def _html_section(
+    level: str, title: str, note: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[str]:
+    """A heading, its note and its table, as HTML fragments."""
+    return [
+        f"<{level}>{html.escape(title)}</{level}>",
+        f"<p>{html.escape(note)}</p>",
+        _html_table(header, rows),
+    ]
+
+
 def _html_table(header: Sequence[str], body: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join(
@@ -644,35 +655,35 @@ def write_report(
         _html_table(SUMMARY_HEADER, summary_body),
     ]
     if comparison_body:
-        body += [
-            "<h2>Latent priors vs the best classical baseline</h2>",
-            f"<p>{html.escape(COMPARISON_NOTE)}</p>",
-            _html_table(COMPARISON_HEADER, comparison_body),
-        ]
+        body += _html_section(
+            "h2",
+            "Latent priors vs the best classical baseline",
+            COMPARISON_NOTE,
+            COMPARISON_HEADER,
+            comparison_body,
+        )
     if position_body:
-        body += [
-            "<h2>By position</h2>",
-            f"<p>{html.escape(POSITION_NOTE)}</p>",
-            _html_table(position_header, position_body),
-        ]
+        body += _html_section("h2", "By position", POSITION_NOTE, position_header, position_body)
         if position_comparison:
-            body += [
-                "<h3>Latent priors vs the best classical baseline, by third</h3>",
-                f"<p>{html.escape(POSITION_COMPARISON_NOTE)}</p>",
-                _html_table(COMPARISON_BY_THIRD_HEADER, position_comparison),
-            ]
+            body += _html_section(
+                "h3",
+                "Latent priors vs the best classical baseline, by third",
+                POSITION_COMPARISON_NOTE,
+                COMPARISON_BY_THIRD_HEADER,
+                position_comparison,
+            )
     if volume_body:
-        body += [
-            "<h2>Volumes, slice by slice</h2>",
-            f"<p>{html.escape(VOLUME_SLICES_NOTE)}</p>",
-            _html_table(volume_header, volume_body),
-        ]
+        body += _html_section(
+            "h2", "Volumes, slice by slice", VOLUME_SLICES_NOTE, volume_header, volume_body
+        )
         if volume_comparison:
-            body += [
-                "<h3>Latent priors vs the best classical baseline, slice by slice</h3>",
-                f"<p>{html.escape(VOLUME_SLICES_COMPARISON_NOTE)}</p>",
-                _html_table(COMPARISON_BY_SLICE_HEADER, volume_comparison),
-            ]
+            body += _html_section(
+                "h3",
+                "Latent priors vs the best classical baseline, slice by slice",
+                VOLUME_SLICES_COMPARISON_NOTE,
+                COMPARISON_BY_SLICE_HEADER,
+                volume_comparison,
+            )
     if uncertainty_body:
         body += [
             "<h2>Uncertainty (latent solvers)</h2>",

@@ -46,6 +46,22 @@ from medldm.metrics.ssim import ssim
 ROI_CHOICES = ("none", "foreground")
 
 
+def _checked(
+    estimate: ArrayLike, ground_truth: ArrayLike, roi: str | None
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(roi, |estimate|, ground truth as float64)``, or InvalidInputError for an unknown
+    ROI or an estimate with NaN/inf values."""
+    roi = roi or "none"
+    if roi not in ROI_CHOICES:
+        raise InvalidInputError(f"unknown ROI {roi!r}", fix=f"use one of {ROI_CHOICES}")
+    estimate = np.abs(np.asarray(estimate))
+    if not np.all(np.isfinite(estimate)):
+        raise InvalidInputError(
+            "the estimate contains NaN or inf values", fix="check the solver's settings"
+        )
+    return roi, estimate, np.asarray(ground_truth, dtype=np.float64)
+
+
 def score(
     estimate: ArrayLike,
     ground_truth: ArrayLike,
@@ -63,15 +79,7 @@ def score(
     Raises InvalidInputError for an estimate with NaN/inf values (recorded as failed by the
     benchmark) and for a constant ground truth without an explicit ``data_range``.
     """
-    roi = roi or "none"
-    if roi not in ROI_CHOICES:
-        raise InvalidInputError(f"unknown ROI {roi!r}", fix=f"use one of {ROI_CHOICES}")
-    estimate = np.abs(np.asarray(estimate))
-    if not np.all(np.isfinite(estimate)):
-        raise InvalidInputError(
-            "the estimate contains NaN or inf values", fix="check the solver's settings"
-        )
-    truth = np.asarray(ground_truth, dtype=np.float64)
+    roi, estimate, truth = _checked(estimate, ground_truth, roi)
     if data_range is None:
         data_range = float(truth.max() - truth.min())
     mask = foreground_mask(truth) if roi == "foreground" else None
@@ -119,15 +127,7 @@ def volume_slice_scores(
     volume's foreground mask sliced (NaN for a slice whose mask is empty); SSIM is 2D per
     slice. Raises InvalidInputError for an estimate with NaN/inf values.
     """
-    roi = roi or "none"
-    if roi not in ROI_CHOICES:
-        raise InvalidInputError(f"unknown ROI {roi!r}", fix=f"use one of {ROI_CHOICES}")
-    estimate = np.abs(np.asarray(estimate))
-    if not np.all(np.isfinite(estimate)):
-        raise InvalidInputError(
-            "the estimate contains NaN or inf values", fix="check the solver's settings"
-        )
-    truth = np.asarray(ground_truth, dtype=np.float64)
+    roi, estimate, truth = _checked(estimate, ground_truth, roi)
     if truth.ndim != 3:
         raise InvalidInputError(
             f"slice scores need a 3D volume, got shape {truth.shape}", fix="use score()"
