@@ -220,23 +220,30 @@ class _Listening(_Adjoint):
         return super().solve(y, physics, prior, generator=generator, callback=callback)
 
 
-def test_every_volume_slice_case_tells_a_slice_conditioned_prior_where_it_lies(tmp_path):
-    folder = _save(_head(), tmp_path / "heads")
-    cases = list(CaseSource(root=str(folder), slices=3, size=16))  # central: 13, 14, 15
-    expected = [(i - FIRST) / (LAST - FIRST) for i in (13, 14, 15)]
-    np.testing.assert_allclose([c.metadata["slice_position"] for c in cases], expected)
+def positions_told(folder: Path, out: Path, slices) -> _SlicePrior:
+    """Run the bench on ``folder`` with a listening solver: the prior, with every solve's
+    slice positions in ``told``."""
     prior = _SlicePrior()
     run_benchmark(
-        CaseSource(root=str(folder), slices=3),
+        CaseSource(root=str(folder), slices=slices),
         {"identity": _IdentityFactory()},
         {"adjoint": _Listening()},
         [0],
-        tmp_path / "out",
+        out,
         device="cpu",
         progress=False,
         save_arrays="none",
         prior=prior,
     )
+    return prior
+
+
+def test_every_volume_slice_case_tells_a_slice_conditioned_prior_where_it_lies(tmp_path):
+    folder = _save(_head(), tmp_path / "heads")
+    cases = list(CaseSource(root=str(folder), slices=3, size=16))  # central: 13, 14, 15
+    expected = [(i - FIRST) / (LAST - FIRST) for i in (13, 14, 15)]
+    np.testing.assert_allclose([c.metadata["slice_position"] for c in cases], expected)
+    prior = positions_told(folder, tmp_path / "out", slices=3)
     np.testing.assert_allclose([told[0] for told in prior.told], expected, rtol=1e-6)
     assert prior.now is None
 

@@ -224,21 +224,10 @@ def test_volume_bench_config_keeps_the_ixi_test_volumes_whole_with_volume_preset
 
 
 def test_a_volume_case_tells_a_slice_conditioned_prior_each_stack_slices_position(tmp_path):
-    from test_bench_positions import _Listening, _SlicePrior
+    from test_bench_positions import positions_told
 
     folder = _save(_head(direction=-1.0), tmp_path / "heads")
-    prior = _SlicePrior()
-    run_benchmark(
-        CaseSource(root=str(folder), slices=None),
-        {"identity": _IdentityFactory()},
-        {"adjoint": _Listening()},
-        [0],
-        tmp_path / "out",
-        device="cpu",
-        progress=False,
-        save_arrays="none",
-        prior=prior,
-    )
+    prior = positions_told(folder, tmp_path / "out", slices=None)
     (told,) = prior.told
     # the stack runs inferior to superior whatever the storage order (this head is stored
     # upside down), so its extent is stack slices FIRST..LAST; clipped to 0 below, 1 above
