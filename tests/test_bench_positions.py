@@ -205,11 +205,12 @@ class _SlicePrior:
     slice_conditioned = True
 
     def __init__(self):
-        self.now, self.told = None, []
+        self.now, self.told, self.adjacent = None, [], []
 
     @contextlib.contextmanager
-    def at_slice_positions(self, positions):
+    def at_slice_positions(self, positions, *, adjacent=False):
         self.now = list(positions)
+        self.adjacent.append(adjacent)
         yield
         self.now = None
 
@@ -246,6 +247,7 @@ def test_every_volume_slice_case_tells_a_slice_conditioned_prior_where_it_lies(t
     prior = positions_told(folder, tmp_path / "out", slices=3)
     np.testing.assert_allclose([told[0] for told in prior.told], expected, rtol=1e-6)
     assert prior.now is None
+    assert not any(prior.adjacent)  # a single slice has no neighbours in its case
 
 
 def _append(table: ResultsTable, case: str, solver: str, psnr: float, **extra) -> None:

@@ -233,3 +233,4 @@ def test_a_volume_case_tells_a_slice_conditioned_prior_each_stack_slices_positio
     # upside down), so its extent is stack slices FIRST..LAST; clipped to 0 below, 1 above
     expected = np.clip((np.arange(N_SLICES) - FIRST) / (LAST - FIRST), 0, 1)
     np.testing.assert_allclose(told, expected, atol=1e-6)
+    assert prior.adjacent == [True]  # the stack is contiguous: slices see their neighbours

@@ -124,7 +124,9 @@ def test_campaign_resumes_stage_by_stage_and_writes_milestones(setup, tmp_path):
 def test_a_diffusion_only_prior_trains_on_another_priors_autoencoder(setup, tmp_path):
     """autoencoder_from + init_weights (brain_native_pos_2d on brain_native_2d): no
     autoencoder stage; the diffusion stage starts from the other prior's UNet, widened by
-    two position channels, and trains on its crops with their positions."""
+    two position channels, and trains on its crops with their positions. Both name the
+    other prior by its folder in the checkout (the config folder's parent), as a committed
+    milestone is named, wherever the campaign runs."""
     config_dir, images = setup
     _write_preset(config_dir, images, ae_steps=4, diffusion_steps=4)
     campaign = Campaign(tmp_path / "root", tmp_path / "milestones", config_dir=config_dir)
@@ -133,10 +135,11 @@ def test_a_diffusion_only_prior_trains_on_another_priors_autoencoder(setup, tmp_
 
     preset = _preset(images, 0, 4)
     del preset["autoencoder_training"]
-    preset["autoencoder_from"] = str(source)
+    in_checkout = str(source.relative_to(config_dir.parent))  # milestones/tiny_campaign/...
+    preset["autoencoder_from"] = in_checkout
     preset["data"].update(patch=16, positions=True)
     preset["ldm"]["unet"]["position_channels"] = 2
-    preset["diffusion_training"].update(init_weights=str(source), sample_shape=[32, 32])
+    preset["diffusion_training"].update(init_weights=in_checkout, sample_shape=[32, 32])
     (config_dir / "model" / "tiny_positions.yaml").write_text(yaml.safe_dump(preset))
     assert campaign.next_stage("tiny_positions").stage == "diffusion"
     statuses = run_campaign(["tiny_positions"], minutes=60, campaign=campaign)

@@ -302,6 +302,55 @@ def test_a_tiny_slice_conditioned_prior_trains_and_samples_each_position(
     assert samples.shape == (2, 1, 32, 32) and torch.isfinite(samples).all()
 
 
+def test_a_tiny_stack_aware_prior_trains_on_neighbours_and_samples_a_stack(
+    folder_2d, tmp_path, monkeypatch
+):
+    """A UNet shown each slice's neighbours trains on slices that carry them (here the
+    folder's images in a made-up order, one head) and denoises a contiguous stack at once."""
+    from medldm.errors import InvalidInputError
+    from medldm.train import diffusion as diffusion_module
+    from medldm.train.data import (
+        ImageDataset,
+        TrainingData,
+        build_training_data,
+        extent_neighbours,
+    )
+
+    stage1 = train_autoencoder(TINY_2D, _ae_training(folder_2d, (32, 32), steps=4), tmp_path / "ae")
+    unet = replace(TINY_2D.unet, slice_position=True, neighbour_slices=True)
+    with pytest.raises(InvalidInputError, match="neighbour_slices needs slice_positions"):
+        build_training_data("ixi_slices", neighbour_slices=True)
+
+    def dataset(images, **options) -> ImageDataset:
+        at = np.linspace(0, 1, len(images))
+        pairs = extent_neighbours(["head"] * len(images), at)
+        return ImageDataset(images, slice_positions=at, neighbours=pairs, **options)
+
+    def with_neighbours(**options):
+        data = build_training_data(**options)
+        return TrainingData(
+            dataset(data.train.images, flip_axis=1),
+            dataset(data.validation.images, augment=False),
+            {**data.description, "slice_positions": True, "neighbour_slices": True},
+        )
+
+    monkeypatch.setattr(diffusion_module, "build_training_data", with_neighbours)
+    with pytest.raises(InvalidInputError, match="neighbour"):  # data with, network without
+        slice_only = replace(TINY_2D.unet, slice_position=True)
+        train_diffusion(slice_only, _diffusion_training(stage1, folder_2d, steps=1), tmp_path / "b")
+    training = _diffusion_training(
+        stage1, folder_2d, steps=6, validate_every=6, checkpoint_every=6, neighbour_dropout=0.5
+    )
+    prior_dir = train_diffusion(unet, training, tmp_path / "diff")
+    losses = [float(r["loss"]) for r in _log(tmp_path / "diff") if r.get("loss")]
+    assert len(losses) == 6 and np.isfinite(losses).all()
+    prior = load_prior(prior_dir, device="cpu")
+    assert prior.stack_aware
+    with prior.at_slice_positions(np.linspace(0.2, 0.4, 3), adjacent=True):
+        samples = prior.sample(3, n_steps=3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 32, 32) and torch.isfinite(samples).all()
+
+
 def test_offset_noise_adds_one_constant_per_image_and_channel():
     torch.manual_seed(0)
     z0 = torch.zeros(256, 3, 8, 8, 8)

@@ -704,7 +704,8 @@ def run_benchmark(
 def _at_case_position(prior: Any, case: Case) -> Any:
     """A slice-conditioned prior told where the case's slices lie in their head: a 2D
     slice's ``slice_position``, or for a volume case each stack slice's place in its
-    ``extent`` (clipped to 0 and 1 outside it); a no-op for other priors and cases."""
+    ``extent`` (clipped to 0 and 1 outside it), a contiguous stack; a no-op for other
+    priors and cases."""
     if not getattr(prior, "slice_conditioned", False):
         return contextlib.nullcontext()
     where = case.metadata.get("slice_position")
@@ -714,5 +715,6 @@ def _at_case_position(prior: Any, case: Case) -> Any:
     if extent:
         first, last = extent[0]["slice"], extent[-1]["slice"]
         index = np.arange(case.image.shape[0], dtype=np.float64)
-        return prior.at_slice_positions(np.clip((index - first) / max(last - first, 1), 0, 1))
+        where = np.clip((index - first) / max(last - first, 1), 0, 1)
+        return prior.at_slice_positions(where, adjacent=True)
     return contextlib.nullcontext()

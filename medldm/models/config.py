@@ -49,7 +49,9 @@ class UNetConfig:
     ``position_channels``: 0, or 2 for a 2D network that also sees each latent pixel's
     place in the whole image (:class:`~medldm.models.positions.PositionConditionedUNet`,
     for priors trained on crops). ``slice_position``: a 2D network that also sees the
-    slice's position in the head's foreground extent (one more input channel)."""
+    slice's position in the head's foreground extent (one more input channel).
+    ``neighbour_slices``: a slice-conditioned 2D network that also sees the noisy latents of
+    the slices below and above (:func:`~medldm.models.positions.stack_neighbours`)."""
 
     spatial_dims: int = 2
     channels: tuple[int, ...] = (64, 128, 128)
@@ -59,8 +61,15 @@ class UNetConfig:
     norm_num_groups: int = 32
     position_channels: int = 0
     slice_position: bool = False
+    neighbour_slices: bool = False
 
     def __post_init__(self) -> None:
+        if self.neighbour_slices and not self.slice_position:
+            raise InvalidInputError(
+                "neighbour_slices needs slice_position (a stack is told to the network "
+                "through its slice positions)",
+                fix="set unet.slice_position: true",
+            )
         if self.slice_position and self.spatial_dims != 2:
             raise InvalidInputError(
                 f"slice_position is for a 2D network; got spatial_dims={self.spatial_dims}"
@@ -176,7 +185,11 @@ def build_unet(config: UNetConfig, latent_channels: int):  # -> monai DiffusionM
 
     conditioned = bool(config.position_channels) or config.slice_position
     options = (
-        {"image_positions": bool(config.position_channels), "slice_position": config.slice_position}
+        {
+            "image_positions": bool(config.position_channels),
+            "slice_position": config.slice_position,
+            "neighbour_slices": config.neighbour_slices,
+        }
         if conditioned
         else {}
     )

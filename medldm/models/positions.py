@@ -21,6 +21,14 @@ more constant input channel, the slice's **position in the head's foreground ext
 model view's ``position``, :mod:`medldm.problems.model_view`: 0 at the inferior end, 1 at
 the superior end), so it can be asked for a slice through the skull base.
 
+Neither condition couples a slice to the ones beside it. With ``neighbour_slices`` the
+network also sees the **noisy latents of the slice below and the slice above** (same
+timestep, their own noise) as ``2 C`` more input channels, and predicts the noise of the
+middle one: a 2.5D prior (the adjacent-slice context of DiffusionBlend, Song et al. 2024)
+that runs over a whole stack at once, every slice seeing its neighbours' current state
+(:func:`stack_neighbours`; a slice with no neighbour, at a stack's end or alone, is shown
+its own latent in its place, which training also shows it now and then).
+
 Example
 -------
 >>> coords = image_coordinates((4, 2))
@@ -43,6 +51,8 @@ from monai.networks.nets import DiffusionModelUNet
 POSITION_CHANNELS = 2
 #: The slice-position input channel: one constant map per image.
 SLICE_POSITION_CHANNELS = 1
+#: Neighbour-slice inputs of a stack-aware network: the slice below and the slice above.
+NEIGHBOUR_SLICES = 2
 #: The slice position a slice-conditioned network gets when none is given: the middle of
 #: the foreground extent.
 MIDDLE_SLICE = 0.5
@@ -89,15 +99,41 @@ def slice_position_map(
     return (2.0 * value - 1.0).reshape(batch, 1, *[1] * len(shape)).expand(batch, 1, *shape)
 
 
+def stack_neighbours(z: torch.Tensor, n_slices: int | None) -> torch.Tensor:
+    """``(B, 2 C, h, w)``: for each latent of a batch of ``k`` stacks of ``n_slices``
+    adjacent slices (slice fastest, inferior first), the latents of the slice below and the
+    slice above; a stack's end slices (and every slice when ``n_slices`` is ``None`` or 1:
+    slices not known to be adjacent) get their own latent in the missing place. No
+    wrap-around: the top slice is never tied to the bottom one.
+
+    >>> z = torch.arange(6.0).reshape(6, 1, 1, 1)  # two stacks of three slices
+    >>> stack_neighbours(z, 3)[:, :, 0, 0].tolist()
+    [[0.0, 1.0], [0.0, 2.0], [1.0, 2.0], [3.0, 4.0], [3.0, 5.0], [4.0, 5.0]]
+    """
+    if not n_slices or n_slices == 1:
+        return torch.cat([z, z], dim=1)
+    if z.shape[0] % n_slices:
+        raise ValueError(f"a batch of {z.shape[0]} latents is not stacks of {n_slices} slices")
+    stacks = z.reshape(-1, n_slices, *z.shape[1:])
+    below = torch.cat([stacks[:, :1], stacks[:, :-1]], dim=1)
+    above = torch.cat([stacks[:, 1:], stacks[:, -1:]], dim=1)
+    return torch.cat([below, above], dim=2).reshape(z.shape[0], 2 * z.shape[1], *z.shape[2:])
+
+
 class PositionConditionedUNet(DiffusionModelUNet):
     """A 2D ``DiffusionModelUNet`` whose input is the latent plus position maps:
     :data:`POSITION_CHANNELS` in-plane maps when ``image_positions`` and one slice-position
-    map when ``slice_position`` (``in_channels`` counts the latent's channels only).
+    map when ``slice_position``, then the neighbour slices' ``2 C`` latent channels when
+    ``neighbour_slices`` (``in_channels`` counts the latent's channels only; new inputs go
+    last, so a network widened from one without them starts as it, :func:`~medldm.train.
+    loop.widen_input_channels`).
 
     ``forward(x, timesteps, positions=None, slice_position=None)``: ``positions``
     ``(B, 2, h, w)`` at the latent's resolution, ``None`` taking the whole-image maps of
     ``x``'s grid (inference on a whole image); ``slice_position`` ``(B,)`` or a number in
-    ``[0, 1]``, ``None`` taking :data:`MIDDLE_SLICE`. The state dict is MONAI's, with a wider
+    ``[0, 1]``, ``None`` taking :data:`MIDDLE_SLICE`; ``neighbours`` ``(B, 2 C, h, w)``
+    (:func:`stack_neighbours`), ``None`` showing each latent as its own neighbours. The
+    state dict is MONAI's, with a wider
     first convolution.
     """
 
@@ -107,13 +143,19 @@ class PositionConditionedUNet(DiffusionModelUNet):
         in_channels: int,
         image_positions: bool = True,
         slice_position: bool = False,
+        neighbour_slices: bool = False,
         **kwargs,
     ):
-        extra = POSITION_CHANNELS * image_positions + SLICE_POSITION_CHANNELS * slice_position
+        extra = (
+            POSITION_CHANNELS * image_positions
+            + SLICE_POSITION_CHANNELS * slice_position
+            + NEIGHBOUR_SLICES * in_channels * neighbour_slices
+        )
         super().__init__(in_channels=in_channels + extra, **kwargs)
         self.latent_channels = in_channels
         self.image_positions = bool(image_positions)
         self.slice_position = bool(slice_position)
+        self.neighbour_slices = bool(neighbour_slices)
 
     def forward(  # type: ignore[override]
         self,
@@ -121,6 +163,7 @@ class PositionConditionedUNet(DiffusionModelUNet):
         timesteps: torch.Tensor,
         positions: torch.Tensor | None = None,
         slice_position: torch.Tensor | float | None = None,
+        neighbours: torch.Tensor | None = None,
         **kwargs,
     ) -> torch.Tensor:
         inputs = [x]
@@ -131,4 +174,6 @@ class PositionConditionedUNet(DiffusionModelUNet):
             inputs.append(positions.to(x.dtype))
         if self.slice_position:
             inputs.append(slice_position_map(slice_position, x.shape[0], x.shape[-2:]).to(x))
+        if self.neighbour_slices:
+            inputs.append(stack_neighbours(x, None) if neighbours is None else neighbours.to(x))
         return super().forward(torch.cat(inputs, dim=1), timesteps, **kwargs)

@@ -74,7 +74,8 @@ class Prior:
     (latent mean <-> diffusion latent, :mod:`medldm.models.latent_normalization`), device,
     precision (resolved: ``"fp32"`` or ``"bf16"``), nfe (network evaluations counted by
     :meth:`predict_eps`), meta (checkpoint description), slice_conditioned (whether the
-    UNet takes each slice's position in the head: :meth:`at_slice_positions`).
+    UNet takes each slice's position in the head: :meth:`at_slice_positions`), stack_aware
+    (whether it also sees the slices below and above, told by ``adjacent=True`` there).
     """
 
     def __init__(
@@ -103,7 +104,9 @@ class Prior:
             self.autoencoder.to(memory_format=torch.channels_last)
         self.nfe = 0
         self.slice_conditioned = self.unet is not None and self.config.unet.slice_position
+        self.stack_aware = self.slice_conditioned and self.config.unet.neighbour_slices
         self._slice_positions: torch.Tensor | None = None
+        self._adjacent = False
         spec = loaded.meta.get("normalization")
         self.normalizer = None
         if spec:
@@ -182,13 +185,15 @@ class Prior:
         extra = {}
         if self.slice_conditioned:
             extra["slice_position"] = self._slice_positions_for(z_t.shape[0])
+        if self.stack_aware:
+            extra["neighbours"] = self._neighbours(z_t)
         with autocast(self.device, self.precision):
             eps = self.unet(z_t, timesteps=self._timesteps(t, z_t.shape[0]), **extra)
         return eps.float()
 
     @contextmanager
     def at_slice_positions(
-        self, positions: Sequence[float] | torch.Tensor | None
+        self, positions: Sequence[float] | torch.Tensor | None, *, adjacent: bool = False
     ) -> Iterator[None]:
         """Within the block, a slice-conditioned prior's network calls are told where their
         slices lie in the head (:mod:`medldm.problems.model_view` positions, 0 inferior,
@@ -196,17 +201,29 @@ class Prior:
         ``S`` slices (a batch of ``k * S`` latents is ``k`` copies of them, slice fastest,
         as :meth:`~medldm.solvers.latent_problem.LatentProblem.to_prior_batch` stacks
         them). ``None``, and every call outside such a block, means the middle of the head.
-        Other priors ignore it."""
-        previous = self._slice_positions
+        ``adjacent``: the ``S`` slices are a contiguous stack, inferior first (a volume, a
+        slab), so a :attr:`stack_aware` prior shows each slice its neighbours; otherwise
+        each slice stands alone. Other priors ignore it all."""
+        previous = self._slice_positions, self._adjacent
         self._slice_positions = (
             None
             if positions is None
             else torch.as_tensor(positions, dtype=torch.float32, device=self.device).reshape(-1)
         )
+        self._adjacent = bool(adjacent)
         try:
             yield
         finally:
-            self._slice_positions = previous
+            self._slice_positions, self._adjacent = previous
+
+    def _neighbours(self, z_t: torch.Tensor) -> torch.Tensor:
+        """Each latent's neighbours below and above in its stack (itself where unknown)."""
+        from medldm.models.positions import stack_neighbours
+
+        positions = self._slice_positions
+        stack = positions.numel() if self._adjacent and positions is not None else None
+        self._slice_positions_for(z_t.shape[0])  # the same batch check
+        return stack_neighbours(z_t, stack)
 
     def _slice_positions_for(self, batch: int) -> torch.Tensor | None:
         positions = self._slice_positions

@@ -79,10 +79,13 @@ class LatentPrior(Protocol):
         """Tweedie's estimate of the clean latent (one network evaluation)."""
         ...
 
-    def at_slice_positions(self, positions: Sequence[float] | torch.Tensor | None) -> Any:
+    def at_slice_positions(
+        self, positions: Sequence[float] | torch.Tensor | None, *, adjacent: bool = False
+    ) -> Any:
         """A context in which the network calls are told where their slices lie in the
-        head (0 inferior, 1 superior; one per slice of the batch, or one for all); a prior
-        without that condition ignores it."""
+        head (0 inferior, 1 superior; one per slice of the batch, or one for all) and
+        whether they are a contiguous stack (``adjacent``); a prior without that condition
+        ignores it."""
         ...
 
     def alpha_bar(self, t: int | torch.Tensor) -> torch.Tensor:

@@ -424,7 +424,9 @@ def _slab_positions(
 
 
 def _at_positions(prior: Any, positions: np.ndarray | None) -> Any:
-    """The prior's slice-position context (a no-op without positions)."""
+    """The prior's slice-position context for the slab, a contiguous stack (a no-op
+    without positions)."""
     if positions is None:
         return contextlib.nullcontext()
-    return prior.at_slice_positions(torch.from_numpy(np.ascontiguousarray(positions)))
+    where = torch.from_numpy(np.ascontiguousarray(positions))
+    return prior.at_slice_positions(where, adjacent=True)

@@ -173,8 +173,11 @@ class Campaign:
             from medldm.train.diffusion import DiffusionTraining, train_diffusion
 
             unet = preset["ldm"]["unet"]
+            options = dict(preset.get("diffusion_training", {}))
+            if options.get("init_weights"):
+                options["init_weights"] = str(self._prior_source(options["init_weights"]))
             training = DiffusionTraining(
-                **preset.get("diffusion_training", {}),
+                **options,
                 autoencoder=str(self._stage1_checkpoint(prior)),
                 data=preset["data"],
                 device=device,
@@ -196,13 +199,19 @@ class Campaign:
         else this prior's own stage 1 (its run, else its milestone)."""
         source = self.preset(prior).get("autoencoder_from")
         if source:
-            from medldm.models.prior import prior_folder
-
-            return prior_folder(source)
+            return self._prior_source(source)
         exported = self.run_dir(prior, "autoencoder") / "prior"
         if (exported / "config.json").is_file():
             return exported
         return self.milestone_dir(prior, "autoencoder")
+
+    def _prior_source(self, name: str) -> Path:
+        """Another prior a preset starts from: a shipped name, a folder, or a folder in the
+        checkout (``campaign/milestones/<prior>/<stage>``, wherever the campaign runs)."""
+        from medldm.models.prior import prior_folder
+
+        in_checkout = self.config_dir.parent / name
+        return prior_folder(in_checkout if in_checkout.is_dir() else name)
 
 
 class _MilestoneWriter:

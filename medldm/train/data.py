@@ -7,7 +7,9 @@ Sources (``kind``):
   only slices with foreground (``min_foreground`` of the pixels above 0.1); with
   ``slice_positions``, the slices of each volume's foreground extent instead, each with its
   position in it (the model view's rule, :mod:`medldm.problems.model_view`: 0 inferior,
-  1 superior), for a slice-conditioned diffusion stage;
+  1 superior), for a slice-conditioned diffusion stage; with ``neighbour_slices`` too, each
+  slice also carries the slices below and above it (:func:`extent_neighbours`), for a
+  stack-aware one;
 * ``ixi_volumes``: whole IXI volumes downsampled by ``downsample`` (2 -> 4 mm voxels) and
   padded/cropped to ``size`` (three numbers);
 * ``native_brain_slices``: axial slices of the clinical ``brain_mri_native`` series of a
@@ -103,6 +105,25 @@ def ixi_extent_slices(
     if not slices:
         raise DataNotFoundError(f"no IXI slices found for split {split!r}")
     return np.stack(slices).astype(np.float32), np.asarray(positions, np.float32), subjects
+
+
+def extent_neighbours(subjects: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+    """``(N, 2)`` indices of the slice below and above each extent slice of
+    :func:`ixi_extent_slices` (consecutive slices of one subject, ordered by position), the
+    slice itself at its extent's ends.
+
+    >>> extent_neighbours(["a", "a", "a", "b"], [0.0, 0.5, 1.0, 0.5]).tolist()
+    [[0, 1], [0, 2], [1, 2], [3, 3]]
+    """
+    index = np.arange(len(subjects))
+    same_below = np.r_[False, np.asarray(subjects[1:]) == np.asarray(subjects[:-1])]
+    same_above = np.r_[same_below[1:], False]
+    rising = np.diff(np.asarray(positions, np.float64))[same_below[1:]]
+    if np.any(rising <= 0):
+        raise InvalidInputError("extent slices are not ordered inferior to superior")
+    below = np.where(same_below, index - 1, index)
+    above = np.where(same_above, index + 1, index)
+    return np.stack([below, above], axis=1)
 
 
 def native_brain_slices(
@@ -286,7 +307,10 @@ class ImageDataset:
     (:func:`medldm.models.positions.image_coordinates`), cropped, flipped and transformed
     with it: channels ``(image, row, column)``. With ``slice_positions`` (one number per
     image, in ``[0, 1]``), each item carries one more channel after those, constant at its
-    slice's position (added after augmentation, which neither moves nor pads it).
+    slice's position (added after augmentation, which neither moves nor pads it). With
+    ``neighbours`` (``(N, 2)`` indices of the images below and above each one), the two
+    neighbour images come right after the image, moved with it: channels
+    ``(image, below, above[, slice position])``.
     """
 
     def __init__(
@@ -298,8 +322,11 @@ class ImageDataset:
         flip_axis: int | None = None,
         positions: bool = False,
         slice_positions: Sequence[float] | np.ndarray | None = None,
+        neighbours: np.ndarray | None = None,
     ):
         self.images = images
+        self.neighbours = None if neighbours is None else np.asarray(neighbours, np.int64)
+        self.image_channels = 1 if neighbours is None else 3
         self.patch = patch
         self.augment = augment
         self.flip_axis = flip_axis
@@ -314,6 +341,11 @@ class ImageDataset:
                 f"{len(self.slice_positions)} slice positions for {len(images)} images",
                 fix="give one position per image",
             )
+        if self.neighbours is not None and (positions or self.neighbours.shape != (len(images), 2)):
+            raise InvalidInputError(
+                "neighbours are one (below, above) index pair per image, without positions",
+                fix="give an (N, 2) index array and positions=false",
+            )
         first = images[0]
         self.spatial_dims = first.ndim
         self.shape = (patch,) * first.ndim if patch else tuple(first.shape)
@@ -325,8 +357,11 @@ class ImageDataset:
 
     def get(self, index: int, rng: np.random.Generator) -> np.ndarray:
         """Image ``index`` (a random patch of it if ``patch``), augmented, ``(1, *spatial)``
-        (``(3, H, W)`` with ``positions``)."""
+        (``(3, H, W)`` with ``positions`` or ``neighbours``)."""
         array = np.asarray(self.images[index], np.float32)[None]
+        if self.neighbours is not None:
+            below, above = (np.asarray(self.images[i], np.float32) for i in self.neighbours[index])
+            array = np.concatenate([array, below[None], above[None]])
         if self.positions:
             from medldm.models.positions import image_coordinates
 
@@ -343,10 +378,10 @@ class ImageDataset:
         return array.astype(np.float32)
 
     def _augment(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Flip and small affine transform of ``(channels, *spatial)``; the image channel is
-        clipped to [0, 1]. A flipped position map is negated along the flip, so it still
-        increases along its axis: a flipped crop of one side of a (nearly symmetric) head is
-        shown as a crop of the other side."""
+        """Flip and small affine transform of ``(channels, *spatial)``; the image channel
+        (and the neighbour images) clipped to [0, 1]. A flipped position map is negated
+        along the flip, so it still increases along its axis: a flipped crop of one side of
+        a (nearly symmetric) head is shown as a crop of the other side."""
         from monai.transforms import Affine
 
         if self.flip_axis is not None and rng.random() < 0.5:
@@ -366,7 +401,7 @@ class ImageDataset:
                 image_only=True,
             )
             array = np.asarray(affine(torch.from_numpy(np.ascontiguousarray(array))))
-        array[0] = np.clip(array[0], 0.0, 1.0)
+        array[: self.image_channels] = np.clip(array[: self.image_channels], 0.0, 1.0)
         return array
 
     def batch(self, indices: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
@@ -392,22 +427,32 @@ def build_training_data(
     limit: int | None = None,
     positions: bool = False,
     slice_positions: bool = False,
+    neighbour_slices: bool = False,
 ) -> TrainingData:
     """Training and validation sets for ``kind`` (see the module docstring), split by
     subject / block / image as the data cards say; ``positions`` adds the pixels' position
     maps in their whole image as channels (for a position-conditioned diffusion stage);
     ``slice_positions`` (``ixi_slices`` only) takes each volume's foreground extent and adds
-    each slice's position in it as a channel (for a slice-conditioned diffusion stage)."""
+    each slice's position in it as a channel (for a slice-conditioned diffusion stage), and
+    ``neighbour_slices`` (with it) the slices below and above each one (a stack-aware one)."""
     size_list = [size] if isinstance(size, int) else list(size)
     flip = None
-    train_at = val_at = None
+    train_at = val_at = train_next = val_next = None
+    if neighbour_slices and not slice_positions:
+        raise InvalidInputError(
+            "neighbour_slices needs slice_positions (the extent's contiguous slices)",
+            fix="slice_positions=true",
+        )
     if slice_positions and kind != "ixi_slices":
         raise InvalidInputError(
             f"slice_positions is for kind=ixi_slices, not {kind!r}", fix="slice_positions=false"
         )
     if kind == "ixi_slices" and slice_positions:
-        train, train_at, _ = ixi_extent_slices("train", size_list[0], axis, root=root)
-        val, val_at, _ = ixi_extent_slices("validation", size_list[0], axis, root=root)
+        train, train_at, train_ids = ixi_extent_slices("train", size_list[0], axis, root=root)
+        val, val_at, val_ids = ixi_extent_slices("validation", size_list[0], axis, root=root)
+        if neighbour_slices:
+            train_next = extent_neighbours(train_ids, train_at)
+            val_next = extent_neighbours(val_ids, val_at)
         flip = 1
     elif kind == "ixi_slices":
         train, _ = ixi_slices("train", size_list[0], axis, root=root)
@@ -447,9 +492,12 @@ def build_training_data(
             "or arrays",
         )
     if limit:
-        train, val = train[:limit], val[: max(1, limit // 4)]
+        n_val = max(1, limit // 4)
+        train, val = train[:limit], val[:n_val]
         train_at = None if train_at is None else train_at[:limit]
-        val_at = None if val_at is None else val_at[: max(1, limit // 4)]
+        val_at = None if val_at is None else val_at[:n_val]
+        train_next = None if train_next is None else np.minimum(train_next[:limit], limit - 1)
+        val_next = None if val_next is None else np.minimum(val_next[:n_val], n_val - 1)
     return TrainingData(
         train=ImageDataset(
             train,
@@ -458,9 +506,15 @@ def build_training_data(
             flip_axis=flip,
             positions=positions,
             slice_positions=train_at,
+            neighbours=train_next,
         ),
         validation=ImageDataset(
-            val, patch=patch, augment=False, positions=positions, slice_positions=val_at
+            val,
+            patch=patch,
+            augment=False,
+            positions=positions,
+            slice_positions=val_at,
+            neighbours=val_next,
         ),
         description={
             "kind": kind,
@@ -468,5 +522,6 @@ def build_training_data(
             "n_validation": len(val),
             **({"positions": True} if positions else {}),
             **({"slice_positions": True} if slice_positions else {}),
+            **({"neighbour_slices": True} if neighbour_slices else {}),
         },
     )

@@ -104,8 +104,13 @@ class DiffusionTraining:
     # (the v-prediction loss's weighting, capped), so the high-noise steps where a slice's
     # layout is decided carry more of the gradient (high_noise_weights)
     high_noise_weight_max: float = 0.0
+    # a stack-aware UNet (unet.neighbour_slices): the chance that a slice is shown itself in
+    # place of each of its neighbours, as at a stack's ends and for a slice alone
+    neighbour_dropout: float = 0.15
 
     def __post_init__(self) -> None:
+        if not 0 <= self.neighbour_dropout <= 1:
+            raise ValueError(f"neighbour_dropout must be in [0, 1], got {self.neighbour_dropout}")
         if self.noise_offset < 0:
             raise ValueError(f"noise_offset must be >= 0, got {self.noise_offset}")
         if self.high_noise_weight_max and self.high_noise_weight_max < 1:
@@ -222,13 +227,15 @@ def save_sample_grid(images: torch.Tensor, path: Path) -> None:
 
 
 def split_positions(
-    x: torch.Tensor, factor: int, slice_position: bool = False
+    x: torch.Tensor, factor: int, slice_position: bool = False, neighbour_slices: bool = False
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A training batch ``(B, 1 [+ 2] [+ 1], H, W)`` -> the image ``(B, 1, H, W)`` and the
     UNet's extra arguments: ``{"positions": maps at the latent's resolution}`` when the
     batch carries position channels (:class:`~medldm.train.data.ImageDataset`
     ``positions``) and ``{"slice_position": (B,)}`` from its last channel when
-    ``slice_position`` (``slice_positions``), else none.
+    ``slice_position`` (``slice_positions``), else none. With ``neighbour_slices`` the two
+    channels after the image are the slices below and above: ``{"neighbour_images":
+    (B, 2, H, W)}`` (encoded and noised by :func:`noisy_neighbours`).
 
     >>> image, extra = split_positions(torch.zeros(2, 3, 8, 8), 4)
     >>> tuple(image.shape), tuple(extra["positions"].shape)
@@ -241,11 +248,46 @@ def split_positions(
     if slice_position:
         extra["slice_position"] = x[:, -1].mean(dim=(-2, -1))
         x = x[:, :-1]
+    if neighbour_slices:
+        extra["neighbour_images"] = x[:, 1:3]
+        x = x[:, :1]
     if x.shape[1] > 1:
         from medldm.models.positions import latent_coordinates
 
         extra["positions"] = latent_coordinates(x[:, 1:], factor)
     return x[:, :1], extra
+
+
+def noisy_neighbours(
+    latents: torch.Tensor,
+    z_t: torch.Tensor,
+    noise: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The UNet's ``neighbours`` input ``(B, 2 C, h, w)``: the clean latents of the slices
+    below and above ``(B, 2, C, h, w)`` noised to each image's timestep (``alpha_bar``
+    ``(B,)``) with their own ``noise``; where ``keep`` ``(B, 2)`` is false, the image's own
+    noisy latent ``z_t`` instead (a missing neighbour, as at inference).
+
+    >>> z = torch.zeros(1, 2, 1, 1, 1)
+    >>> noisy_neighbours(z, torch.ones(1, 1, 1, 1), torch.ones_like(z), torch.tensor([0.36]),
+    ...                  torch.tensor([[True, False]])).flatten().tolist()
+    [0.800000011920929, 1.0]
+    """
+    a = alpha_bar.reshape(-1, 1, 1, *[1] * (latents.ndim - 3))
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+    if keep is not None:
+        mask = keep.reshape(*keep.shape, *[1] * (latents.ndim - 2))
+        noisy = torch.where(mask, noisy, z_t[:, None])
+    return noisy.flatten(1, 2)
+
+
+def encode_neighbours(encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor):
+    """Latents ``(B, 2, C, h, w)`` of neighbour images ``(B, 2, H, W)``."""
+    b = images.shape[0]
+    z = encode(images.reshape(2 * b, 1, *images.shape[2:]))
+    return z.reshape(b, 2, *z.shape[1:])
 
 
 def train_diffusion(
@@ -284,6 +326,13 @@ def train_diffusion(
         raise InvalidInputError(
             "a slice-conditioned UNet (unet.slice_position) needs training data with slice "
             "positions (data.slice_positions: true), and only it",
+            fix="set both or neither",
+        )
+    stack_aware = unet_config.neighbour_slices
+    if stack_aware != (data.train.neighbours is not None):
+        raise InvalidInputError(
+            "a stack-aware UNet (unet.neighbour_slices) needs training data with neighbour "
+            "slices (data.neighbour_slices: true), and only it",
             fix="set both or neither",
         )
     factor = model.autoencoder.downsampling_factor
@@ -335,8 +384,14 @@ def train_diffusion(
         ),
         factor,
         slice_conditioned,
+        stack_aware,
     )
     val_extra = {k: v.to(device) for k, v in val_extra.items()}
+
+    def encode_clean(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), autocast(device, precision):  # the frozen encoder: bf16 too
+            return norm.forward(autoencoder.encode(images)[0].float())
+
     with torch.no_grad():
         val_latents = norm.forward(autoencoder.encode(val_images.to(device))[0])
     val_gen = torch.Generator().manual_seed(4321)
@@ -344,6 +399,19 @@ def train_diffusion(
     val_t = torch.randint(0, model.scheduler.num_train_timesteps, (n_val,), generator=val_gen).to(
         device
     )
+    if stack_aware:  # the validation neighbours: all present, their own fixed noise
+        with torch.no_grad():
+            val_next = encode_neighbours(
+                lambda v: norm.forward(autoencoder.encode(v)[0]),
+                val_extra.pop("neighbour_images"),
+            )
+        val_next_noise = torch.randn(val_next.shape, generator=val_gen).to(device)
+        val_extra["neighbours"] = noisy_neighbours(
+            val_next,
+            scheduler.add_noise(val_latents, val_noise, val_t),
+            val_next_noise,
+            schedule.to(device)[val_t],
+        )
 
     log = TrainingLog(run_dir, context.is_main)
     prior_dir = run_dir / "prior"
@@ -409,13 +477,25 @@ def train_diffusion(
     tic, seen = time.perf_counter(), 0
     while step < training.steps:
         x, extra = split_positions(
-            data.train.batch(sampler.next(), numpy_rng).to(device), factor, slice_conditioned
+            data.train.batch(sampler.next(), numpy_rng).to(device),
+            factor,
+            slice_conditioned,
+            stack_aware,
         )
-        with torch.no_grad(), autocast(device, precision):  # the frozen encoder: bf16 too
-            z0 = norm.forward(autoencoder.encode(x)[0].float())
+        z0 = encode_clean(x)
         noise = training_noise(z0, training.noise_offset)
         t = torch.randint(0, model.scheduler.num_train_timesteps, (len(z0),), device=device)
         z_t = scheduler.add_noise(z0, noise, t)
+        if stack_aware:
+            next_z0 = encode_neighbours(encode_clean, extra.pop("neighbour_images"))
+            keep = torch.rand(len(z0), 2, device=device) >= training.neighbour_dropout
+            extra["neighbours"] = noisy_neighbours(
+                next_z0,
+                z_t,
+                training_noise(next_z0.flatten(0, 1), training.noise_offset).view_as(next_z0),
+                schedule.to(device)[t],
+                keep,
+            )
         with autocast(device, precision):
             predicted = ddp_unet(z_t, timesteps=t, **extra).float()
         per_image = (predicted - noise).pow(2).flatten(1).mean(1)
