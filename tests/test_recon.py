@@ -113,6 +113,33 @@ def test_a_slice_conditioned_prior_is_told_where_the_slab_lies_in_the_head(
     assert all(s.tolist() == positions * 2 for s in seen)  # two samples, every step
 
 
+@pytest.mark.parametrize("preset", ["mri_brain_3d", "mri_brain_4x"])
+def test_a_stack_aware_prior_sees_each_slab_slices_neighbours(preset, tmp_path, monkeypatch):
+    """The slab is a contiguous stack in both paths: every slice is shown the latents of the
+    slices below and above it, the slab's end slices themselves in the missing place."""
+    from nilearn.datasets import load_mni152_template
+
+    from medldm.models.positions import stack_neighbours
+    from medldm.models.testing import tiny_prior
+
+    image = load_mni152_template(resolution=4)
+    path = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    prior = tiny_prior(neighbour_slices=True)
+    seen = []
+    forward = prior.unet.forward
+
+    def spy(x, timesteps, **kwargs):
+        seen.append(torch.equal(kwargs["neighbours"], stack_neighbours(x, 4)))
+        return forward(x, timesteps, **kwargs)
+
+    monkeypatch.setattr(prior.unet, "forward", spy)
+    medldm.reconstruct(
+        path, preset, prior=prior, slices=4, grid=_grid(), solver_options=FAST, baseline=False
+    )
+    assert seen and all(seen)
+
+
 def test_a_3d_prior_is_refused_by_the_app_with_the_way_to_run_it(small_brain, tmp_path):
     # a 3D prior runs natively through the solvers (benchmarks/ldm_3d_native.py); the app
     # works on a 2D grid and must say so instead of failing inside a convolution

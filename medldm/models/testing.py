@@ -32,7 +32,7 @@ from medldm.models.config import (
 
 @functools.lru_cache(maxsize=6)
 def _networks(
-    spatial_dims: int, with_unet: bool, slice_position: bool = False
+    spatial_dims: int, with_unet: bool, slice_position: bool = False, neighbours: bool = False
 ) -> tuple[LDMConfig, Any, Any]:
     config = LDMConfig(
         AutoencoderConfig(spatial_dims=spatial_dims, channels=(8, 8, 8), norm_num_groups=4),
@@ -42,6 +42,7 @@ def _networks(
             num_head_channels=8,
             norm_num_groups=4,
             slice_position=slice_position,
+            neighbour_slices=neighbours,
         ),
         image_size=(16,) * spatial_dims,
     )
@@ -59,13 +60,17 @@ def tiny_prior(
     with_unet: bool = True,
     device: str = "cpu",
     slice_position: bool = False,
+    neighbour_slices: bool = False,
 ) -> Any:
     """A :class:`~medldm.models.prior.Prior` with tiny random networks (f=4, 4 latent
     channels, 16-pixel training size); ``slice_position``: its UNet is told where each
-    slice lies in the head (:meth:`~medldm.models.prior.Prior.at_slice_positions`)."""
+    slice lies in the head (:meth:`~medldm.models.prior.Prior.at_slice_positions`);
+    ``neighbour_slices`` (with it): and sees the slices below and above."""
     from medldm.models.prior import Prior
 
-    config, autoencoder, unet = _networks(spatial_dims, with_unet, slice_position)
+    config, autoencoder, unet = _networks(
+        spatial_dims, with_unet, slice_position or neighbour_slices, neighbour_slices
+    )
     loaded = LoadedPrior(
         config=config,
         autoencoder=autoencoder,
