@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_positions import _awake
 
 from medldm.errors import InvalidInputError
 from medldm.models.config import UNetConfig, build_unet
@@ -25,15 +26,6 @@ TINY_UNET = UNetConfig(
     norm_num_groups=8,
     slice_position=True,
 )
-
-
-def _awake(unet: torch.nn.Module) -> torch.nn.Module:
-    """Random weights where MONAI starts at zero, so the output depends on the input."""
-    with torch.no_grad():
-        for parameter in unet.parameters():
-            if not parameter.abs().sum():
-                parameter.normal_(0.0, 0.1)
-    return unet.eval()
 
 
 def _stack_unet(seed: int = 0) -> PositionConditionedUNet:

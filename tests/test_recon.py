@@ -80,6 +80,26 @@ def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_pri
     assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
 
 
+def _run_on_mni_head(tmp_path, monkeypatch, prior, preset: str, record) -> None:
+    """Reconstruct a 4-slice central slab of the MNI152 head with ``prior``, calling
+    ``record(x, kwargs)`` on every UNet call."""
+    from nilearn.datasets import load_mni152_template
+
+    image = load_mni152_template(resolution=4)
+    path = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    forward = prior.unet.forward
+
+    def spy(x, timesteps, **kwargs):
+        record(x, kwargs)
+        return forward(x, timesteps, **kwargs)
+
+    monkeypatch.setattr(prior.unet, "forward", spy)
+    medldm.reconstruct(
+        path, preset, prior=prior, slices=4, grid=_grid(), solver_options=FAST, baseline=False
+    )
+
+
 @pytest.mark.parametrize("preset", ["mri_brain_3d", "mri_brain_4x"])
 def test_a_slice_conditioned_prior_is_told_where_the_slab_lies_in_the_head(
     preset, tmp_path, monkeypatch
@@ -87,25 +107,14 @@ def test_a_slice_conditioned_prior_is_told_where_the_slab_lies_in_the_head(
     """The positions come from the whole input volume's foreground extent: a central slab
     of a whole head is told it is central (not 0 to 1 across the slab), slice by slice, in
     both the volume path and the per-slice path."""
-    from nilearn.datasets import load_mni152_template
-
     from medldm.models.testing import tiny_prior
 
-    image = load_mni152_template(resolution=4)
-    path = tmp_path / "head.nii.gz"
-    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
-    prior = tiny_prior(slice_position=True)
     seen = []
-    forward = prior.unet.forward
 
-    def spy(x, timesteps, **kwargs):
+    def record(x, kwargs):
         seen.append(kwargs["slice_position"])
-        return forward(x, timesteps, **kwargs)
 
-    monkeypatch.setattr(prior.unet, "forward", spy)
-    medldm.reconstruct(
-        path, preset, prior=prior, slices=4, grid=_grid(), solver_options=FAST, baseline=False
-    )
+    _run_on_mni_head(tmp_path, monkeypatch, tiny_prior(slice_position=True), preset, record)
     positions = seen[0].tolist()[:4]
     assert positions == sorted(positions)  # inferior to superior, one step apart
     assert 0.3 < positions[0] < positions[-1] < 0.75
@@ -117,26 +126,15 @@ def test_a_slice_conditioned_prior_is_told_where_the_slab_lies_in_the_head(
 def test_a_stack_aware_prior_sees_each_slab_slices_neighbours(preset, tmp_path, monkeypatch):
     """The slab is a contiguous stack in both paths: every slice is shown the latents of the
     slices below and above it, the slab's end slices themselves in the missing place."""
-    from nilearn.datasets import load_mni152_template
-
     from medldm.models.positions import stack_neighbours
     from medldm.models.testing import tiny_prior
 
-    image = load_mni152_template(resolution=4)
-    path = tmp_path / "head.nii.gz"
-    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
-    prior = tiny_prior(neighbour_slices=True)
     seen = []
-    forward = prior.unet.forward
 
-    def spy(x, timesteps, **kwargs):
+    def record(x, kwargs):
         seen.append(torch.equal(kwargs["neighbours"], stack_neighbours(x, 4)))
-        return forward(x, timesteps, **kwargs)
 
-    monkeypatch.setattr(prior.unet, "forward", spy)
-    medldm.reconstruct(
-        path, preset, prior=prior, slices=4, grid=_grid(), solver_options=FAST, baseline=False
-    )
+    _run_on_mni_head(tmp_path, monkeypatch, tiny_prior(neighbour_slices=True), preset, record)
     assert seen and all(seen)
 
 

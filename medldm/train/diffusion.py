@@ -44,7 +44,7 @@ from medldm.models.config import LDMConfig, UNetConfig, build_scheduler, build_u
 from medldm.models.latent_normalization import LatentNormalization
 from medldm.models.precision import autocast, resolve_precision
 from medldm.models.prior import Prior
-from medldm.train.data import build_training_data
+from medldm.train.data import ImageDataset, build_training_data
 from medldm.train.loop import (
     EMA,
     BatchSampler,
@@ -290,6 +290,24 @@ def encode_neighbours(encode: Callable[[torch.Tensor], torch.Tensor], images: to
     return z.reshape(b, 2, *z.shape[1:])
 
 
+def check_conditions(unet_config: UNetConfig, dataset: ImageDataset) -> None:
+    """A conditioned UNet needs training data that carries its condition, and only it."""
+    conditions = (
+        ("a position-conditioned", "position_channels", bool(unet_config.position_channels),
+         dataset.positions, "position maps (data.positions: true)"),
+        ("a slice-conditioned", "slice_position", unet_config.slice_position,
+         dataset.slice_positions is not None, "slice positions (data.slice_positions: true)"),
+        ("a stack-aware", "neighbour_slices", unet_config.neighbour_slices,
+         dataset.neighbours is not None, "neighbour slices (data.neighbour_slices: true)"),
+    )  # fmt: skip
+    for kind, option, wanted, carried, what in conditions:
+        if wanted != carried:
+            raise InvalidInputError(
+                f"{kind} UNet (unet.{option}) needs training data with {what}, and only it",
+                fix="set both or neither",
+            )
+
+
 def train_diffusion(
     unet_config: UNetConfig,
     training: DiffusionTraining,
@@ -315,26 +333,9 @@ def train_diffusion(
         stage1.config.autoencoder, unet_config, stage1.config.scheduler, stage1.config.image_size
     )
     data = build_training_data(**training.data)
-    if bool(unet_config.position_channels) != data.train.positions:
-        raise InvalidInputError(
-            "a position-conditioned UNet (unet.position_channels) needs training data with "
-            "position maps (data.positions: true), and only it",
-            fix="set both or neither",
-        )
+    check_conditions(unet_config, data.train)
     slice_conditioned = unet_config.slice_position
-    if slice_conditioned != (data.train.slice_positions is not None):
-        raise InvalidInputError(
-            "a slice-conditioned UNet (unet.slice_position) needs training data with slice "
-            "positions (data.slice_positions: true), and only it",
-            fix="set both or neither",
-        )
     stack_aware = unet_config.neighbour_slices
-    if stack_aware != (data.train.neighbours is not None):
-        raise InvalidInputError(
-            "a stack-aware UNet (unet.neighbour_slices) needs training data with neighbour "
-            "slices (data.neighbour_slices: true), and only it",
-            fix="set both or neither",
-        )
     factor = model.autoencoder.downsampling_factor
 
     unet = build_unet(unet_config, model.autoencoder.latent_channels).to(device)
