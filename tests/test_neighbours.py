@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_positions import TINY_UNET as TINY_2D_UNET
 from test_positions import _awake
 
 from medldm.errors import InvalidInputError
@@ -18,14 +19,7 @@ from medldm.train.data import ImageDataset, extent_neighbours
 from medldm.train.diffusion import noisy_neighbours, split_positions
 from medldm.train.loop import widen_input_channels
 
-TINY_UNET = UNetConfig(
-    spatial_dims=2,
-    channels=(16, 16, 32),
-    attention_levels=(False, False, True),
-    num_head_channels=16,
-    norm_num_groups=8,
-    slice_position=True,
-)
+TINY_UNET = replace(TINY_2D_UNET, slice_position=True)
 
 
 def _stack_unet(seed: int = 0) -> PositionConditionedUNet:
