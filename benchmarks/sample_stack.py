@@ -11,7 +11,7 @@ reformats, where a prior without coupling along z shows slice-to-slice jumps.
 Run::
 
     .venv/bin/python benchmarks/sample_stack.py campaign/milestones/brain_t1_slice_2d/diffusion \\
-        campaign/milestones/brain_t1_stack_2d/diffusion --output stack_samples.png
+        ~/.cache/medldm/campaign/brain_t1_stack_2d/diffusion/prior --output stack_samples.png
 """
 
 from __future__ import annotations
@@ -88,6 +88,16 @@ def figure(stacks: list[np.ndarray], names: list[str], title: str, output: Path)
     fig.savefig(output, dpi=80)
 
 
+def prior_label(path: str) -> str:
+    """The prior's name in a milestone or run folder path (``<prior>/diffusion[/prior]``).
+
+    >>> prior_label("campaign/milestones/brain_t1_slice_2d/diffusion")
+    'brain_t1_slice_2d'
+    """
+    parts = [p for p in Path(path).parts if p not in ("prior", "diffusion", "autoencoder")]
+    return parts[-1] if parts else path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("priors", nargs="+", help="slice-conditioned 2D priors (folders)")
@@ -98,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     real = real_extent(args.subject)
     stacks = [real] + [sample_stack(p, len(real), args.steps, args.seed) for p in args.priors]
-    names = [f"{args.subject} (real)"] + [Path(p).parent.name or p for p in args.priors]
+    names = [f"{args.subject} (real)"] + [prior_label(p) for p in args.priors]
     title = (
         f"{len(real)} slices sampled at once over the extent, DDIM {args.steps} steps "
         f"(eta 1), seed {args.seed}; sagittal and coronal: the stack's central reformats"

@@ -16,7 +16,7 @@ from medldm.errors import InvalidInputError
 from medldm.models.config import UNetConfig, build_unet
 from medldm.models.positions import PositionConditionedUNet, stack_neighbours
 from medldm.train.data import ImageDataset, extent_neighbours
-from medldm.train.diffusion import noisy_neighbours, split_positions
+from medldm.train.diffusion import neighbour_input, split_positions
 from medldm.train.loop import widen_input_channels
 
 TINY_UNET = replace(TINY_2D_UNET, slice_position=True)
@@ -94,13 +94,13 @@ def test_a_training_item_moves_its_neighbours_with_it():
 
 
 def test_a_dropped_neighbour_is_the_slice_itself():
-    latents, z_t = torch.randn(2, 2, 4, 3, 3), torch.randn(2, 4, 3, 3)
-    noise, a = torch.randn_like(latents), torch.tensor([0.9, 0.1])
+    noisy, z_t = torch.randn(2, 2, 4, 3, 3), torch.randn(2, 4, 3, 3)
     keep = torch.tensor([[True, False], [False, True]])
-    shown = noisy_neighbours(latents, z_t, noise, a, keep).reshape(2, 2, 4, 3, 3)
+    shown = neighbour_input(noisy, z_t, keep).reshape(2, 2, 4, 3, 3)
     torch.testing.assert_close(shown[0, 1], z_t[0])
     torch.testing.assert_close(shown[1, 0], z_t[1])
-    torch.testing.assert_close(shown[0, 0], 0.9**0.5 * latents[0, 0] + 0.1**0.5 * noise[0, 0])
+    torch.testing.assert_close(shown[0, 0], noisy[0, 0])
+    torch.testing.assert_close(neighbour_input(noisy, z_t), noisy.flatten(1, 2))
 
 
 def test_the_prior_shows_neighbours_only_for_a_contiguous_stack(monkeypatch):

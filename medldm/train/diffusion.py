@@ -235,7 +235,7 @@ def split_positions(
     ``positions``) and ``{"slice_position": (B,)}`` from its last channel when
     ``slice_position`` (``slice_positions``), else none. With ``neighbour_slices`` the two
     channels after the image are the slices below and above: ``{"neighbour_images":
-    (B, 2, H, W)}`` (encoded and noised by :func:`noisy_neighbours`).
+    (B, 2, H, W)}`` (encoded, noised and given as :func:`neighbour_input`).
 
     >>> image, extra = split_positions(torch.zeros(2, 3, 8, 8), 4)
     >>> tuple(image.shape), tuple(extra["positions"].shape)
@@ -258,27 +258,19 @@ def split_positions(
     return x[:, :1], extra
 
 
-def noisy_neighbours(
-    latents: torch.Tensor,
-    z_t: torch.Tensor,
-    noise: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    keep: torch.Tensor | None = None,
+def neighbour_input(
+    noisy: torch.Tensor, z_t: torch.Tensor, keep: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The UNet's ``neighbours`` input ``(B, 2 C, h, w)``: the clean latents of the slices
-    below and above ``(B, 2, C, h, w)`` noised to each image's timestep (``alpha_bar``
-    ``(B,)``) with their own ``noise``; where ``keep`` ``(B, 2)`` is false, the image's own
-    noisy latent ``z_t`` instead (a missing neighbour, as at inference).
+    """The UNet's ``neighbours`` input ``(B, 2 C, h, w)`` from the noisy latents of the
+    slices below and above ``(B, 2, C, h, w)``; where ``keep`` ``(B, 2)`` is false, the
+    image's own noisy latent ``z_t`` instead (a missing neighbour, as at inference).
 
-    >>> z = torch.zeros(1, 2, 1, 1, 1)
-    >>> noisy_neighbours(z, torch.ones(1, 1, 1, 1), torch.ones_like(z), torch.tensor([0.36]),
-    ...                  torch.tensor([[True, False]])).flatten().tolist()
-    [0.800000011920929, 1.0]
+    >>> noisy, z_t = torch.zeros(1, 2, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    >>> neighbour_input(noisy, z_t, torch.tensor([[True, False]])).flatten().tolist()
+    [0.0, 1.0]
     """
-    a = alpha_bar.reshape(-1, 1, 1, *[1] * (latents.ndim - 3))
-    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
     if keep is not None:
-        mask = keep.reshape(*keep.shape, *[1] * (latents.ndim - 2))
+        mask = keep.reshape(*keep.shape, *[1] * (noisy.ndim - 2))
         noisy = torch.where(mask, noisy, z_t[:, None])
     return noisy.flatten(1, 2)
 
@@ -393,6 +385,11 @@ def train_diffusion(
         with torch.no_grad(), autocast(device, precision):  # the frozen encoder: bf16 too
             return norm.forward(autoencoder.encode(images)[0].float())
 
+    def add_noise_pairs(clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+        """Neighbour latents ``(B, 2, C, h, w)`` noised to their image's timestep."""
+        flat = scheduler.add_noise(clean.flatten(0, 1), noise.flatten(0, 1), t.repeat_interleave(2))
+        return flat.view_as(clean)
+
     with torch.no_grad():
         val_latents = norm.forward(autoencoder.encode(val_images.to(device))[0])
     val_gen = torch.Generator().manual_seed(4321)
@@ -407,12 +404,7 @@ def train_diffusion(
                 val_extra.pop("neighbour_images"),
             )
         val_next_noise = torch.randn(val_next.shape, generator=val_gen).to(device)
-        val_extra["neighbours"] = noisy_neighbours(
-            val_next,
-            scheduler.add_noise(val_latents, val_noise, val_t),
-            val_next_noise,
-            schedule.to(device)[val_t],
-        )
+        val_extra["neighbours"] = add_noise_pairs(val_next, val_next_noise, val_t).flatten(1, 2)
 
     log = TrainingLog(run_dir, context.is_main)
     prior_dir = run_dir / "prior"
@@ -489,14 +481,10 @@ def train_diffusion(
         z_t = scheduler.add_noise(z0, noise, t)
         if stack_aware:
             next_z0 = encode_neighbours(encode_clean, extra.pop("neighbour_images"))
+            next_noise = training_noise(next_z0.flatten(0, 1), training.noise_offset)
             keep = torch.rand(len(z0), 2, device=device) >= training.neighbour_dropout
-            extra["neighbours"] = noisy_neighbours(
-                next_z0,
-                z_t,
-                training_noise(next_z0.flatten(0, 1), training.noise_offset).view_as(next_z0),
-                schedule.to(device)[t],
-                keep,
-            )
+            noisy = add_noise_pairs(next_z0, next_noise.view_as(next_z0), t)
+            extra["neighbours"] = neighbour_input(noisy, z_t, keep)
         with autocast(device, precision):
             predicted = ddp_unet(z_t, timesteps=t, **extra).float()
         per_image = (predicted - noise).pow(2).flatten(1).mean(1)
