@@ -1,7 +1,8 @@
 """A whole IXI test volume (every axial slice) through ``mri_brain_3d``: time, memory, quality.
 
-``--preset mri_brain_4x`` (or ``_8x``) runs the 2D per-slice path instead: every axial slice
-its own 2D k-space, all slices one batch (the app's slab), against 2D TV per slice.
+``--preset mri_brain_4x`` (or ``_8x``) runs the 2D per-slice acquisition instead: every axial
+slice its own 2D k-space with the same lines (multislice, the app's slab as one problem,
+coupled by TV along z), against 3D TV on the same data. A preset may be a YAML path.
 
 The volume is one 3D problem (3D k-space with random phase-encode planes, the preset's
 ``mri_4x`` physics); the 2D brain prior denoises all its slices x samples as one batch per
@@ -221,7 +222,7 @@ def main() -> None:
         "--preset",
         default="mri_brain_3d",
         help="the app preset: mri_brain_3d (3D k-space) or mri_brain_4x / mri_brain_8x (2D "
-        "per-slice k-space, all slices one batch)",
+        "k-space per slice, multislice), or a preset YAML path",
     )
     args = parser.parse_args()
     options = parse_options(args.set)

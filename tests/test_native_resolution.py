@@ -35,13 +35,14 @@ def test_the_brain_presets_take_the_native_variant_for_the_native_example():
     spacing = min(load(example_input("brain_native_t1")).spacing[:2])
     for name in ("mri_brain_4x", "mri_brain_8x", "inpaint_box"):
         preset = load_preset(name).for_resolution(spacing)
-        assert (preset.prior, preset.domain, preset.grid_size) == (
+        assert (preset.prior, preset.domain, preset.grid_size, preset.volume) == (
             "brain_native_2d",
             "native",
             None,
+            False,  # clinical slices are solved one by one, as the native presets were tuned
         )
     two_mm = load_preset("mri_brain_4x").for_resolution(2.0)
-    assert two_mm.prior == "brain_t1_2d"
+    assert two_mm.prior == "brain_t1_2d" and two_mm.volume
 
 
 def test_the_cli_keeps_a_prior_or_grid_the_user_named_whatever_the_resolution():

@@ -60,6 +60,25 @@ OPERATORS = {
         (1, 1, 8, 16, 16),
         True,
     ),
+    "single_coil_mri_multislice": (
+        lambda: SingleCoilMRI(
+            RandomLineMask(4)((16, 16), _seed()).expand(6, 16, 16), spatial_dims=3, kspace_dims=2
+        ),
+        (2, 1, 6, 16, 16),
+        (2, 1, 6, 16, 16),
+        True,
+    ),
+    "multi_coil_mri_multislice": (
+        lambda: MultiCoilMRI(
+            EquispacedLineMask(4)((16, 16), _seed()).expand(6, 16, 16),
+            birdcage_sensitivities(4, (6, 16, 16)),
+            spatial_dims=3,
+            kspace_dims=2,
+        ),
+        (1, 1, 6, 16, 16),
+        (1, 4, 6, 16, 16),
+        True,
+    ),
     "multi_coil_mri_2d": (
         lambda: MultiCoilMRI(
             EquispacedLineMask(4)((24, 32), _seed()), birdcage_sensitivities(4, (24, 32))

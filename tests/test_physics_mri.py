@@ -166,6 +166,25 @@ def test_single_coil_accepts_real_images_and_3d_volumes():
     assert torch.allclose(physics.A(physics.A_dagger(y)), y, atol=1e-5)
 
 
+def test_multislice_volume_is_each_slice_measured_alone():
+    """kspace_dims=2: a stack of 2D acquisitions (multislice), not one 3D k-space: each
+    slice's data is the 2D operator's data of that slice alone."""
+    from medldm.physics.factory import MRIPhysicsFactory
+
+    factory = MRIPhysicsFactory(4, 0.08, n_coils=1, multislice=True)
+    physics = factory.build((5, 16, 16), _seed(0))
+    assert physics.kspace_dims == 2 and "multislice" in factory.name
+    assert torch.equal(physics.mask[0, 0], physics.mask[0, 0, :1].expand(5, 16, 16))
+    volume = torch.rand(1, 1, 5, 16, 16)
+    per_slice = SingleCoilMRI(physics.mask[0, 0, 0]).A(volume[0].movedim(1, 0))
+    assert torch.allclose(physics.A(volume), per_slice.movedim(0, 1)[None], atol=1e-6)
+    assert not torch.allclose(
+        SingleCoilMRI(physics.mask[0, 0], spatial_dims=3).A(volume), physics.A(volume), atol=1e-3
+    )  # 3D k-space differs
+    with pytest.raises(InvalidInputError, match="kspace_dims"):
+        SingleCoilMRI(physics.mask[0, 0], spatial_dims=3, kspace_dims=1)
+
+
 def test_complex_noise_is_seeded_and_leaves_unsampled_points_zero():
     mask = EquispacedLineMask(4)((16, 16), _seed(0))
     physics = SingleCoilMRI(mask, noise_model=GaussianNoise(0.05))
@@ -275,3 +294,17 @@ def test_estimated_coil_maps_of_a_volume_correlate_with_true_maps(method):
     maps = estimate_sensitivities(kspace, (12, 12, 12), method, kernel_size=4)
     assert maps.shape == true_maps.shape
     assert estimation_correlation(maps, true_maps, volume > 0) > 0.9
+
+
+def test_lowres_phase_of_a_multislice_volume_is_each_slices_own():
+    """The k-space window of the phase estimate runs over the 2D k-space axes only: a
+    multislice volume's slice axis is image space, so the end slices of a long stack keep
+    their own phase (a window along it would weigh them down to nothing)."""
+    from medldm.physics.factory import MRIPhysicsFactory
+    from medldm.physics.phase import lowres_phase
+
+    physics = MRIPhysicsFactory(4, 0.08, multislice=True).build((40, 16, 16), _seed(0))
+    angles = torch.linspace(-3.0, 3.0, 40)
+    volume = torch.exp(1j * angles)[:, None, None] * torch.ones(40, 16, 16)
+    phase = lowres_phase(physics.A(volume[None, None]), physics)
+    assert torch.allclose(torch.angle(phase[0, 0, :, 8, 8]), angles, atol=1e-3)

@@ -57,7 +57,8 @@ def test_brain_presets_on_a_nifti_volume(preset, small_brain, tiny_prior_folder,
     saved = json.loads(paths["metrics"].read_text())
     assert saved["preset"] == preset
     uncertainty = saved["uncertainty"]
-    assert uncertainty["calibrated"] is False and "no fit" in uncertainty["reason"]
+    assert uncertainty["calibrated"] is False
+    assert ("coupled along z" if m["volume_mode"] else "no fit") in uncertainty["reason"]
     assert 0 <= uncertainty["coverage_50"] <= uncertainty["coverage_90"] <= 1
     assert -1 <= uncertainty["std_error_spearman"] <= 1
     interval = load(paths["interval90_halfwidth"]).array
@@ -65,6 +66,33 @@ def test_brain_presets_on_a_nifti_volume(preset, small_brain, tiny_prior_folder,
     html = paths["report"].read_text()
     assert '<table id="metrics"' in html and "data:image/png;base64" in html
     assert "UNCALIBRATED" in html and "Spearman" in html
+
+
+@pytest.mark.parametrize("preset", ["mri_brain_4x", "mri_brain_8x"])
+def test_a_2d_preset_couples_a_slab_along_z_and_solves_one_slice_alone(
+    preset, small_brain, tiny_prior_folder
+):
+    """The 2D presets measure each slice in its own 2D k-space. A slab of several slices is
+    one multislice problem whose slices the LDM solver couples by TV along z (the coupling
+    changes the result); a single slice is the per-slice operator, with its presets."""
+
+    def run(slices: int, **options: float):
+        return medldm.reconstruct(
+            small_brain,
+            preset,
+            prior=str(tiny_prior_folder),
+            slices=slices,
+            grid=_grid(),
+            solver_options={**FAST, **options},
+            baseline=False,
+        )
+
+    operator = preset.replace("mri_brain", "mri")
+    slab, uncoupled, alone = run(3), run(3, slice_tv_weight=0.0), run(1)
+    assert slab.metrics["volume_mode"] and slab.metrics["physics"] == f"{operator}_multislice"
+    assert slab.reconstruction.shape == (3, 48, 40)
+    assert np.abs(slab.reconstruction - uncoupled.reconstruction).max() > 1e-4
+    assert not alone.metrics["volume_mode"] and alone.metrics["physics"] == operator
 
 
 def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_prior_folder):

@@ -102,6 +102,10 @@ class MRIPhysicsFactory(PhysicsFactory):
         :func:`~medldm.physics.phase.with_smooth_phase`) with at most this many radians
         before it is measured, as real MR images are complex; 0 keeps it real. Metrics
         compare magnitudes.
+    multislice:
+        For a volume: acquired as a stack of 2D slices (each axial slice its own 2D
+        k-space, the same phase-encode lines in every slice, as a 2D multislice scan
+        samples) instead of one 3D k-space. Ignored for 2D images.
 
     Example
     -------
@@ -122,6 +126,7 @@ class MRIPhysicsFactory(PhysicsFactory):
         mask: str = "random",
         noise_sigma: float = 0.005,
         phase_max_radians: float = math.pi / 2,
+        multislice: bool = False,
     ):
         if mask not in self.MASKS:
             raise InvalidInputError(f"unknown MRI mask {mask!r}", fix=f"use one of {self.MASKS}")
@@ -133,9 +138,11 @@ class MRIPhysicsFactory(PhysicsFactory):
         self.mask = mask
         self.noise_sigma = float(noise_sigma)
         self.phase_max_radians = float(phase_max_radians)
+        self.multislice = bool(multislice)
         coils = "single-coil" if self.n_coils == 1 else f"{self.n_coils}-coil"
         self.name = (
             f"MRI {self.acceleration:g}x {coils} ({mask} lines, centre {self.center_fraction:g})"
+            + (", multislice" if self.multislice else "")
         )
 
     def _mask_generator(self) -> Any:
@@ -153,15 +160,19 @@ class MRIPhysicsFactory(PhysicsFactory):
         from medldm.physics.mri import MultiCoilMRI, SingleCoilMRI
 
         shape = _spatial(image_shape)
-        mask = self._mask_generator()(shape, generator=generator)
+        multislice = self.multislice and len(shape) == 3
+        mask = self._mask_generator()(shape[-2:] if multislice else shape, generator=generator)
+        if multislice:  # one 2D pattern, every slice
+            mask = mask.expand(*shape).contiguous()
         noise = GaussianNoise(self.noise_sigma)
+        geometry = {"spatial_dims": len(shape), "kspace_dims": 2 if multislice else None}
         if self.n_coils == 1:
-            physics = SingleCoilMRI(mask, spatial_dims=len(shape), noise_model=noise)
+            physics = SingleCoilMRI(mask, noise_model=noise, **geometry)
         else:
             from medldm.physics.coils import birdcage_sensitivities
 
             maps = birdcage_sensitivities(self.n_coils, shape)
-            physics = MultiCoilMRI(mask, maps, spatial_dims=len(shape), noise_model=noise)
+            physics = MultiCoilMRI(mask, maps, noise_model=noise, **geometry)
         return physics.to(device)
 
     def prepare_object(

@@ -9,7 +9,8 @@ so the k-space centre (DC) sits at index ``n // 2`` of each axis and Parseval ho
 
 Layout: images are complex ``(B, C, *spatial)`` (real input is promoted); in 2D the readout
 runs along H and the phase-encode lines along W (the last axis), as the masks of
-:mod:`medldm.physics.masks` assume; in 3D the phase-encode plane is ``(H, W)``.
+:mod:`medldm.physics.masks` assume; in 3D the phase-encode plane is ``(H, W)``. A volume
+acquired slice by slice (``kspace_dims=2``, multislice) has a 2D k-space per slice.
 
 Example
 -------
@@ -76,10 +77,23 @@ def rss(coil_images: torch.Tensor, dim: int = 1) -> torch.Tensor:
 class _CartesianMRI(LinearPhysics):
     """Shared parts: the sampling mask (buffer), shape checks, noise on sampled points."""
 
-    def __init__(self, mask: torch.Tensor, spatial_dims: int, noise_model: NoiseModel | None):
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        spatial_dims: int,
+        noise_model: NoiseModel | None,
+        kspace_dims: int | None = None,
+    ):
         if spatial_dims not in (2, 3):
             raise InvalidInputError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        kspace_dims = spatial_dims if kspace_dims is None else int(kspace_dims)
+        if kspace_dims not in (2, spatial_dims):
+            raise InvalidInputError(
+                f"kspace_dims must be 2 or spatial_dims ({spatial_dims}), got {kspace_dims}",
+                fix="use kspace_dims=2 for a stack of 2D acquisitions (multislice)",
+            )
         super().__init__(spatial_dims=spatial_dims, noise_model=noise_model)
+        self.kspace_dims = kspace_dims
         self.register_buffer("mask", as_batched_mask(mask, spatial_dims, "undersampling mask"))
 
     @property
@@ -119,7 +133,7 @@ class _CartesianMRI(LinearPhysics):
 class SingleCoilMRI(_CartesianMRI):
     """Single-coil Cartesian MRI: ``y = M ⊙ F x``.
 
-    ``F`` is the centred orthonormal FFT over the ``spatial_dims`` last axes (:func:`fftnc`)
+    ``F`` is the centred orthonormal FFT over the ``kspace_dims`` last axes (:func:`fftnc`)
     and ``M`` the undersampling mask. ``A^H y = F^H (M ⊙ y)``. Because ``F`` is unitary the
     zero-filled inverse ``A^+ y = F^H (M^+ y)`` is the exact pseudo-inverse (for a 0/1 mask,
     ``M^+ = M``).
@@ -139,6 +153,10 @@ class SingleCoilMRI(_CartesianMRI):
         2 for slices ``(B, C, H, W)``, 3 for volumes ``(B, C, D, H, W)``.
     noise_model:
         Measurement noise, default none.
+    kspace_dims:
+        The trailing axes ``F`` runs over: ``spatial_dims`` (default: 3D k-space for a
+        volume) or 2 for a volume acquired as a stack of 2D slices (multislice: each slice
+        ``(H, W)`` its own 2D k-space, the slice axis stays in image space).
 
     Example
     -------
@@ -155,19 +173,23 @@ class SingleCoilMRI(_CartesianMRI):
     """
 
     def __init__(
-        self, mask: torch.Tensor, spatial_dims: int = 2, noise_model: NoiseModel | None = None
+        self,
+        mask: torch.Tensor,
+        spatial_dims: int = 2,
+        noise_model: NoiseModel | None = None,
+        kspace_dims: int | None = None,
     ):
-        super().__init__(mask, spatial_dims, noise_model)
+        super().__init__(mask, spatial_dims, noise_model, kspace_dims)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
-        return self._mask_for(x, "image") * fftnc(x, self.spatial_dims)
+        return self._mask_for(x, "image") * fftnc(x, self.kspace_dims)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return ifftnc(self._mask_for(y, "k-space") * y, self.spatial_dims)
+        return ifftnc(self._mask_for(y, "k-space") * y, self.kspace_dims)
 
     def A_dagger(self, y: torch.Tensor, **_: object) -> torch.Tensor:
         """Zero-filled reconstruction, the exact pseudo-inverse (``F`` is unitary)."""
-        return ifftnc(self._fill_unsampled_pseudo_inverse(y), self.spatial_dims)
+        return ifftnc(self._fill_unsampled_pseudo_inverse(y), self.kspace_dims)
 
 
 class MultiCoilMRI(_CartesianMRI):
@@ -191,6 +213,8 @@ class MultiCoilMRI(_CartesianMRI):
         2 or 3.
     noise_model:
         Measurement noise (complex Gaussian per coil), default none.
+    kspace_dims:
+        As for :class:`SingleCoilMRI`: 2 for a multislice volume, else ``spatial_dims``.
 
     Example
     -------
@@ -212,8 +236,9 @@ class MultiCoilMRI(_CartesianMRI):
         coil_sensitivities: torch.Tensor,
         spatial_dims: int = 2,
         noise_model: NoiseModel | None = None,
+        kspace_dims: int | None = None,
     ):
-        super().__init__(mask, spatial_dims, noise_model)
+        super().__init__(mask, spatial_dims, noise_model, kspace_dims)
         maps = _as_complex(torch.as_tensor(coil_sensitivities))
         if maps.ndim == spatial_dims + 1:
             maps = maps.unsqueeze(0)
@@ -241,10 +266,10 @@ class MultiCoilMRI(_CartesianMRI):
         mask = self._mask_for(x, "image")
         self._check_single_channel(x)
         coil_images = self.coil_sensitivities.to(x.device) * _as_complex(x)
-        return mask * fftnc(coil_images, self.spatial_dims)
+        return mask * fftnc(coil_images, self.kspace_dims)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         mask = self._mask_for(y, "k-space")
-        coil_images = ifftnc(mask * y, self.spatial_dims)
+        coil_images = ifftnc(mask * y, self.kspace_dims)
         maps = self.coil_sensitivities.to(y.device)
         return (torch.conj(maps) * coil_images).sum(dim=1, keepdim=True)

@@ -117,18 +117,18 @@ def lowres_phase(
     """Phase map ``exp(i phi)`` of a low-resolution image from the measured k-space centre.
 
     The measurement is weighted by a Gaussian window of standard deviation
-    ``width_fraction`` x the matrix size on every spatial k-space axis (so only the fully
+    ``width_fraction`` x the matrix size on every k-space axis (so only the fully
     sampled centre contributes), brought back with ``A^H`` (coil-combined for SENSE), and
     its phase kept. Used to constrain a reconstruction to ``m exp(i phi)`` with a real,
     non-negative magnitude ``m`` (phase-constrained / partial-Fourier style).
     """
-    spatial_dims = physics.spatial_dims
+    kspace_dims = getattr(physics, "kspace_dims", physics.spatial_dims)  # multislice: 2
     window = torch.ones((), device=y.device)
-    for axis in range(spatial_dims):
-        size = y.shape[-spatial_dims + axis]
+    for axis in range(kspace_dims):
+        size = y.shape[-kspace_dims + axis]
         k = torch.arange(size, device=y.device) - size // 2
         weights = torch.exp(-0.5 * (k / max(width_fraction * size, 1.0)) ** 2)
-        shape = [1] * spatial_dims
+        shape = [1] * kspace_dims
         shape[axis] = size
         window = window * weights.reshape(shape)
     low = physics.A_adjoint(y * window)

@@ -18,8 +18,10 @@ from a command line gives ``10``.
 
 Solvers may have per-operator presets, tuned on training cases:
 ``configs/solver/<solver>_<operator>.yaml`` (e.g. ``tv_mri_4x.yaml``) is used for that
-operator when it exists, ``<solver>.yaml`` otherwise (:func:`solver_for_operator`). A
-solver without a preset file comes from the registry (:func:`medldm.solvers.get_solver`).
+operator when it exists, ``<solver>.yaml`` otherwise (:func:`solver_for_operator`); a
+multislice operator (``mri_4x_multislice``) takes its base operator's presets where it has
+none of its own. A solver without a preset file comes from the registry
+(:func:`medldm.solvers.get_solver`).
 
 Example
 -------
@@ -289,15 +291,35 @@ def solver_for_operator(
     return instantiate(config, options, what=f"solver {name!r}"), f"registry:{name}"
 
 
+#: The suffix of an operator that is another one acquired slice by slice (a volume as a
+#: stack of 2D k-spaces, ``configs/physics/mri_4x_multislice.yaml``).
+MULTISLICE_SUFFIX = "_multislice"
+
+
+def base_operator(operator: str) -> str:
+    """The operator whose per-slice presets a multislice operator shares (itself otherwise).
+
+    >>> base_operator("mri_4x_multislice"), base_operator("mri_4x")
+    ('mri_4x', 'mri_4x')
+    """
+    return operator.removesuffix(MULTISLICE_SUFFIX)
+
+
 def solver_preset_candidates(
     name: str, operator: str | None = None, domain: str | None = None
 ) -> list[str]:
     """The solver preset names tried for ``name`` on ``operator`` and ``domain``, most
-    specific first (see :func:`solver_for_operator`)."""
+    specific first (see :func:`solver_for_operator`). A multislice operator falls back to
+    its base operator's presets: the data's domain first, then the acquisition.
+
+    >>> solver_preset_candidates("tv", "mri_4x_multislice", "native")
+    ['tv_mri_4x_multislice_native', 'tv_mri_4x_native', 'tv_mri_4x_multislice', 'tv_mri_4x', 'tv']
+    """
     if not operator:
         return [name]
-    specific = [f"{name}_{operator}_{domain}"] if domain else []
-    return [*specific, f"{name}_{operator}", name]
+    operators = list(dict.fromkeys([operator, base_operator(operator)]))
+    specific = [f"{name}_{op}_{domain}" for op in operators] if domain else []
+    return [*specific, *(f"{name}_{op}" for op in operators), name]
 
 
 def _solver_preset(name: str, options: Mapping[str, Any] | None) -> Any:

@@ -86,7 +86,7 @@ def _preset_lines() -> str:
     lines = []
     for name in available_recon_presets():
         fields = yaml.safe_load((preset_folder() / f"{name}.yaml").read_text()) or {}
-        volume = ", one 3D problem" if fields.get("volume") else ""
+        volume = ", a slab is one problem" if fields.get("volume") else ""
         lines.append(
             f"  {name:<18} {fields.get('physics')}{volume} with the {fields.get('prior')} "
             f"prior (example input: {fields.get('example')})"

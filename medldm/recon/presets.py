@@ -10,8 +10,13 @@ per-volume 0.5-99.5 percentiles of brain_t1_2d); ``"percentile"`` maps the input
 and 99.5th percentiles to 0 and 1 — for priors whose training rule does not apply to the
 input's units (ct_2d learned 8-bit windowed MedNIST grey levels, a DICOM CT is in HU).
 
+``volume``: a slab of more than one slice is one problem (``mri_brain_3d``: 3D k-space;
+``mri_brain_4x``: its multislice physics, each slice its own 2D k-space, the slices coupled
+by the solver along z); one slice, or ``volume: false``, is solved slice by slice with the
+base operator (:meth:`Preset.per_slice`).
+
 ``native``: the variant for inputs at the scanner's resolution, ``{prior, max_spacing_mm,
-domain}``. An input whose in-plane spacing is at most ``max_spacing_mm`` (and measured
+domain[, volume]}``. An input whose in-plane spacing is at most ``max_spacing_mm`` (and measured
 k-space whose file states no spacing, taken to be at the scanner's resolution) is
 reconstructed with that prior on its
 own grid (no resampling), with the solver presets tuned for that data
@@ -22,7 +27,7 @@ Example
 -------
 >>> preset = load_preset("mri_brain_4x")
 >>> preset.physics, preset.solver, preset.prior
-('mri_4x', 'latent_dds', 'brain_t1_2d')
+('mri_4x_multislice', 'latent_dds', 'brain_t1_2d')
 >>> preset.with_overrides(slices=4, solver_options={"n_steps": 10}).slices
 4
 >>> sorted(available_recon_presets())[:2]
@@ -39,7 +44,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medldm.errors import InvalidInputError
-from medldm.problems.configs import config_dir, load_physics, solver_for_operator
+from medldm.problems.configs import base_operator, config_dir, load_physics, solver_for_operator
 
 #: How a preset scales the input's intensities to the prior's range (see the module text).
 INTENSITY_RULES = ("prior", "percentile")
@@ -140,8 +145,19 @@ class Preset:
             prior=self.native["prior"],
             grid={"size": None, "spacing_mm": None},
             domain=self.native.get("domain", "native"),
+            volume=bool(self.native.get("volume", self.volume)),
             native={},
         )
+
+    def per_slice(self) -> Preset:
+        """This preset for a slab solved slice by slice (one slice, or a preset without
+        ``volume``): a multislice operator is then its base operator, whose presets and
+        std calibrations were made on single slices.
+
+        >>> load_preset("mri_brain_4x").per_slice().physics
+        'mri_4x'
+        """
+        return dataclasses.replace(self, physics=base_operator(self.physics))
 
     def build_physics(self) -> Any:
         return load_physics(self.physics)

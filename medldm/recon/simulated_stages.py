@@ -147,6 +147,9 @@ class SimulatedImage:
         ``|HU|`` would rank it as bright) and the prior's grid."""
         spacing = (read.canonical.spacing[1], read.canonical.spacing[0])
         preset = self.preset.for_resolution(min(spacing))
+        start, stack = slab_stack(read.canonical, read.array, preset.slices)
+        volume_mode = bool(preset.volume) and len(stack) > 1
+        preset = preset if volume_mode else preset.per_slice()
         solver = preset.build_solver()
         prior = (
             resolve_prior(preset.prior, self.device, self.precision)
@@ -157,13 +160,11 @@ class SimulatedImage:
         normalization = fit_intensity(
             intensity_rule(prior, preset.intensity), read.array, unit=unit
         )
-        start, stack = slab_stack(read.canonical, read.array, preset.slices)
         truth = np.asarray(normalization.forward(stack, clip=False), np.float32)
         plan = GridPlan.make(
             truth.shape, spacing, size=preset.grid_size, spacing_mm=preset.grid_spacing
         )
         working = plan.to_working(truth)
-        volume_mode = bool(preset.volume) and working.shape[0] > 1
         x = torch.from_numpy(working).to(self.device)
         x = x[None, None] if volume_mode else x[:, None]
         where = _slab_positions(read, normalization, prior, start, len(stack))

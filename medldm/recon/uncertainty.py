@@ -36,10 +36,11 @@ def calibration_for(preset: Preset, prior: Any, volume_mode: bool) -> tuple[Any,
     from medldm.problems.configs import solver_for_operator
 
     options = dict(preset.solver_options or {})
-    if volume_mode and float(options.get("slice_weight", 0) or 0) > 0:
-        return None, "fits are made on independent 2D slices, this slab is coupled along z"
     _, source = solver_for_operator(preset.solver, preset.physics, options, preset.domain)
     config = preset_solver_config(source, options)
+    coupling = [float(config.get(key, 0) or 0) for key in ("slice_weight", "slice_tv_weight")]
+    if volume_mode and max(coupling) > 0:
+        return None, "fits are made on independent 2D slices, this slab is coupled along z"
     fit = find_calibration(preset.solver, preset.physics, config, prior=prior)
     if fit is None:
         return None, "no fit for this solver config and prior in configs/calibration"
