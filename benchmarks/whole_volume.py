@@ -113,6 +113,7 @@ def run(
         "input": path.name,
         "preset": preset,
         "slices": m["slices"],
+        "volume_mode": bool(m["volume_mode"]),
         "n_samples": samples,
         "n_steps": steps,
         "options": dict(options or {}),
@@ -132,7 +133,7 @@ def run(
 
 def markdown(rows: list[dict], machine: str) -> str:
     preset = rows[0].get("preset", "mri_brain_3d") if rows else "mri_brain_3d"
-    baseline = "3D TV" if preset == "mri_brain_3d" else "TV per slice"
+    baseline = "3D TV" if rows and rows[0].get("volume_mode", True) else "TV per slice"
     lines = [
         f"# A whole IXI volume through {preset}",
         "",

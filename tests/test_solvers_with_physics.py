@@ -150,6 +150,8 @@ def test_every_solver_preset_instantiates_its_solver(path):
         if operator.endswith("_volume"):  # whole volumes: the 2D prior along slice axis 0
             operator = operator.removesuffix("_volume")
             assert solver.slice_axis == 0 and "whole" in header
+        if operator.endswith("_multislice"):  # a slab of 2D k-spaces: slices along axis 0
+            assert solver.slice_axis == 0 and solver.slice_tv_weight > 0
         # classical presets are tuned on training cases, LDM presets on validation cases
         # (the prior has seen the training subjects); never on test cases
         assert "Tuned on training cases only" in header or "VALIDATION cases" in header

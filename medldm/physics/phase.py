@@ -156,6 +156,7 @@ class PhaseConstrained(LinearPhysics):
     def __init__(self, physics: LinearPhysics, phase: torch.Tensor):
         super().__init__(physics.spatial_dims, physics.noise_model)
         self.physics = physics
+        self.kspace_dims = getattr(physics, "kspace_dims", physics.spatial_dims)  # multislice
         self.register_buffer("phase", phase)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:

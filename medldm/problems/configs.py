@@ -19,8 +19,8 @@ from a command line gives ``10``.
 Solvers may have per-operator presets, tuned on training cases:
 ``configs/solver/<solver>_<operator>.yaml`` (e.g. ``tv_mri_4x.yaml``) is used for that
 operator when it exists, ``<solver>.yaml`` otherwise (:func:`solver_for_operator`); a
-multislice operator (``mri_4x_multislice``) takes its base operator's presets where it has
-none of its own. A solver without a preset file comes from the registry
+multislice operator (``mri_4x_multislice``) also tries its base operator's presets
+(:func:`solver_preset_candidates` gives the order). A solver without a preset file comes from the registry
 (:func:`medldm.solvers.get_solver`).
 
 Example
@@ -310,7 +310,9 @@ def solver_preset_candidates(
 ) -> list[str]:
     """The solver preset names tried for ``name`` on ``operator`` and ``domain``, most
     specific first (see :func:`solver_for_operator`). A multislice operator falls back to
-    its base operator's presets: the data's domain first, then the acquisition.
+    its base operator's presets, the data's domain before the acquisition: a preset tuned
+    for the domain (``tv_mri_4x_native``) wins over one tuned for the multislice
+    acquisition on the default data (``tv_mri_4x_multislice``).
 
     >>> solver_preset_candidates("tv", "mri_4x_multislice", "native")
     ['tv_mri_4x_multislice_native', 'tv_mri_4x_native', 'tv_mri_4x_multislice', 'tv_mri_4x', 'tv']

@@ -294,7 +294,7 @@ LDM data residual ||Ax-y||/(sigma sqrt(m)) = {"n/a" if residual is None else f"{
 <li>Physics: {html.escape(str(m.get("physics") or result.preset.physics))};
 solver {html.escape(str(m.get("solver")))} with prior {html.escape(str(m.get("prior")))};
 {m.get("slices")} slice(s)
-{"as one 3D problem" if m.get("volume_mode") else "as independent 2D problems"}.</li>
+{"as one problem, coupled along z" if m.get("volume_mode") else "as independent 2D problems"}.</li>
 <li>Grid: {html.escape(str(m.get("grid") or result.grid.describe()))}.</li>
 {"".join(f"<li>{html.escape(str(note))}</li>" for note in _measured_notes(m))}
 <li>Intensities: {html.escape(str(m.get("intensity")))}; outputs are mapped back.</li>
