@@ -20,8 +20,8 @@ Solvers may have per-operator presets, tuned on training cases:
 ``configs/solver/<solver>_<operator>.yaml`` (e.g. ``tv_mri_4x.yaml``) is used for that
 operator when it exists, ``<solver>.yaml`` otherwise (:func:`solver_for_operator`); a
 multislice operator (``mri_4x_multislice``) also tries its base operator's presets
-(:func:`solver_preset_candidates` gives the order). A solver without a preset file comes from the registry
-(:func:`medldm.solvers.get_solver`).
+(:func:`solver_preset_candidates` gives the order). A solver without a preset file comes
+from the registry (:func:`medldm.solvers.get_solver`).
 
 Example
 -------
