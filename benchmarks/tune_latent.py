@@ -30,7 +30,8 @@ Grids (``GRIDS``): latent_dds over ``dc_weight`` x ``start_fraction`` x
 brain_mri_native`` the presets read and written are the ``<solver>_<operator>_native`` ones
 (tuned for brain MRI at the scanner's resolution); the others over their main step
 size. ``--grid key=v1,v2`` replaces an axis (values: numbers, ``tv`` or ``tv*f`` for f
-times the TV weight); a key the solver does not take is refused before any case runs.
+times the TV weight, ``l1`` or ``l1*f`` for the l1-wavelet preset's); a key the solver
+does not take is refused before any case runs.
 ``--set`` fixes other parameters for the whole grid (they are written to the preset too);
 the rest come from ``configs/solver/<solver>.yaml``. ``--precision`` of the network calls
 defaults to auto (bf16 where the processor runs it natively), as the benchmark's. The
@@ -64,6 +65,7 @@ from tune_classical import (
 )
 
 from medldm.bench.cases.cards import card_cases
+from medldm.errors import InvalidInputError
 from medldm.models.prior import load_prior
 from medldm.problems.configs import config_dir, load_preset_config, solver_for_operator
 
@@ -230,13 +232,37 @@ def reference_scores(
     return out
 
 
-def _resolve_tv(value: float | str, tv_weight: float) -> float | str:
-    """``"tv"`` -> the operator's TV weight, ``"tv*f"`` -> f times it; numbers and other
-    text unchanged."""
-    if isinstance(value, str) and (value == "tv" or value.startswith("tv*")):
-        factor = float(value.split("*", 1)[1]) if "*" in value else 1.0
-        return tv_weight * factor
+#: Grid values that stand for a classical preset's weight on the operator (``tv``, ``l1``)
+#: or a multiple of it (``tv*0.5``, ``l1*2``).
+REFERENCE_WEIGHTS = {"tv": "tv", "l1": "l1_wavelet"}
+
+
+def _is_reference(text: object) -> bool:
+    return isinstance(text, str) and any(
+        text == key or text.startswith(f"{key}*") for key in REFERENCE_WEIGHTS
+    )
+
+
+def _resolve_reference(value: float | str, weights: dict[str, float]) -> float | str:
+    """``"tv"`` / ``"l1"`` -> the operator's TV / l1-wavelet weight, ``"tv*f"`` -> f times
+    it; numbers and other text unchanged.
+
+    >>> _resolve_reference("l1*2", {"tv": 0.001, "l1": 0.005}), _resolve_reference(3, {})
+    (0.01, 3)
+    """
+    if _is_reference(value):
+        key, _, factor = str(value).partition("*")
+        return float(f"{weights[key] * (float(factor) if factor else 1.0):.6g}")
     return value
+
+
+def reference_weights(operator: str, domain: str | None) -> dict[str, float]:
+    """The ``weight`` of each classical preset a grid value may stand for."""
+    weights = {}
+    for key, solver in REFERENCE_WEIGHTS.items():
+        source = solver_for_operator(solver, operator, domain=domain)[1]
+        weights[key] = float(load_preset_config("solver", source).get("weight", float("nan")))
+    return weights
 
 
 def parse_grid(
@@ -257,7 +283,7 @@ def parse_grid(
             raise SystemExit(f"--grid takes key=v1,v2,...; got {item!r}")
         values: list[float | str] = []
         for text in texts:
-            if text == "tv" or text.startswith("tv*"):
+            if _is_reference(text):
                 values.append(text)
                 continue
             try:
@@ -296,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--grid",
         nargs="*",
         default=[],
-        help="grid axes key=v1,v2,... replacing the default ones (values: numbers, tv, tv*f)",
+        help="grid axes key=v1,v2,... replacing the default ones (values: numbers, tv, tv*f, "
+        "l1, l1*f)",
     )
     parser.add_argument(
         "--precision",
@@ -367,8 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measurements = simulate(operator, cases)
         references = reference_scores(args.references, operator, measurements, domain)
         rows = []
-        tv_source = solver_for_operator("tv", operator, domain=domain)[1]
-        tv_weight = float(load_preset_config("solver", tv_source)["weight"])
+        weights = reference_weights(operator, domain)
         current_name = f"{args.solver}_{operator}{suffix}"
         current = None
         if args.rule == "match-current":
@@ -379,9 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{operator} current {current_name}: {current[0]:.2f} dB / {current[1]:.4f}")
         costs = []
         for raw in itertools.product(*(grid[k] for k in keys)):
-            values = tuple(_resolve_tv(v, tv_weight) for v in raw)
+            values = tuple(_resolve_reference(v, weights) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
-            psnr, ssim = score_solver(solver_class(**params), measurements, prior)
+            try:
+                solver = solver_class(**params)
+            except InvalidInputError as refused:  # e.g. a final TV and wavelet weight both > 0
+                print(f"{operator} {dict(zip(keys, values, strict=True))}: skipped ({refused})")
+                continue
+            psnr, ssim = score_solver(solver, measurements, prior)
             rows.append((values, psnr, ssim))
             costs.append(network_calls(params))
             print(

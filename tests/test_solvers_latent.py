@@ -237,6 +237,25 @@ def test_tv_regularised_final_step_fits_data_and_keeps_shapes(operator):
     assert total_variation(with_tv.estimate) < total_variation(plain.estimate)
 
 
+@pytest.mark.parametrize("operator", sorted(OPERATORS))
+def test_wavelet_final_step_fits_data_and_sparsifies_the_estimate(operator):
+    physics, y, _ = _case(OPERATORS[operator], (16, 16))
+    prior = tiny_prior()
+    plain = LatentDDS(n_steps=2, n_samples=2).solve(y, physics, prior)
+    sparse = LatentDDS(n_steps=2, n_samples=2, final_wavelet_weight=0.01).solve(y, physics, prior)
+    assert sparse.estimate.shape == plain.estimate.shape
+    assert sparse.info["final_wavelet_weight"] == 0.01 and sparse.info["final_tv_weight"] == 0
+    assert torch.isfinite(sparse.estimate).all()
+    assert (sparse.estimate.abs() < 1e-6).sum() > (plain.estimate.abs() < 1e-6).sum()
+
+
+def test_the_final_step_takes_tv_or_wavelets_not_both():
+    with pytest.raises(MedLDMError, match="TV or wavelets"):
+        LatentDDS(final_tv_weight=0.001, final_wavelet_weight=0.001)
+    with pytest.raises(MedLDMError, match="TV or wavelets"):
+        LatentDDS(final_wavelet_weight=-1.0)
+
+
 def test_anchored_physics_adjoint_is_exact_and_starts_from_the_anchor():
     from medldm.physics.anchored import AnchoredPhysics
 

@@ -86,12 +86,24 @@ class LatentSolverBase:
         slice_axis: int,
         progress: bool,
         final_tv_weight: float = 0.0,
+        final_wavelet_weight: float = 0.0,
     ) -> None:
         self.n_samples = int(n_samples)
         self.final_dc = bool(final_dc)
         self.final_dc_weight = float(final_dc_weight)
         self.final_dc_iter = int(final_dc_iter)
+        if (
+            final_tv_weight < 0
+            or final_wavelet_weight < 0
+            or (final_tv_weight > 0 and final_wavelet_weight > 0)
+        ):
+            raise InvalidInputError(
+                "the final step takes TV or wavelets, not both: got final_tv_weight="
+                f"{final_tv_weight}, final_wavelet_weight={final_wavelet_weight}",
+                fix="set one of them to 0 (both >= 0)",
+            )
         self.final_tv_weight = float(final_tv_weight)
+        self.final_wavelet_weight = float(final_wavelet_weight)
         self.normalization = normalization
         self.phase = phase
         self.slice_axis = int(slice_axis)
@@ -139,5 +151,6 @@ class LatentSolverBase:
             final_dc_weight=self.final_dc_weight,
             final_dc_iter=self.final_dc_iter,
             final_tv_weight=self.final_tv_weight,
+            final_wavelet_weight=self.final_wavelet_weight,
             info=info,
         )

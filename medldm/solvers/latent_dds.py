@@ -78,6 +78,10 @@ class LatentDDS(LatentSolverBase):
         When > 0, the posterior mean then goes through a TV-regularised data-consistency
         step anchored at it (``1/2||Ax-y||^2 + lam/2||x-mean||^2 + tv TV(x)``, PDHG); 0
         (default) keeps the plain LDM estimate. Reported in ``info``.
+    final_wavelet_weight:
+        Instead of TV (not beside it), when > 0: the same anchored step with wavelet
+        sparsity (:mod:`medldm.solvers.anchored_wavelet`; in the ``l1_wavelet`` presets'
+        units), which takes the aliasing haze in the air around a head to zero.
     start_fraction:
         1 (default): start from pure noise at ``t = T``; below 1: start at
         ``t = start_fraction T`` from the direct reconstruction (zero-filled / FBP), encoded
@@ -119,6 +123,7 @@ class LatentDDS(LatentSolverBase):
         final_dc_weight: float = 0.01,
         final_dc_iter: int = 30,
         final_tv_weight: float = 0.0,
+        final_wavelet_weight: float = 0.0,
         slice_weight: float = 0.0,
         slice_tv_weight: float = 0.0,
         start_fraction: float = 1.0,
@@ -158,6 +163,7 @@ class LatentDDS(LatentSolverBase):
             slice_axis=slice_axis,
             progress=progress,
             final_tv_weight=final_tv_weight,
+            final_wavelet_weight=final_wavelet_weight,
         )
 
     @torch.no_grad()
