@@ -139,6 +139,7 @@ PLANS: dict[str, Plan] = {
     "mri_8x": Plan(**MRI),
     "mri_multicoil_4x": Plan(**MRI),
     "mri_multicoil_8x": Plan(**MRI),
+    "mri_multicoil_8x_variable_density": Plan(**MRI),
     # CG on an inpainting mask stops at A^H y (A^H A is a projection): nothing to tune.
     # Missing pixels are filled by the TV term alone, which PDHG propagates slowly: more
     # iterations than for the other operators.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from medldm.io import load
 from medldm.recon.examples import example_input
@@ -103,3 +104,26 @@ def test_measured_kspace_takes_the_variant_of_the_spacing_its_file_states(tmp_pa
     stated = dataclasses.replace(read.raw, spacing_mm=(2.0, 2.0), spacing_from_file=True)
     view = stages.model_view(dataclasses.replace(read, raw=stated))
     assert view.preset.prior == "brain_t1_2d" and view.preset.grid_size == (128, 128)
+
+
+def test_measured_kspace_on_a_2d_pattern_takes_the_presets_tuned_for_it(tmp_path):
+    """A Poisson-disc-like 2D pattern is not phase-encode lines: its solvers take the
+    variable-density presets (tuned for that sampling), not the line operator's."""
+    from medldm.physics.masks import VariableDensityMask2D
+    from medldm.problems.configs import solver_for_operator
+    from medldm.recon.kspace_methods import measured_operator
+    from medldm.recon.kspace_stages import MeasuredKSpace
+
+    image = np.random.default_rng(0).random((2, 48, 40)) + 0.1  # two coils, no zeros
+    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=(1, 2))), axes=(1, 2))
+    mask = VariableDensityMask2D(8, 0.1)((48, 40), generator=torch.Generator().manual_seed(0))
+    np.save(tmp_path / "k.npy", (kspace * mask.numpy()).astype(np.complex64))
+    read = MeasuredKSpace(tmp_path / "k.npy", None, "mri_brain_4x", "cpu", 0, False, False).read()
+    operator = measured_operator(read.raw.n_coils, read.mask)
+    assert operator == "mri_multicoil_8x_variable_density"
+    for name in ("tv", "l1_wavelet", "latent_dds"):
+        _, source = solver_for_operator(name, operator, None, "native")
+        assert source == f"{name}_mri_multicoil_8x_variable_density_native"
+    lines = np.zeros((48, 40), bool)
+    lines[:, ::8] = lines[:, 18:22] = True
+    assert measured_operator(2, lines) == "mri_multicoil_4x"

@@ -294,15 +294,25 @@ def solver_for_operator(
 #: The suffix of an operator that is another one acquired slice by slice (a volume as a
 #: stack of 2D k-spaces, ``configs/physics/mri_4x_multislice.yaml``).
 MULTISLICE_SUFFIX = "_multislice"
+#: The suffix of an MRI operator sampled on a 2D variable-density pattern over both in-plane
+#: k-space axes instead of phase-encode lines (``mri_multicoil_8x_variable_density.yaml``).
+VARIABLE_DENSITY_SUFFIX = "_variable_density"
+#: Acquisition variants of an operator: each falls back to its base operator's presets.
+ACQUISITION_SUFFIXES = (MULTISLICE_SUFFIX, VARIABLE_DENSITY_SUFFIX)
 
 
 def base_operator(operator: str) -> str:
-    """The operator whose per-slice presets a multislice operator shares (itself otherwise).
+    """The operator whose presets an acquisition variant (multislice, variable density)
+    shares (itself otherwise).
 
-    >>> base_operator("mri_4x_multislice"), base_operator("mri_4x")
-    ('mri_4x', 'mri_4x')
+    >>> base_operator("mri_4x_multislice"), base_operator("mri_multicoil_8x_variable_density")
+    ('mri_4x', 'mri_multicoil_8x')
+    >>> base_operator("mri_4x")
+    'mri_4x'
     """
-    return operator.removesuffix(MULTISLICE_SUFFIX)
+    for suffix in ACQUISITION_SUFFIXES:
+        operator = operator.removesuffix(suffix)
+    return operator
 
 
 def solver_preset_candidates(

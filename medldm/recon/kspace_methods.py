@@ -1,7 +1,8 @@
 """The methods of a measured run (:class:`MeasuredMethods`): the preset's LDM solver, on the
 prior's grid through :class:`~medldm.recon.kspace_prior_grid.PriorGridMRI`, and the classical
 solvers on the k-space's own grid, all on the *same* scaled k-space, with the presets tuned
-for the closest simulated operator (``mri[_multicoil]_4x|8x``); and the k-space hold-out
+for the closest simulated operator (``mri[_multicoil]_4x|8x``, ``_variable_density`` for
+a 2D sampling pattern); and the k-space hold-out
 that scores them without a reference (:func:`holdout_scores`).
 
 Solvers that reconstruct a real magnitude behind a phase map (the LDM solvers, TV) get the
@@ -12,6 +13,9 @@ Example
 -------
 >>> operator_name(n_coils=8, acceleration=4.0), operator_name(n_coils=1, acceleration=7.5)
 ('mri_multicoil_4x', 'mri_8x')
+>>> operator_name(n_coils=8, acceleration=8.04, lines=False)
+'mri_multicoil_8x_variable_density'
+
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from medldm.physics.base import LinearPhysics
 from medldm.physics.coils import calibration_region
 from medldm.physics.phase import PhaseConstrained
+from medldm.problems.configs import VARIABLE_DENSITY_SUFFIX
 from medldm.problems.grid import GridPlan
 from medldm.recon.kspace_prior_grid import PriorGridMRI
 from medldm.recon.presets import Preset
@@ -210,10 +215,32 @@ def holdout_scores(
     return result
 
 
-def operator_name(n_coils: int, acceleration: float) -> str:
-    """The simulated operator whose tuned solver presets fit this measurement best."""
+def operator_name(n_coils: int, acceleration: float, lines: bool = True) -> str:
+    """The simulated operator whose tuned solver presets fit this measurement best:
+    phase-encode lines (``lines``) or a 2D pattern over both in-plane k-space axes
+    (Poisson disc, variable density: ``_variable_density``, falling back to the line
+    operator's presets where none is tuned for it)."""
     factor = 4 if acceleration < math.sqrt(32) else 8
-    return f"mri_{'multicoil_' if n_coils > 1 else ''}{factor}x"
+    pattern = "" if lines else VARIABLE_DENSITY_SUFFIX
+    return f"mri_{'multicoil_' if n_coils > 1 else ''}{factor}x{pattern}"
+
+
+def measured_operator(n_coils: int, mask: np.ndarray) -> str:
+    """:func:`operator_name` of a measurement: its coils, its mask's acceleration and
+    whether the mask samples lines."""
+    return operator_name(n_coils, 1.0 / float(np.mean(mask)), is_line_pattern(mask))
+
+
+def is_line_pattern(mask: np.ndarray) -> bool:
+    """Whether a 2D sampling mask samples whole lines: every row alike, or every column
+    (a fully sampled readout), as against a 2D pattern such as a Poisson disc.
+
+    >>> lines = np.zeros((6, 8), bool); lines[:, [0, 3, 4]] = True
+    >>> is_line_pattern(lines), is_line_pattern(lines.T), is_line_pattern(np.eye(6, dtype=bool))
+    (True, True, False)
+    """
+    mask = np.asarray(mask, dtype=bool)
+    return bool((mask == mask[:1]).all() or (mask == mask[:, :1]).all())
 
 
 def classical_names(preset: Preset, classical: Sequence[str] | None) -> list[str]:

@@ -54,7 +54,7 @@ from medldm.recon.kspace_methods import (
     MeasuredMethods,
     classical_names,
     holdout_scores,
-    operator_name,
+    measured_operator,
 )
 from medldm.recon.kspace_metrics import measured_metrics
 from medldm.recon.kspace_operator import measured_physics
@@ -165,7 +165,7 @@ class MeasuredKSpace:
             preset=view.preset,
             prior=view.prior,
             plan=view.plan,
-            operator=operator_name(read.raw.n_coils, 1.0 / float(read.mask.mean())),
+            operator=measured_operator(read.raw.n_coils, read.mask),
             phase=self.options.phase,
             classical=classical_names(view.preset, self.options.classical) if self.baseline else [],
             device=self.device,

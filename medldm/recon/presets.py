@@ -44,7 +44,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medldm.errors import InvalidInputError
-from medldm.problems.configs import base_operator, config_dir, load_physics, solver_for_operator
+from medldm.problems.configs import (
+    MULTISLICE_SUFFIX,
+    config_dir,
+    load_physics,
+    solver_for_operator,
+)
 
 #: How a preset scales the input's intensities to the prior's range (see the module text).
 INTENSITY_RULES = ("prior", "percentile")
@@ -157,7 +162,7 @@ class Preset:
         >>> load_preset("mri_brain_4x").per_slice().physics
         'mri_4x'
         """
-        return dataclasses.replace(self, physics=base_operator(self.physics))
+        return dataclasses.replace(self, physics=self.physics.removesuffix(MULTISLICE_SUFFIX))
 
     def build_physics(self) -> Any:
         return load_physics(self.physics)
