@@ -60,6 +60,22 @@ class AnchoredPhysics(LinearPhysics):
         self.register_buffer("anchor", anchor)
         self.measurement_shape = tuple(int(s) for s in measurement_shape)
 
+    @classmethod
+    def relative(
+        cls,
+        physics: LinearPhysics,
+        weight: float,
+        anchor: torch.Tensor,
+        measurement_shape: Sequence[int],
+        normal_scale: float | None = None,
+    ) -> AnchoredPhysics:
+        """The stacked operator with ``lam = weight * ||A^H A||``, so that one ``weight``
+        suits operators of any scale; ``normal_scale`` is ``||A^H A||`` when the caller
+        knows it, else it is computed by power iteration."""
+        if normal_scale is None:
+            normal_scale = max(physics.norm(anchor) ** 2, 1e-12)
+        return cls(physics, float(weight) * float(normal_scale), anchor, measurement_shape)
+
     def measurement(self, y: torch.Tensor) -> torch.Tensor:
         """The stacked measurement ``[y ; sqrt(lam) anchor]`` for the measurement ``y``."""
         block = (self.root * self.anchor).reshape(self.anchor.shape[0], -1)

@@ -54,9 +54,6 @@ def anchored_tv(
     """
     from medldm.solvers.tv import TotalVariation
 
-    if normal_scale is None:
-        normal_scale = max(physics.norm(anchor) ** 2, 1e-12)
-    lam = float(weight) * float(normal_scale)
-    stacked = AnchoredPhysics(physics, lam, anchor, tuple(y.shape))
+    stacked = AnchoredPhysics.relative(physics, weight, anchor, tuple(y.shape), normal_scale)
     solver = TotalVariation(tv_weight, n_iter, constraint="nonnegative", preconditioning="scalar")
     return solver.solve(stacked.measurement(y), stacked).estimate

@@ -55,10 +55,7 @@ def anchored_l1_wavelet(
     """
     from medldm.solvers.l1_wavelet import L1Wavelet
 
-    if normal_scale is None:
-        normal_scale = max(physics.norm(anchor) ** 2, 1e-12)
-    lam = float(weight) * float(normal_scale)
-    stacked = AnchoredPhysics(physics, lam, anchor, tuple(y.shape))
+    stacked = AnchoredPhysics.relative(physics, weight, anchor, tuple(y.shape), normal_scale)
     solver = L1Wavelet(wavelet_weight, n_iter, constraint="nonnegative", **WAVELET)
     shifts = torch.Generator(device=anchor.device).manual_seed(0)
     return solver.solve(stacked.measurement(y), stacked, generator=shifts).estimate
