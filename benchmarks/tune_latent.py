@@ -249,10 +249,15 @@ def _resolve_reference(value: float | str, weights: dict[str, float]) -> float |
 
     >>> _resolve_reference("l1*2", {"tv": 0.001, "l1": 0.005}), _resolve_reference(3, {})
     (0.01, 3)
+
+    ``l1`` is the ``weight`` of the operator's ``l1_wavelet`` preset whatever its transform;
+    the anchored wavelet step (``final_wavelet_weight``) always uses 2-level Haar, so the
+    token is in the same units only where that preset does too (the native single-coil
+    ones).
     """
     if _is_reference(value):
         key, _, factor = str(value).partition("*")
-        return float(f"{weights[key] * (float(factor) if factor else 1.0):.6g}")
+        return weights[key] * (float(factor) if factor else 1.0)
     return value
 
 
@@ -419,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{operator} {dict(zip(keys, values, strict=True))}: {psnr:.2f} dB / {ssim:.4f}",
                 flush=True,
             )
+        if not rows:
+            raise SystemExit(f"{operator}: the solver refused every grid point (see above)")
         near_best = (
             f"the best mean SSIM within {args.psnr_tolerance} dB of the best mean PSNR "
             "(unrounded means)."

@@ -47,6 +47,7 @@ OPERATORS = {
     "mri_8x": "MRI 8x",
     "mri_multicoil_4x": "MRI multi-coil 4x",
     "mri_multicoil_8x": "MRI multi-coil 8x",
+    "mri_multicoil_8x_variable_density": "MRI multi-coil 8x, 2D variable density",
     "inpaint_box": "box inpainting",
     "inpaint_random": "random inpainting",
     "ct_sparse_30": "CT 30 views",

@@ -259,8 +259,9 @@ def test_wavelet_final_step_fits_data_and_changes_the_estimate(operator):
 def test_the_final_step_takes_tv_or_wavelets_not_both():
     with pytest.raises(MedLDMError, match="TV or wavelets"):
         LatentDDS(final_tv_weight=0.001, final_wavelet_weight=0.001)
-    with pytest.raises(MedLDMError, match="TV or wavelets"):
-        LatentDDS(final_wavelet_weight=-1.0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(MedLDMError, match="must be >= 0"):
+            LatentDDS(final_wavelet_weight=bad)
 
 
 def test_anchored_physics_adjoint_is_exact_and_starts_from_the_anchor():

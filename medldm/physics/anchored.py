@@ -5,9 +5,10 @@
 
     ``1/2 ||A x - y||^2 + lam/2 ||x - anchor||^2 + R(x)``.
 
-The latent solvers use it to run TV (PDHG) as a data-consistency step around the
-posterior mean. Its direct reconstruction (:meth:`AnchoredPhysics.x_init`) is the anchor
-itself, which already fits the data (a plain ``A'^H y'`` would be badly scaled for CT).
+The latent solvers use it to run TV (PDHG) or l1-wavelet (FISTA) as a data-consistency
+step around the posterior mean. Its direct reconstruction (:meth:`AnchoredPhysics.x_init`)
+is the anchor itself, which already fits the data (a plain ``A'^H y'`` would be badly
+scaled for CT).
 
 Example
 -------

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -117,6 +117,12 @@ class MRIPhysicsFactory(PhysicsFactory):
     """
 
     MASKS = ("random", "equispaced", "variable_density")
+    #: How each mask samples, in words (the operator's name).
+    PATTERNS: ClassVar[dict[str, str]] = {
+        "random": "random lines",
+        "equispaced": "equispaced lines",
+        "variable_density": "2D variable density",
+    }
 
     def __init__(
         self,
@@ -141,8 +147,8 @@ class MRIPhysicsFactory(PhysicsFactory):
         self.multislice = bool(multislice)
         coils = "single-coil" if self.n_coils == 1 else f"{self.n_coils}-coil"
         self.name = (
-            f"MRI {self.acceleration:g}x {coils} ({mask} lines, centre {self.center_fraction:g})"
-            + (", multislice" if self.multislice else "")
+            f"MRI {self.acceleration:g}x {coils} ({self.PATTERNS[mask]}, centre "
+            f"{self.center_fraction:g})" + (", multislice" if self.multislice else "")
         )
 
     def _mask_generator(self) -> Any:

@@ -319,8 +319,9 @@ def solver_preset_candidates(
     name: str, operator: str | None = None, domain: str | None = None
 ) -> list[str]:
     """The solver preset names tried for ``name`` on ``operator`` and ``domain``, most
-    specific first (see :func:`solver_for_operator`). A multislice operator falls back to
-    its base operator's presets, the data's domain before the acquisition: a preset tuned
+    specific first (see :func:`solver_for_operator`). An acquisition variant (multislice,
+    variable density) falls back to its base operator's presets, the data's domain before
+    the acquisition: a preset tuned
     for the domain (``tv_mri_4x_native``) wins over one tuned for the multislice
     acquisition on the default data (``tv_mri_4x_multislice``).
 

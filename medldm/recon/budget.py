@@ -103,7 +103,7 @@ def step_model(seconds: float, step_ends: Sequence[float]) -> tuple[float, float
     """``(fixed, per_step)`` seconds from one probe run: its wall time and the times (from
     its start) at which each outer step ended. The first step pays for building the
     kernels, so the time per step is the median of the later steps; the rest of the run is
-    the fixed part (the starting estimate, the final data-consistency and TV steps).
+    the fixed part (the starting estimate, the final data-consistency and TV or wavelet steps).
 
     >>> step_model(2.0, [1.0, 1.2, 1.4])  # 0.2 s per step, 1.4 s fixed
     (1.4, 0.2)

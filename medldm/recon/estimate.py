@@ -6,7 +6,7 @@ extrapolated. A latent solver's cost is linear in the length of its outer loop
 (``n_steps``; LatentDAPS ``n_anneal``: :attr:`LatentSolverBase.schedule_option`), so
 after one warm-up run (1 step, with the classical baseline, which is timed in full)
 runs of ``k1`` and ``k2`` steps give the per-step time ``b`` and the fixed part ``a``
-(the final data-consistency and TV steps, the initial estimate) of the solver's
+(the final data-consistency and TV or wavelet steps, the initial estimate) of the solver's
 ``a + b n``; loading, simulation and scoring are timed on the same runs. Memory: the peak
 during the longer probe (:class:`medldm.utils.memory.PeakMemory`), which does not grow
 with the number of steps. ``benchmarks/estimate_accuracy.py`` compares predicted with

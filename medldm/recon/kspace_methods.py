@@ -121,13 +121,17 @@ class MeasuredMethods:
         data-consistent solve on the measured grid, so that the output holds what the
         measured k-space holds beyond the prior's grid: ``grid_solve="tv"``,
         ``argmin 1/2||A x - y||^2 + lam/2||x - anchor||^2 + tv TV(x)`` with the LDM
-        preset's ``final_tv_weight`` (:func:`~medldm.solvers.anchored_tv.anchored_tv`), or
-        ``"least_squares"``, the same without TV (CG; what the data leaves open stays at
-        the anchor); ``lam = final_dc_weight * ||A^H A||``."""
+        preset's ``final_tv_weight`` (:func:`~medldm.solvers.anchored_tv.anchored_tv`; with
+        its ``final_wavelet_weight`` instead, when that is the preset's final step,
+        :func:`~medldm.solvers.anchored_wavelet.anchored_l1_wavelet`), or
+        ``"least_squares"``, the same without a regulariser (CG; what the data leaves open
+        stays at the anchor); ``lam = final_dc_weight * ||A^H A||``."""
         from medldm.solvers.anchored_tv import anchored_tv
+        from medldm.solvers.anchored_wavelet import anchored_l1_wavelet
 
         weight = float(getattr(ldm.solver, "final_dc_weight", 0.01))
         tv_weight = float(getattr(ldm.solver, "final_tv_weight", 0.0))
+        wavelet_weight = float(getattr(ldm.solver, "final_wavelet_weight", 0.0))
         with torch.no_grad():
             if ldm.magnitude:  # a real magnitude behind the CG-SENSE phase
                 solver_physics = PhaseConstrained(physics, phase)
@@ -135,7 +139,9 @@ class MeasuredMethods:
             else:
                 solver_physics, anchor = physics, ldm.estimate
             lam = weight * max(solver_physics.norm(anchor) ** 2, 1e-12)
-            if self.grid_solve == "tv" and ldm.magnitude:
+            if self.grid_solve == "tv" and ldm.magnitude and wavelet_weight > 0:
+                estimate = anchored_l1_wavelet(y, solver_physics, anchor, weight, wavelet_weight)
+            elif self.grid_solve == "tv" and ldm.magnitude:
                 estimate = anchored_tv(y, solver_physics, anchor, weight, tv_weight)
             else:
                 estimate = solver_physics.prox_l2(anchor, y, lam, n_iter=50)
@@ -232,15 +238,20 @@ def measured_operator(n_coils: int, mask: np.ndarray) -> str:
 
 
 def is_line_pattern(mask: np.ndarray) -> bool:
-    """Whether a 2D sampling mask samples whole lines: every row alike, or every column
-    (a fully sampled readout), as against a 2D pattern such as a Poisson disc.
+    """Whether a 2D sampling mask samples lines: the same readout samples on every sampled
+    phase-encode line (the mask is the outer product of its sampled rows and columns, so
+    a partial echo, whose readout rows are missing on every line, still counts), as
+    against a 2D pattern such as a Poisson disc.
 
     >>> lines = np.zeros((6, 8), bool); lines[:, [0, 3, 4]] = True
-    >>> is_line_pattern(lines), is_line_pattern(lines.T), is_line_pattern(np.eye(6, dtype=bool))
-    (True, True, False)
+    >>> echo = lines.copy(); echo[:2] = False  # partial echo: the first readout rows missing
+    >>> is_line_pattern(lines), is_line_pattern(lines.T), is_line_pattern(echo)
+    (True, True, True)
+    >>> is_line_pattern(np.eye(6, dtype=bool))
+    False
     """
     mask = np.asarray(mask, dtype=bool)
-    return bool((mask == mask[:1]).all() or (mask == mask[:, :1]).all())
+    return bool(np.array_equal(mask, np.outer(mask.any(axis=1), mask.any(axis=0))))
 
 
 def classical_names(preset: Preset, classical: Sequence[str] | None) -> list[str]:

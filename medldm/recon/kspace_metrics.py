@@ -163,7 +163,11 @@ def _grid_solve_text(methods: MeasuredMethods) -> str:
         return ""
     if methods.grid_solve == "none":
         return "; the prior's estimate was Fourier-resampled to the measured grid as it is"
-    what = "least-squares" if methods.grid_solve == "least_squares" else "TV-regularised"
+    what = (
+        "least-squares"
+        if methods.grid_solve == "least_squares"
+        else "regularised (the LDM preset's final step: TV, or wavelets where it has them)"
+    )
     return (
         f"; the prior's estimate, Fourier-resampled to the measured grid, anchored a final "
         f"{what} data-consistent solve there (grid_solve={methods.grid_solve}, weight: the "

@@ -38,7 +38,8 @@ and the prior). What the stages do (each disclosed in ``metrics.json`` and
    measured operator seen from it, so its data term is the measured k-space itself;
 6. **solvers**: the preset's LDM solver, and the classical solvers (CG-SENSE, TV, and
    l1-wavelet where installed) on the native grid, all on the *same* scaled k-space, with
-   the presets tuned for the closest simulated operator (``mri[_multicoil]_4x|8x``).
+   the presets tuned for the closest simulated operator (``mri[_multicoil]_4x|8x``, with
+   ``_variable_density`` for a 2D sampling pattern).
    Solvers that reconstruct a real magnitude behind a phase map (the LDM solvers, TV) get
    the phase of the CG-SENSE estimate: their own low-resolution phase (a narrow k-space
    window) cannot follow the coil-combined phase of measured multi-coil images;

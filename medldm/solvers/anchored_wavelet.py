@@ -6,7 +6,7 @@
 by FISTA (:class:`~medldm.solvers.l1_wavelet.L1Wavelet` on the stacked operator
 ``[A; sqrt(lam) I]``, :class:`~medldm.physics.anchored.AnchoredPhysics`), ``W`` a 2-level
 Haar transform with cycle spinning whose coarse band is thresholded too (the setting the
-``l1_wavelet_mri_*_native`` presets chose on clinical slices). Beside
+single-coil ``l1_wavelet_mri_{4x,8x}_native`` presets chose on clinical slices). Beside
 :mod:`medldm.solvers.anchored_tv`, the same last step after a prior's estimate: where TV
 leaves a low haze of aliasing residue in the air around a head (an estimate a few hundredths
 of the range above a background that is zero), soft thresholding takes it to zero, and the

@@ -92,15 +92,16 @@ class LatentSolverBase:
         self.final_dc = bool(final_dc)
         self.final_dc_weight = float(final_dc_weight)
         self.final_dc_iter = int(final_dc_iter)
-        if (
-            final_tv_weight < 0
-            or final_wavelet_weight < 0
-            or (final_tv_weight > 0 and final_wavelet_weight > 0)
-        ):
+        if not (final_tv_weight >= 0 and final_wavelet_weight >= 0):  # NaN fails too
+            raise InvalidInputError(
+                f"final_tv_weight and final_wavelet_weight must be >= 0, got "
+                f"{final_tv_weight} and {final_wavelet_weight}"
+            )
+        if final_tv_weight > 0 and final_wavelet_weight > 0:
             raise InvalidInputError(
                 "the final step takes TV or wavelets, not both: got final_tv_weight="
                 f"{final_tv_weight}, final_wavelet_weight={final_wavelet_weight}",
-                fix="set one of them to 0 (both >= 0)",
+                fix="set one of them to 0",
             )
         self.final_tv_weight = float(final_tv_weight)
         self.final_wavelet_weight = float(final_wavelet_weight)
