@@ -48,6 +48,7 @@ PARTS = {
     "cg": ("problem", "data_consistency"),
     "start_tv": ("problem", "tv_reconstruction"),
     "final_tv": ("problem", "tv_data_consistency"),
+    "final_wavelet": ("problem", "wavelet_data_consistency"),
 }
 
 
