@@ -32,7 +32,7 @@ import torch
 from medldm.physics.anchored import AnchoredPhysics
 from medldm.physics.base import LinearPhysics
 
-#: The wavelet setting of the anchored step (that of the native ``l1_wavelet`` presets).
+#: The wavelet setting of the anchored step (that of the single-coil native l1-wavelet presets).
 WAVELET = {"wavelet": "haar", "levels": 2, "random_shift": True, "threshold_coarse": True}
 
 
