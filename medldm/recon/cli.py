@@ -52,7 +52,8 @@ HELP_INPUTS = """\
   kspace=PATH     measured MRI raw k-space of one 2D slice, single- or multi-coil: .npy,
                   BART .cfl/.hdr, Siemens twix .dat, ISMRMRD or fastMRI .h5; with mask=,
                   reference=, acceleration=4|8, kspace_slice=, coil_maps=acs|reference,
-                  holdout_splits= (the no-reference score), grid_solve=tv|least_squares|none
+                  holdout_splits= (the no-reference score), grid_solve=tv|least_squares|none,
+                  weight_search=[0.5,1,2,4] (classical weights chosen per scan by hold-out)
   sinogram=PATH   measured parallel-beam CT projections, Data Exchange HDF5: FBP and TV
                   per detector row; with rotation_centre=, sinogram_tv_weight=
 
@@ -274,6 +275,7 @@ def _reconstruct_kspace(cfg: DictConfig, preset: Any) -> Any:
         coil_maps_from=str(cfg.get("coil_maps") or "acs"),
         holdout_splits=cfg.get("holdout_splits"),
         grid_solve=str(cfg.get("grid_solve") or "tv"),
+        weight_search=[float(f) for f in cfg.get("weight_search") or []],
         device=str(cfg.device),
         precision=str(cfg.get("precision", "auto")),
         seed=int(cfg.seed),

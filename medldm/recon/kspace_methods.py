@@ -67,6 +67,8 @@ class MeasuredMethods:
     device: torch.device
     seed: int
     grid_solve: str = "tv"
+    # per-scan weights of classical solvers (:mod:`medldm.recon.kspace_weights`), by name
+    weights: dict[str, float] = field(default_factory=dict)
     # the preset's LDM solver: a plain field, so the records read it without a call here
     ldm_name: str = field(init=False)
 
@@ -111,8 +113,23 @@ class MeasuredMethods:
             if name == "cg":
                 solved[name] = cg
             else:
-                solved[name] = self._timed(name, None, y, physics, phase_native, generator)
+                solved[name] = self.solve_one(name, y, physics, phase_native, generator)
         return solved
+
+    def solve_one(
+        self,
+        name: str,
+        y: torch.Tensor,
+        physics: LinearPhysics,
+        phase: torch.Tensor | None,
+        generator: torch.Generator,
+        options: dict[str, Any] | None = None,
+    ) -> Solved:
+        """One classical method on ``y`` (a magnitude solver behind ``phase``), with its
+        per-scan weight (``weights``) unless ``options`` say otherwise."""
+        if options is None and name in self.weights:
+            options = {"weight": self.weights[name]}
+        return self._timed(name, options, y, physics, phase, generator)
 
     def on_measured_grid(
         self, y: torch.Tensor, physics: LinearPhysics, ldm: Solved, phase: torch.Tensor
@@ -175,6 +192,8 @@ class KSpaceSolved:
 
     methods: MeasuredMethods
     solved: dict[str, Solved]  # by method name, the LDM solver first
+    # the per-scan weight search's record (:mod:`medldm.recon.kspace_weights`), if it ran
+    weight_search: dict[str, Any] | None = None
 
 
 def holdout_scores(

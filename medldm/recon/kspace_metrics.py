@@ -41,6 +41,7 @@ def measured_metrics(
         **_processing_record(read, view, solved.methods),
         **_method_rows(view, measurement, solved, images, holdout),
         "kspace_holdout": holdout,
+        "weight_search": solved.weight_search,
         "phase": _phase_text(solved.solved),
     }
     add_comparisons(metrics, solved.methods.preset.baseline, view.truth is not None)
@@ -136,6 +137,7 @@ def _method_rows(
                 "seconds": round(solved.solved[name].seconds, 3),
                 "residual": solved.solved[name].reconstruction.residual,
                 "preset": solved.solved[name].source,
+                **({"weight": methods.weights[name]} if name in methods.weights else {}),
                 **_scores(images.images[name], truth),
                 **_holdout_entry(holdout_methods.get(name)),
             }

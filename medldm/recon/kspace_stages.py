@@ -59,6 +59,7 @@ from medldm.recon.kspace_methods import (
 from medldm.recon.kspace_metrics import measured_metrics
 from medldm.recon.kspace_operator import measured_physics
 from medldm.recon.kspace_records import KSpaceImages, KSpaceMeasurement, KSpaceView
+from medldm.recon.kspace_weights import check_factors, search_weights
 from medldm.recon.presets import Preset, resolve_preset
 from medldm.recon.prior_setup import intensity_rule, resolve_prior
 from medldm.recon.result import ReconResult
@@ -78,8 +79,10 @@ class KSpaceOptions:
     phase: str = "cg"
     holdout_splits: int | None = None
     grid_solve: str = "tv"
+    weight_search: Sequence[float] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "weight_search", check_factors(self.weight_search))
         if self.phase not in ("cg", "lowres"):
             raise InvalidInputError(f"unknown phase {self.phase!r}", fix="use 'cg' or 'lowres'")
         if self.coil_maps_from not in ("acs", "reference"):
@@ -172,7 +175,18 @@ class MeasuredKSpace:
             seed=int(self.seed),
             grid_solve=self.options.grid_solve,
         )
-        return KSpaceSolved(methods, methods.solve(measurement.y, measurement.physics))
+        search = None
+        if self.options.weight_search:
+            search = search_weights(
+                methods,
+                measurement.y,
+                measurement.physics,
+                read.mask,
+                self.options.weight_search,
+                self.progress,
+            )
+        solved = methods.solve(measurement.y, measurement.physics)
+        return KSpaceSolved(methods, solved, search)
 
     def to_input_grid(
         self,

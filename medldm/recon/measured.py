@@ -119,6 +119,7 @@ def reconstruct_kspace(
     phase: str = "cg",
     holdout_splits: int | None = None,
     grid_solve: str = "tv",
+    weight_search: Sequence[float] = (),
     device: str = "auto",
     precision: str = "auto",
     seed: int = 0,
@@ -164,6 +165,11 @@ def reconstruct_kspace(
         weight), ``"least_squares"`` or ``"none"`` (the Fourier-resampled estimate as it is;
         it misfits what the measured grid holds beyond the prior's). Chosen on validation
         slices by ``benchmarks/measured_grid_solve.py``.
+    weight_search:
+        Factors of the classical solvers' preset weights (e.g. ``(0.5, 1, 2, 4)``): each
+        solver with a weight (TV, l1-wavelet) gets the factor with the lowest k-space
+        hold-out error on this scan (:mod:`medldm.recon.kspace_weights`); default: none,
+        the presets' weights.
     device, precision, seed, progress:
         ``"auto"`` picks the GPU when present; the prior's network precision (``auto``, ``fp32``,
         ``bf16``); the seed of a retrospective mask and of the sampler; progress bars.
@@ -179,6 +185,7 @@ def reconstruct_kspace(
         "phase": phase,
         "holdout_splits": holdout_splits,
         "grid_solve": grid_solve,
+        "weight_search": tuple(weight_search),
     }
     return run_measured(
         kspace, preset, mask, overrides, options, device, precision, seed, baseline, progress
@@ -201,7 +208,7 @@ def run_measured(
     set up from these arguments) run by :func:`~medldm.recon.stages.run_stages`: what
     :func:`reconstruct_kspace` and ``medldm.reconstruct(kspace=...)`` (``options={}``: the
     defaults) run. ``overrides`` are preset fields, ``options`` those of
-    :func:`reconstruct_kspace` between ``reference`` and ``grid_solve``."""
+    :func:`reconstruct_kspace` between ``reference`` and ``weight_search``."""
     return run_stages(
         MeasuredKSpace,
         time.perf_counter(),

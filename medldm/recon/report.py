@@ -139,7 +139,24 @@ def _holdout_note(metrics: dict[str, Any]) -> str:
         "<p class='note'>k-space hold-out (a score without a reference; lower is better): "
         + html.escape(holdout["description"])
         + ". It ranks methods on this scan; measurement noise in the held-out samples sets "
-        "the same floor for every method." + paired + "</p>"
+        "the same floor for every method." + paired + "</p>" + _weight_search_note(metrics)
+    )
+
+
+def _weight_search_note(metrics: dict[str, Any]) -> str:
+    """The per-scan weights of the classical solvers, when they were searched."""
+    search = metrics.get("weight_search")
+    if not search:
+        return ""
+    chosen = "; ".join(
+        f"{html.escape(name.upper())} {entry['chosen_weight']:.3g} "
+        f"({entry['chosen_factor']:g} x the preset's {entry['preset_weight']:.3g})"
+        for name, entry in search["methods"].items()
+    )
+    return (
+        "<p class='note'>Per-scan weights: "
+        + html.escape(search["description"])
+        + f". Chosen: {chosen}.</p>"
     )
 
 

@@ -1,0 +1,140 @@
+"""Per-scan regularisation weights for the classical solvers of a measured run, chosen by
+k-space hold-out (:mod:`medldm.physics.holdout`) instead of taken from a simulation.
+
+The classical presets were tuned on simulated k-space with simulated noise; a real scan
+may want more (or less) regularisation. For each classical solver with a ``weight`` (TV,
+l1-wavelet; CG-SENSE has none) and each factor of ``factors``, the solver reconstructs the
+kept part of ``n_splits`` seeded splits with ``factor x`` its preset weight and is scored by
+its error on the held-out samples; the factor with the lowest mean error is chosen, and the
+run's reconstruction and hold-out score then use it. The search splits are drawn with
+another seed than the scoring splits of :func:`~medldm.recon.kspace_methods.holdout_scores`,
+but both come from the same measured samples, so a chosen weight's score is slightly
+optimistic (cross-validation, not a fresh scan).
+
+Example
+-------
+>>> best_factor({0.5: [0.42, 0.44], 1.0: [0.41, 0.43], 2.0: [0.40, 0.45]})
+1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from medldm.errors import InvalidInputError
+from medldm.physics.base import LinearPhysics
+from medldm.physics.coils import calibration_region
+from medldm.recon.kspace_methods import MeasuredMethods, unit_phase
+
+#: Splits of the search (fewer than the score's five: it runs every factor on each).
+SEARCH_SPLITS = 2
+#: Added to the run's seed for the search splits, so that they differ from the score's.
+SEARCH_SEED_OFFSET = 1000
+
+
+def check_factors(factors: Sequence[float]) -> tuple[float, ...]:
+    """The factors as positive floats, sorted; a clear error otherwise.
+
+    >>> check_factors([2, 0.5, 1])
+    (0.5, 1.0, 2.0)
+    """
+    values = tuple(sorted(float(f) for f in factors))
+    if any(not np.isfinite(f) or f <= 0 for f in values):
+        raise InvalidInputError(
+            f"weight_search factors must be finite and > 0, got {list(factors)}",
+            fix="give factors of the preset weight, e.g. weight_search=[0.5,1,2,4]",
+        )
+    return values
+
+
+def best_factor(errors: Mapping[float, Sequence[float]]) -> float:
+    """The factor with the lowest mean hold-out error (ties to the smaller factor)."""
+    return min(sorted(errors), key=lambda f: float(np.mean(errors[f])))
+
+
+def searchable(methods: MeasuredMethods) -> dict[str, float]:
+    """``{name: preset weight}`` of the run's classical solvers that have a weight."""
+    weights = {}
+    for name in methods.classical:
+        solver = methods.build(name)[0]
+        weight = getattr(solver, "weight", None)
+        if isinstance(weight, int | float) and weight > 0:
+            weights[name] = float(weight)
+    return weights
+
+
+def search_weights(
+    methods: MeasuredMethods,
+    y: torch.Tensor,
+    physics: LinearPhysics,
+    mask: np.ndarray,
+    factors: Sequence[float],
+    progress: bool = False,
+    n_splits: int = SEARCH_SPLITS,
+) -> dict[str, Any] | None:
+    """Choose each searchable solver's weight (module text) and set it on ``methods``
+    (``methods.weights``); returns the record for ``metrics.json`` (None: nothing to
+    search)."""
+    from tqdm import tqdm
+
+    from medldm.physics.holdout import holdout_error, holdout_splits
+
+    factors = check_factors(factors)
+    preset_weights = searchable(methods)
+    if not factors or not preset_weights:
+        return None
+    splits = holdout_splits(
+        mask,
+        n_splits=n_splits,
+        fraction=0.1,
+        keep_centre=calibration_region(mask),
+        seed=methods.seed + SEARCH_SEED_OFFSET,
+    )
+    errors: dict[str, dict[float, list[float]]] = {name: {} for name in preset_weights}
+    generator = torch.Generator(device=methods.device)
+    runs = tqdm(
+        total=len(splits) * len(factors) * len(preset_weights),
+        desc="weight search",
+        disable=not progress,
+    )
+    for split in splits:
+        kept = split.kept.to(y.device)
+        kept_y, kept_physics = y * kept, physics.with_mask(kept)
+        generator.manual_seed(methods.seed)
+        phase = unit_phase(methods.solve_one("cg", kept_y, kept_physics, None, generator).estimate)
+        for name, weight in preset_weights.items():
+            for factor in factors:
+                generator.manual_seed(methods.seed)
+                estimate = methods.solve_one(
+                    name, kept_y, kept_physics, phase, generator, {"weight": weight * factor}
+                ).estimate
+                held = split.held.to(y.device)
+                errors[name].setdefault(factor, []).append(
+                    holdout_error(physics, estimate, y, held)
+                )
+                runs.update()
+    runs.close()
+    record: dict[str, Any] = {
+        "description": f"each classical solver's weight chosen per scan: preset weight x "
+        f"{', '.join(f'{f:g}' for f in factors)}, each reconstructed from the kept part of "
+        f"{len(splits)} seeded splits (other splits than the hold-out score's) and scored on "
+        "the held-out samples; the factor with the lowest mean error is used",
+        "factors": list(factors),
+        "methods": {},
+    }
+    for name, weight in preset_weights.items():
+        chosen = best_factor(errors[name])
+        methods.weights[name] = weight * chosen
+        record["methods"][name] = {
+            "preset_weight": weight,
+            "chosen_factor": chosen,
+            "chosen_weight": weight * chosen,
+            "holdout_error_by_factor": {
+                f"{f:g}": float(np.mean(values)) for f, values in errors[name].items()
+            },
+        }
+    return record
