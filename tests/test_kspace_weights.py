@@ -52,8 +52,13 @@ def test_the_search_picks_heavier_weights_on_noisy_kspace_and_they_are_better(tm
     searched = result.metrics
     assert plain["weight_search"] is None and "weight" not in plain["classical"]["tv"]
     record = searched["weight_search"]
-    assert sorted(record["methods"]) == ["l1_wavelet", "tv"]  # CG-SENSE has no weight
-    for name, entry in record["methods"].items():
+    # CG-SENSE has no weight; the LDM's final-step weight is searched too
+    assert sorted(record["methods"]) == ["l1_wavelet", "latent_dds", "tv"]
+    ldm = record["methods"]["latent_dds"]
+    assert ldm["option"] in ("final_tv_weight", "final_wavelet_weight")
+    assert searched["ldm"]["final_weight"] == pytest.approx(ldm["chosen_weight"])
+    for name in ("tv", "l1_wavelet"):
+        entry = record["methods"][name]
         errors = entry["holdout_error_by_factor"]
         assert list(errors) == ["0.25", "1", "4", "16"]
         assert entry["chosen_factor"] == float(min(errors, key=errors.get)) > 1

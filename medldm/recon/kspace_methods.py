@@ -95,26 +95,56 @@ class MeasuredMethods:
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         cg = self._timed("cg", None, y, physics, None, generator)
         phase_native = unit_phase(cg.estimate)
-        working = PriorGridMRI(physics, self.plan).to(self.device)
-        with torch.no_grad():
-            phase_working = unit_phase(working.from_native(cg.estimate))
-        solved = {}
-        ldm = self._timed(
-            self.ldm_name, self.preset.solver_options, y, working, phase_working, generator
-        )
-        with torch.no_grad():
-            ldm.estimate = working.to_native(ldm.estimate)
-        if self.plan.resampled and self.grid_solve != "none":
-            start = time.perf_counter()
-            ldm.estimate = self.on_measured_grid(y, physics, ldm, phase_native)
-            ldm.seconds += time.perf_counter() - start
-        solved[self.ldm_name] = ldm
+        solved = {self.ldm_name: self.solve_ldm(y, physics, cg, generator)}
         for name in self.classical:
             if name == "cg":
                 solved[name] = cg
             else:
                 solved[name] = self.solve_one(name, y, physics, phase_native, generator)
         return solved
+
+    def solve_ldm(
+        self,
+        y: torch.Tensor,
+        physics: LinearPhysics,
+        cg: Solved,
+        generator: torch.Generator,
+        options: dict[str, Any] | None = None,
+    ) -> Solved:
+        """The LDM solver on the prior's grid (behind the phase of the CG-SENSE estimate
+        ``cg``), back on the measured grid; ``options`` over the preset's solver options,
+        which carry its per-scan final weight (``weights``) unless they say otherwise."""
+        solver_options = {**self.preset.solver_options, **self.ldm_weight_options()}
+        solver_options.update(options or {})
+        phase_native = unit_phase(cg.estimate)
+        working = PriorGridMRI(physics, self.plan).to(self.device)
+        with torch.no_grad():
+            phase_working = unit_phase(working.from_native(cg.estimate))
+        ldm = self._timed(self.ldm_name, solver_options, y, working, phase_working, generator)
+        with torch.no_grad():
+            ldm.estimate = working.to_native(ldm.estimate)
+        if self.plan.resampled and self.grid_solve != "none":
+            start = time.perf_counter()
+            ldm.estimate = self.on_measured_grid(y, physics, ldm, phase_native)
+            ldm.seconds += time.perf_counter() - start
+        return ldm
+
+    def ldm_final_weight(self) -> tuple[str, float] | None:
+        """``(option, value)`` of the LDM preset's final-step weight (``final_tv_weight``
+        or ``final_wavelet_weight``, whichever is > 0); None when it has neither."""
+        solver = self.build(self.ldm_name, dict(self.preset.solver_options))[0]
+        for option in ("final_tv_weight", "final_wavelet_weight"):
+            value = float(getattr(solver, option, 0.0) or 0.0)
+            if value > 0:
+                return option, value
+        return None
+
+    def ldm_weight_options(self) -> dict[str, float]:
+        """The LDM's per-scan final weight as a solver option (empty: the preset's)."""
+        if self.ldm_name not in self.weights:
+            return {}
+        final = self.ldm_final_weight()
+        return {} if final is None else {final[0]: self.weights[self.ldm_name]}
 
     def solve_one(
         self,

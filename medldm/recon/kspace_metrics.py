@@ -125,6 +125,11 @@ def _method_rows(
             "residual_on_prior_grid": ldm.reconstruction.residual,
             "residual_over_noise": ldm.reconstruction.residual_over_noise,
             "n_samples": ldm.reconstruction.info.get("n_samples"),
+            **(
+                {"final_weight": methods.weights[methods.ldm_name]}
+                if methods.ldm_name in methods.weights
+                else {}
+            ),
             **_scores(images.images[methods.ldm_name], truth),
             **_holdout_entry(holdout_methods.get(methods.ldm_name)),
         },

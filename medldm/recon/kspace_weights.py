@@ -1,12 +1,14 @@
-"""Per-scan regularisation weights for the classical solvers of a measured run, chosen by
+"""Per-scan regularisation weights for the solvers of a measured run, chosen by
 k-space hold-out (:mod:`medldm.physics.holdout`) instead of taken from a simulation.
 
-The classical presets were tuned on simulated k-space with simulated noise; a real scan
-may want more (or less) regularisation. For each classical solver with a ``weight`` (TV,
-l1-wavelet; CG-SENSE has none) and each factor of ``factors``, the solver reconstructs the
-kept part of ``n_splits`` seeded splits with ``factor x`` its preset weight and is scored by
-its error on the held-out samples; the factor with the lowest mean error is chosen, and the
-run's reconstruction and hold-out score then use it. The search splits are drawn with
+The presets were tuned on simulated k-space with simulated noise; a real scan may want
+more (or less) regularisation. For each solver with a weight (TV's and l1-wavelet's
+``weight``, the LDM's final-step weight ``final_tv_weight`` or ``final_wavelet_weight``;
+CG-SENSE has none) and each factor of ``factors``, the solver reconstructs the kept part of
+``n_splits`` seeded splits with ``factor x`` its preset weight and is scored by its error
+on the held-out samples; the factor with the lowest mean error is chosen, and the run's
+reconstruction and hold-out score then use it. The LDM's other weights (its data
+consistency, its TV start) stay the preset's. The search splits are drawn with
 another seed than the scoring splits of :func:`~medldm.recon.kspace_methods.holdout_scores`,
 but both come from the same measured samples, so a chosen weight's score is slightly
 optimistic (cross-validation, not a fresh scan).
@@ -56,14 +58,17 @@ def best_factor(errors: Mapping[float, Sequence[float]]) -> float:
     return min(sorted(errors), key=lambda f: float(np.mean(errors[f])))
 
 
-def searchable(methods: MeasuredMethods) -> dict[str, float]:
-    """``{name: preset weight}`` of the run's classical solvers that have a weight."""
+def searchable(methods: MeasuredMethods) -> dict[str, tuple[str, float]]:
+    """``{name: (option, preset weight)}``: the LDM's final-step weight (when its preset
+    has one), then each classical solver's ``weight`` (CG-SENSE has none)."""
     weights = {}
+    final = methods.ldm_final_weight()
+    if final is not None:
+        weights[methods.ldm_name] = final
     for name in methods.classical:
-        solver = methods.build(name)[0]
-        weight = getattr(solver, "weight", None)
+        weight = getattr(methods.build(name)[0], "weight", None)
         if isinstance(weight, int | float) and weight > 0:
-            weights[name] = float(weight)
+            weights[name] = ("weight", float(weight))
     return weights
 
 
@@ -105,31 +110,38 @@ def search_weights(
         kept = split.kept.to(y.device)
         kept_y, kept_physics = y * kept, physics.with_mask(kept)
         generator.manual_seed(methods.seed)
-        phase = unit_phase(methods.solve_one("cg", kept_y, kept_physics, None, generator).estimate)
-        for name, weight in preset_weights.items():
+        cg = methods.solve_one("cg", kept_y, kept_physics, None, generator)
+        phase = unit_phase(cg.estimate)
+        for name, (option, weight) in preset_weights.items():
             for factor in factors:
                 generator.manual_seed(methods.seed)
-                estimate = methods.solve_one(
-                    name, kept_y, kept_physics, phase, generator, {"weight": weight * factor}
-                ).estimate
-                held = split.held.to(y.device)
+                options = {option: weight * factor}
+                if name == methods.ldm_name:
+                    solved = methods.solve_ldm(kept_y, kept_physics, cg, generator, options)
+                else:
+                    solved = methods.solve_one(
+                        name, kept_y, kept_physics, phase, generator, options
+                    )
+                estimate, held = solved.estimate, split.held.to(y.device)
                 errors[name].setdefault(factor, []).append(
                     holdout_error(physics, estimate, y, held)
                 )
                 runs.update()
     runs.close()
     record: dict[str, Any] = {
-        "description": f"each classical solver's weight chosen per scan: preset weight x "
+        "description": "each solver's weight (the LDM's final-step weight) chosen per scan: "
+        "preset weight x "
         f"{', '.join(f'{f:g}' for f in factors)}, each reconstructed from the kept part of "
         f"{len(splits)} seeded splits (other splits than the hold-out score's) and scored on "
         "the held-out samples; the factor with the lowest mean error is used",
         "factors": list(factors),
         "methods": {},
     }
-    for name, weight in preset_weights.items():
+    for name, (option, weight) in preset_weights.items():
         chosen = best_factor(errors[name])
         methods.weights[name] = weight * chosen
         record["methods"][name] = {
+            "option": option,
             "preset_weight": weight,
             "chosen_factor": chosen,
             "chosen_weight": weight * chosen,
