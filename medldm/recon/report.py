@@ -139,7 +139,7 @@ def _holdout_note(metrics: dict[str, Any]) -> str:
         "<p class='note'>k-space hold-out (a score without a reference; lower is better): "
         + html.escape(holdout["description"])
         + ". It ranks methods on this scan; measurement noise in the held-out samples sets "
-        "the same floor for every method." + paired + "</p>" + _weight_search_note(metrics)
+        "the same floor for every method." + paired + "</p>"
     )
 
 
@@ -290,7 +290,7 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 </thead><tbody>
 {_metrics_rows(m)}
 </tbody></table>
-{_holdout_note(m)}
+{_holdout_note(m)}{_weight_search_note(m)}
 <p class="note">Convention: {html.escape(str(m.get("convention", "")))}.
 {
         "Simulated measurement (seed " + str(m.get("seed")) + ")."
