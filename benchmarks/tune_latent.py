@@ -20,7 +20,8 @@ whose mean PSNR is within ``--match-psnr`` dB (0.1) and mean SSIM within ``--mat
 axes, every other option as in the preset). The classical references
 (``--references``, default TV and l1-wavelet with their ``<solver>_<operator>`` presets)
 are scored on the same measurements and written to the header, so the preset shows the
-margin it was tuned for.
+margin it was tuned for. ``--max-calls N`` is a compute budget: every point is scored and
+listed, but only those with at most ``N`` network calls per case can be chosen.
 
     .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d \\
         --operators mri_4x mri_8x inpaint_box --solver latent_dds --slices 2
@@ -182,6 +183,27 @@ def score_solver(solver: Any, measurements: Sequence[Any], prior: Any) -> tuple[
 def network_calls(params: dict[str, Any]) -> int:
     """Network evaluations per case of a latent_dds-like option set: steps x samples."""
     return int(params.get("n_steps", 1)) * int(params.get("n_samples", 1))
+
+
+def within_budget(costs: Sequence[int], max_calls: int | None) -> list[int]:
+    """Indices of the grid points whose network calls per case are within ``max_calls``
+    (all of them when it is ``None``).
+
+    >>> within_budget([24, 48, 96], 48), within_budget([24, 48], None)
+    ([0, 1], [0, 1])
+    """
+    return [i for i, cost in enumerate(costs) if max_calls is None or cost <= max_calls]
+
+
+def point_mark(index: int, chosen: int, allowed: Sequence[int]) -> str:
+    """The header's note after grid point ``index``: chosen, over the budget, or nothing.
+
+    >>> point_mark(1, 1, [0, 1]), point_mark(2, 1, [0, 1]), point_mark(0, 1, [0, 1])
+    ('  <- chosen', '  (over the budget)', '')
+    """
+    if index == chosen:
+        return "  <- chosen"
+    return "" if index in allowed else "  (over the budget)"
 
 
 def choose_cheapest_match(
@@ -358,6 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "SSIM (else near-best-psnr); match-current: the fewest network calls within "
         "--match-psnr / --match-ssim of the current preset (else no change)",
     )
+    parser.add_argument(
+        "--max-calls",
+        type=int,
+        default=None,
+        help="a compute budget: only points with at most this many network calls per case "
+        "(n_steps x n_samples) can be chosen; the others are scored and listed",
+    )
     parser.add_argument("--match-psnr", type=float, default=0.1, help="dB, match-current")
     parser.add_argument("--match-ssim", type=float, default=0.005, help="match-current")
     args = parser.parse_args(argv)
@@ -426,20 +455,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if not rows:
             raise SystemExit(f"{operator}: the solver refused every grid point (see above)")
+        allowed = within_budget(costs, args.max_calls)
+        if not allowed:
+            raise SystemExit(f"{operator}: no grid point within --max-calls {args.max_calls}")
+        eligible = [rows[i] for i in allowed]
         near_best = (
             f"the best mean SSIM within {args.psnr_tolerance} dB of the best mean PSNR "
             "(unrounded means)."
         )
-        best, rule = choose(rows, args.psnr_tolerance), f"Chosen: {near_best}"
+        best, rule = allowed[choose(eligible, args.psnr_tolerance)], f"Chosen: {near_best}"
         if args.rule == "above-reference":
             best_reference = max(references.items(), key=lambda item: item[1][1])
-            best, met = choose_above_reference(rows, best_reference[1][1], args.psnr_tolerance)
+            index, met = choose_above_reference(eligible, best_reference[1][1], args.psnr_tolerance)
+            best = allowed[index]
             rule = (
                 "Chosen: the best mean PSNR among the points whose mean SSIM reaches "
                 f"{best_reference[0]}'s ({best_reference[1][1]:.4f})."
                 if met
                 else f"No point reached {best_reference[0]}'s mean SSIM "
                 f"({best_reference[1][1]:.4f}); chosen: {near_best}"
+            )
+        if args.max_calls is not None:
+            rule += (
+                f" Budget: at most {args.max_calls} network calls per case (n_steps x "
+                "n_samples); points over it are marked."
             )
         if current is not None:
             matched = choose_cheapest_match(rows, costs, current, args.match_psnr, args.match_ssim)
@@ -470,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             f"{' x '.join(keys)} -> mean PSNR dB / SSIM:",
             *[
-                f"  {values}: {psnr:.2f} / {ssim:.4f}{'  <- chosen' if i == best else ''}"
+                f"  {values}: {psnr:.2f} / {ssim:.4f}{point_mark(i, best, allowed)}"
                 for i, (values, psnr, ssim) in enumerate(rows)
             ],
             f"Tuning time: {time.perf_counter() - started:.0f} s on {prior.device} "
