@@ -77,5 +77,7 @@ def test_bad_factors_are_refused_with_the_fix():
         check_factors([1, 0])
     with pytest.raises(InvalidInputError, match="weight_search"):
         check_factors([float("nan")])
+    with pytest.raises(InvalidInputError, match="weight_search"):
+        check_factors(["heavy"])
     assert check_factors([4, 1]) == (1.0, 4.0) and check_factors([]) == ()
     assert best_factor({1.0: [0.5, 0.5], 4.0: [0.5, 0.5]}) == 1.0  # ties: the smaller

@@ -44,7 +44,10 @@ def check_factors(factors: Sequence[float]) -> tuple[float, ...]:
     >>> check_factors([2, 0.5, 1])
     (0.5, 1.0, 2.0)
     """
-    values = tuple(sorted(float(f) for f in factors))
+    try:
+        values = tuple(sorted(float(f) for f in factors))
+    except (TypeError, ValueError):
+        values = (float("nan"),)
     if any(not np.isfinite(f) or f <= 0 for f in values):
         raise InvalidInputError(
             f"weight_search factors must be finite and > 0, got {list(factors)}",
