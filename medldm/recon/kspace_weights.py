@@ -21,7 +21,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,7 +89,7 @@ def search_weights(
     search)."""
     from tqdm import tqdm
 
-    from medldm.physics.holdout import holdout_error, holdout_splits
+    from medldm.physics.holdout import holdout_splits
 
     factors = check_factors(factors)
     preset_weights = searchable(methods)
@@ -103,47 +103,60 @@ def search_weights(
         seed=methods.seed + SEARCH_SEED_OFFSET,
     )
     errors: dict[str, dict[float, list[float]]] = {name: {} for name in preset_weights}
-    generator = torch.Generator(device=methods.device)
-    runs = tqdm(
-        total=len(splits) * len(factors) * len(preset_weights),
-        desc="weight search",
-        disable=not progress,
-    )
-    for split in splits:
-        kept = split.kept.to(y.device)
-        kept_y, kept_physics = y * kept, physics.with_mask(kept)
-        generator.manual_seed(methods.seed)
-        cg = methods.solve_one("cg", kept_y, kept_physics, None, generator)
-        phase = unit_phase(cg.estimate)
-        for name, (option, weight) in preset_weights.items():
-            for factor in factors:
-                generator.manual_seed(methods.seed)
-                options = {option: weight * factor}
-                if name == methods.ldm_name:
-                    solved = methods.solve_ldm(kept_y, kept_physics, cg, generator, options)
-                else:
-                    solved = methods.solve_one(
-                        name, kept_y, kept_physics, phase, generator, options
-                    )
-                estimate, held = solved.estimate, split.held.to(y.device)
-                errors[name].setdefault(factor, []).append(
-                    holdout_error(physics, estimate, y, held)
-                )
+    total = len(splits) * len(factors) * len(preset_weights)
+    with tqdm(total=total, desc="weight search", disable=not progress) as runs:
+        for split in splits:
+            for name, factor, error in _split_errors(
+                methods, y, physics, split, preset_weights, factors
+            ):
+                errors[name].setdefault(factor, []).append(error)
                 runs.update()
-    runs.close()
-    record: dict[str, Any] = {
-        "description": "each solver's weight (the LDM's final-step weight) chosen per scan: "
-        "preset weight x "
-        f"{', '.join(f'{f:g}' for f in factors)}, each reconstructed from the kept part of "
-        f"{len(splits)} seeded splits (other splits than the hold-out score's) and scored on "
-        "the held-out samples; the factor with the lowest mean error is used",
-        "factors": list(factors),
-        "methods": {},
-    }
+    for name, (_, weight) in preset_weights.items():
+        methods.weights[name] = weight * best_factor(errors[name])
+    return _record(preset_weights, errors, factors, len(splits))
+
+
+def _split_errors(
+    methods: MeasuredMethods,
+    y: torch.Tensor,
+    physics: LinearPhysics,
+    split: Any,
+    preset_weights: Mapping[str, tuple[str, float]],
+    factors: Sequence[float],
+) -> Iterator[tuple[str, float, float]]:
+    """``(name, factor, hold-out error)`` of every searched solver and factor on one split
+    (each solve seeded alike; the magnitude solvers behind the kept data's CG-SENSE
+    phase)."""
+    from medldm.physics.holdout import holdout_error
+
+    kept, held = split.kept.to(y.device), split.held.to(y.device)
+    kept_y, kept_physics = y * kept, physics.with_mask(kept)
+    generator = torch.Generator(device=methods.device).manual_seed(methods.seed)
+    cg = methods.solve_one("cg", kept_y, kept_physics, None, generator)
+    phase = unit_phase(cg.estimate)
+    for name, (option, weight) in preset_weights.items():
+        for factor in factors:
+            generator.manual_seed(methods.seed)
+            options = {option: weight * factor}
+            if name == methods.ldm_name:
+                solved = methods.solve_ldm(kept_y, kept_physics, cg, generator, options)
+            else:
+                solved = methods.solve_one(name, kept_y, kept_physics, phase, generator, options)
+            yield name, factor, holdout_error(physics, solved.estimate, y, held)
+
+
+def _record(
+    preset_weights: Mapping[str, tuple[str, float]],
+    errors: Mapping[str, Mapping[float, Sequence[float]]],
+    factors: Sequence[float],
+    n_splits: int,
+) -> dict[str, Any]:
+    """The search's entry of ``metrics.json``: per method the preset weight, the mean
+    hold-out error of each factor and the factor chosen."""
+    methods = {}
     for name, (option, weight) in preset_weights.items():
         chosen = best_factor(errors[name])
-        methods.weights[name] = weight * chosen
-        record["methods"][name] = {
+        methods[name] = {
             "option": option,
             "preset_weight": weight,
             "chosen_factor": chosen,
@@ -152,4 +165,11 @@ def search_weights(
                 f"{f:g}": float(np.mean(values)) for f, values in errors[name].items()
             },
         }
-    return record
+    return {
+        "description": "each solver's weight (the LDM's final-step weight) chosen per scan: "
+        f"preset weight x {', '.join(f'{f:g}' for f in factors)}, each reconstructed from "
+        f"the kept part of {n_splits} seeded splits (other splits than the hold-out score's) "
+        "and scored on the held-out samples; the factor with the lowest mean error is used",
+        "factors": list(factors),
+        "methods": methods,
+    }
