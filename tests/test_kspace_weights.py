@@ -12,7 +12,8 @@ from medldm.errors import InvalidInputError
 from medldm.models.testing import tiny_prior
 from medldm.physics.coils import birdcage_sensitivities
 from medldm.physics.mri import fft2c
-from medldm.recon.kspace_weights import best_factor, check_factors
+from medldm.recon.cli import _measured_summary
+from medldm.recon.kspace_weights import best_factor, check_factors, edge_text
 from medldm.recon.measured import reconstruct_kspace
 from medldm.recon.outputs import write_run_folder
 
@@ -68,8 +69,13 @@ def test_the_search_picks_heavier_weights_on_noisy_kspace_and_they_are_better(tm
     assert searched["classical"]["cg"]["psnr_db"] == pytest.approx(
         plain["classical"]["cg"]["psnr_db"]
     )
+    # 16 is the largest factor searched: the report and the console say to search beyond
+    assert tv["at_edge"] and "weight_search=[16,64,256]" in edge_text(record)
     report = write_run_folder(result, tmp_path / "run")["report"].read_text()
     assert "Per-scan weights" in report and "16 x the preset" in report
+    assert "search beyond it" in report
+    summary = _measured_summary(searched)
+    assert "weights chosen by hold-out: LATENT_DDS" in summary and "WARNING" in summary
 
 
 def test_bad_factors_are_refused_with_the_fix():

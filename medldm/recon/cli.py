@@ -321,6 +321,18 @@ def _measured_summary(m: dict[str, Any]) -> str:
             f"  hold-out, LDM - {m['kspace_holdout']['best_classical'].upper()} paired over "
             f"{paired['n_splits']} splits: {paired['mean']:+.4f} (std {paired['std']:.4f})"
         )
+    search = m.get("weight_search")
+    if search:
+        from medldm.recon.kspace_weights import edge_text
+
+        chosen = ", ".join(
+            f"{name.upper()} {entry['chosen_factor']:g} x"
+            for name, entry in search["methods"].items()
+        )
+        lines.append(f"  weights chosen by hold-out: {chosen} the preset's")
+        edge = edge_text(search)
+        if edge:
+            lines.append(f"  WARNING: {edge}")
     return "\n".join(lines)
 
 

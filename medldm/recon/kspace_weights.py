@@ -38,6 +38,32 @@ SEARCH_SPLITS = 2
 SEARCH_SEED_OFFSET = 1000
 
 
+def edge_text(search: Mapping[str, Any] | None) -> str:
+    """A warning when a chosen factor is the smallest or largest searched ("" otherwise):
+    the best weight may lie beyond the factors tried.
+
+    >>> record = {"factors": [1.0, 4.0], "methods": {"tv": {"at_edge": True,
+    ...     "chosen_factor": 4.0}}}
+    >>> edge_text(record)
+    'TV chose 4 x, the end of the factors searched: search beyond it (e.g. weight_search=[4,16,64])'
+    """
+    if not search:
+        return ""
+    edges = {n: e["chosen_factor"] for n, e in search["methods"].items() if e.get("at_edge")}
+    if not edges:
+        return ""
+    chosen = ", ".join(f"{name.upper()} chose {factor:g} x" for name, factor in edges.items())
+    factor = next(iter(edges.values()))
+    further = [factor, factor * 4, factor * 16]
+    if factor <= min(search["factors"]):
+        further = [factor / 16, factor / 4, factor]
+    example = ",".join(f"{f:g}" for f in further)
+    return (
+        f"{chosen}, the end of the factors searched: search beyond it "
+        f"(e.g. weight_search=[{example}])"
+    )
+
+
 def check_factors(factors: Sequence[float]) -> tuple[float, ...]:
     """The factors as positive floats, sorted; a clear error otherwise.
 
@@ -161,6 +187,7 @@ def _record(
             "preset_weight": weight,
             "chosen_factor": chosen,
             "chosen_weight": weight * chosen,
+            "at_edge": len(factors) > 1 and chosen in (min(factors), max(factors)),
             "holdout_error_by_factor": {
                 f"{f:g}": float(np.mean(values)) for f, values in errors[name].items()
             },

@@ -153,10 +153,15 @@ def _weight_search_note(metrics: dict[str, Any]) -> str:
         f"({entry['chosen_factor']:g} x the preset's {entry['preset_weight']:.3g})"
         for name, entry in search["methods"].items()
     )
+    from medldm.recon.kspace_weights import edge_text
+
+    edge = edge_text(search)
     return (
         "<p class='note'>Per-scan weights: "
         + html.escape(search["description"])
-        + f". Chosen: {chosen}.</p>"
+        + f". Chosen: {chosen}."
+        + (f" <b>{html.escape(edge)}.</b>" if edge else "")
+        + "</p>"
     )
 
 
