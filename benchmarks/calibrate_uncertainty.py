@@ -20,10 +20,10 @@ The issue-17 study (IXI test at MRI 4x/8x, MedNIST CT 30 views, K = 4, 8, 16)::
         ct_sparse_30 --n-samples 4 8 16 --precision bf16
 
 The native presets (``--domain native``: the brain_mri_native validation patient, central
-slices of each series, the ``brain_native_2d`` prior)::
+slices of each series, the ``brain_native_2d`` prior; one operator per core)::
 
     .venv/bin/python benchmarks/calibrate_uncertainty.py --domain native --operators mri_4x \
-        mri_8x --n-samples 2 --slices 3 --threads 2 --name native_k2
+        --n-samples 4 --slices 3 --threads 1 --name native_k4_mri_4x
 
 A smoke run (few cases and steps; its fits go to the output folder, not to configs/, since
 ``--set`` changes the preset)::
