@@ -394,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rule above-reference needs at least one of --references")
     if args.psnr_tolerance < 0:
         parser.error(f"--psnr-tolerance must be >= 0 dB, got {args.psnr_tolerance}")
+    if args.max_calls is not None and args.max_calls <= 0:
+        parser.error(f"--max-calls must be > 0 network calls per case, got {args.max_calls}")
     base = dict(load_preset_config("solver", args.solver))
     target = base.pop("_target_")
     fixed = {}
@@ -437,8 +439,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 solver_class(**current_options(current_name)), measurements, prior
             )
             print(f"{operator} current {current_name}: {current[0]:.2f} dB / {current[1]:.4f}")
+        points = list(itertools.product(*(grid[k] for k in keys)))
+        cheapest = min(
+            network_calls({**base, **dict(zip(keys, raw, strict=True))}) for raw in points
+        )
+        if args.max_calls is not None and cheapest > args.max_calls:
+            raise SystemExit(
+                f"{operator}: every grid point needs more than --max-calls {args.max_calls} "
+                f"network calls per case (the cheapest {cheapest})"
+            )
         costs = []
-        for raw in itertools.product(*(grid[k] for k in keys)):
+        for raw in points:
             values = tuple(_resolve_reference(v, weights) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
             try:
@@ -475,22 +486,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else f"No point reached {best_reference[0]}'s mean SSIM "
                 f"({best_reference[1][1]:.4f}); chosen: {near_best}"
             )
-        if args.max_calls is not None:
-            rule += (
-                f" Budget: at most {args.max_calls} network calls per case (n_steps x "
-                "n_samples); points over it are marked."
-            )
         if current is not None:
-            matched = choose_cheapest_match(rows, costs, current, args.match_psnr, args.match_ssim)
+            matched = choose_cheapest_match(
+                eligible, [costs[i] for i in allowed], current, args.match_psnr, args.match_ssim
+            )
             if matched is None:
                 print(f"{operator}: no grid point within the tolerances; {current_name} kept")
                 continue
-            best = matched
+            best = allowed[matched]
             rule = (
                 "Chosen: the fewest network calls per case (n_steps x n_samples) among the "
                 f"points within {args.match_psnr} dB PSNR and {args.match_ssim} SSIM of the "
                 f"preset it replaces ({network_calls(current_options(current_name))} calls: "
                 f"{current[0]:.2f} / {current[1]:.4f} on these cases)."
+            )
+        if args.max_calls is not None:
+            rule += (
+                f" Budget: at most {args.max_calls} network calls per case (n_steps x "
+                "n_samples); points over it are marked."
             )
         chosen = {**base, **dict(zip(keys, rows[best][0], strict=True))}
         listed = ", ".join(c.case_id for c in cases)

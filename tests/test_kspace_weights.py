@@ -1,4 +1,4 @@
-"""Per-scan weights of the classical solvers of a measured run, chosen by k-space hold-out
+"""Per-scan weights of the solvers of a measured run, chosen by k-space hold-out
 (medldm.recon.kspace_weights): on noisier k-space than the presets were tuned for, the
 search picks heavier regularisation, and the reference confirms it is better."""
 
@@ -70,7 +70,8 @@ def test_the_search_picks_heavier_weights_on_noisy_kspace_and_they_are_better(tm
         plain["classical"]["cg"]["psnr_db"]
     )
     # 16 is the largest factor searched: the report and the console say to search beyond
-    assert tv["at_edge"] and "weight_search=[16,64,256]" in edge_text(record)
+    assert tv["at_edge"] and "TV chose 16 x" in edge_text(record)
+    assert "weight_search=[16,64,256]" in edge_text(record)
     report = write_run_folder(result, tmp_path / "run")["report"].read_text()
     assert "Per-scan weights" in report and "16 x the preset" in report
     assert "search beyond it" in report
@@ -85,5 +86,7 @@ def test_bad_factors_are_refused_with_the_fix():
         check_factors([float("nan")])
     with pytest.raises(InvalidInputError, match="weight_search"):
         check_factors(["heavy"])
+    with pytest.raises(InvalidInputError, match="weight_search"):
+        check_factors("heavy")
     assert check_factors([4, 1]) == (1.0, 4.0) and check_factors([]) == ()
     assert best_factor({1.0: [0.5, 0.5], 4.0: [0.5, 0.5]}) == 1.0  # ties: the smaller

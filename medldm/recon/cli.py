@@ -54,7 +54,7 @@ HELP_INPUTS = """\
                   BART .cfl/.hdr, Siemens twix .dat, ISMRMRD or fastMRI .h5; with mask=,
                   reference=, acceleration=4|8, kspace_slice=, coil_maps=acs|reference,
                   holdout_splits= (the no-reference score), grid_solve=tv|least_squares|none,
-                  weight_search=[0.5,1,2,4] (classical weights chosen per scan by hold-out)
+                  weight_search=[0.5,1,2,4] (weights chosen per scan by hold-out)
   sinogram=PATH   measured parallel-beam CT projections, Data Exchange HDF5: FBP and TV
                   per detector row; with rotation_centre=, sinogram_tv_weight=
 

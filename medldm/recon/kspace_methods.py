@@ -67,7 +67,8 @@ class MeasuredMethods:
     device: torch.device
     seed: int
     grid_solve: str = "tv"
-    # per-scan weights of classical solvers (:mod:`medldm.recon.kspace_weights`), by name
+    # per-scan weights (:mod:`medldm.recon.kspace_weights`) by solver name: a classical
+    # solver's ``weight``, the LDM's final-step weight
     weights: dict[str, float] = field(default_factory=dict)
     # the preset's LDM solver: a plain field, so the records read it without a call here
     ldm_name: str = field(init=False)

@@ -79,7 +79,7 @@ class KSpaceOptions:
     phase: str = "cg"
     holdout_splits: int | None = None
     grid_solve: str = "tv"
-    weight_search: Sequence[float] = ()
+    weight_search: Sequence[float] | float | None = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight_search", check_factors(self.weight_search))

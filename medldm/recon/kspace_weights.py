@@ -8,10 +8,13 @@ CG-SENSE has none) and each factor of ``factors``, the solver reconstructs the k
 ``n_splits`` seeded splits with ``factor x`` its preset weight and is scored by its error
 on the held-out samples; the factor with the lowest mean error is chosen, and the run's
 reconstruction and hold-out score then use it. The LDM's other weights (its data
-consistency, its TV start) stay the preset's. The search splits are drawn with
-another seed than the scoring splits of :func:`~medldm.recon.kspace_methods.holdout_scores`,
-but both come from the same measured samples, so a chosen weight's score is slightly
-optimistic (cross-validation, not a fresh scan).
+consistency, its TV start) stay the preset's. Every search solve starts from the run's
+seed; in the run itself l1-wavelet draws its cycle-spinning shifts after the LDM's
+sampling, so its shifts there differ from the search's (a small difference, reproducible).
+The search splits are drawn with another seed than the scoring splits of
+:func:`~medldm.recon.kspace_methods.holdout_scores`, but both come from the same measured
+samples, so a chosen weight's score is slightly optimistic (cross-validation, not a fresh
+scan).
 
 Example
 -------
@@ -21,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +35,8 @@ from medldm.errors import InvalidInputError
 from medldm.physics.base import LinearPhysics
 from medldm.physics.coils import calibration_region
 from medldm.recon.kspace_methods import MeasuredMethods, unit_phase
+
+log = logging.getLogger(__name__)
 
 #: Splits of the search (fewer than the score's five: it runs every factor on each).
 SEARCH_SPLITS = 2
@@ -45,38 +51,47 @@ def edge_text(search: Mapping[str, Any] | None) -> str:
     >>> record = {"factors": [1.0, 4.0], "methods": {"tv": {"at_edge": True,
     ...     "chosen_factor": 4.0}}}
     >>> edge_text(record)
-    'TV chose 4 x, the end of the factors searched: search beyond it (e.g. weight_search=[4,16,64])'
+    'TV chose 4 x, the end of the factors searched (search beyond it, e.g. weight_search=[4,16,64])'
     """
     if not search:
         return ""
-    edges = {n: e["chosen_factor"] for n, e in search["methods"].items() if e.get("at_edge")}
-    if not edges:
-        return ""
-    chosen = ", ".join(f"{name.upper()} chose {factor:g} x" for name, factor in edges.items())
-    factor = next(iter(edges.values()))
-    further = [factor, factor * 4, factor * 16]
-    if factor <= min(search["factors"]):
-        further = [factor / 16, factor / 4, factor]
-    example = ",".join(f"{f:g}" for f in further)
-    return (
-        f"{chosen}, the end of the factors searched: search beyond it "
-        f"(e.g. weight_search=[{example}])"
-    )
+    lowest = min(search["factors"])
+    texts = []
+    for name, entry in search["methods"].items():
+        if not entry.get("at_edge"):
+            continue
+        factor = entry["chosen_factor"]
+        further = (
+            [factor / 16, factor / 4, factor]
+            if factor <= lowest
+            else [factor, factor * 4, factor * 16]
+        )
+        example = ",".join(f"{f:g}" for f in further)
+        texts.append(
+            f"{name.upper()} chose {factor:g} x, the end of the factors searched (search "
+            f"beyond it, e.g. weight_search=[{example}])"
+        )
+    return "; ".join(texts)
 
 
-def check_factors(factors: Sequence[float]) -> tuple[float, ...]:
-    """The factors as positive floats, sorted; a clear error otherwise.
+def check_factors(factors: Sequence[float] | float | None) -> tuple[float, ...]:
+    """The factors as positive floats, sorted and without repeats (``None``: none; a
+    number: that one); a clear error otherwise.
 
-    >>> check_factors([2, 0.5, 1])
-    (0.5, 1.0, 2.0)
+    >>> check_factors([2, 0.5, 1, 2]), check_factors(None), check_factors(4)
+    ((0.5, 1.0, 2.0), (), (4.0,))
     """
+    if factors is None:
+        factors = ()
+    elif isinstance(factors, int | float):
+        factors = (factors,)
     try:
-        values = tuple(sorted(float(f) for f in factors))
+        values = tuple(sorted({float(f) for f in factors}))
     except (TypeError, ValueError):
         values = (float("nan"),)
     if any(not np.isfinite(f) or f <= 0 for f in values):
         raise InvalidInputError(
-            f"weight_search factors must be finite and > 0, got {list(factors)}",
+            f"weight_search factors must be finite numbers > 0, got {factors!r}",
             fix="give factors of the preset weight, e.g. weight_search=[0.5,1,2,4]",
         )
     return values
@@ -119,7 +134,10 @@ def search_weights(
 
     factors = check_factors(factors)
     preset_weights = searchable(methods)
-    if not factors or not preset_weights:
+    if not factors:
+        return None
+    if not preset_weights:
+        log.warning("weight_search: no solver of this run has a weight to search")
         return None
     splits = holdout_splits(
         mask,

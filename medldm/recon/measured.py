@@ -166,10 +166,10 @@ def reconstruct_kspace(
         it misfits what the measured grid holds beyond the prior's). Chosen on validation
         slices by ``benchmarks/measured_grid_solve.py``.
     weight_search:
-        Factors of the classical solvers' preset weights (e.g. ``(0.5, 1, 2, 4)``): each
-        solver with a weight (TV, l1-wavelet) gets the factor with the lowest k-space
-        hold-out error on this scan (:mod:`medldm.recon.kspace_weights`); default: none,
-        the presets' weights.
+        Factors of the solvers' preset weights (e.g. ``(0.5, 1, 2, 4)``): each solver with
+        a weight (TV's and l1-wavelet's, the LDM's final-step weight) gets the factor with
+        the lowest k-space hold-out error on this scan (:mod:`medldm.recon.kspace_weights`);
+        default: none, the presets' weights.
     device, precision, seed, progress:
         ``"auto"`` picks the GPU when present; the prior's network precision (``auto``, ``fp32``,
         ``bf16``); the seed of a retrospective mask and of the sampler; progress bars.
@@ -185,7 +185,7 @@ def reconstruct_kspace(
         "phase": phase,
         "holdout_splits": holdout_splits,
         "grid_solve": grid_solve,
-        "weight_search": tuple(weight_search),
+        "weight_search": weight_search,
     }
     return run_measured(
         kspace, preset, mask, overrides, options, device, precision, seed, baseline, progress

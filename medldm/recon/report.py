@@ -144,7 +144,7 @@ def _holdout_note(metrics: dict[str, Any]) -> str:
 
 
 def _weight_search_note(metrics: dict[str, Any]) -> str:
-    """The per-scan weights of the classical solvers, when they were searched."""
+    """The per-scan weights of the solvers, when they were searched."""
     search = metrics.get("weight_search")
     if not search:
         return ""
