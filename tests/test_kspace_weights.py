@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from medldm.errors import InvalidInputError
 from medldm.models.testing import tiny_prior
@@ -89,4 +90,7 @@ def test_bad_factors_are_refused_with_the_fix():
     with pytest.raises(InvalidInputError, match="weight_search"):
         check_factors("heavy")
     assert check_factors([4, 1]) == (1.0, 4.0) and check_factors([]) == ()
+    # what medldm-recon passes on: the config value as Hydra parsed it
+    assert check_factors(OmegaConf.create({"w": [4, 1]}).w) == (1.0, 4.0)
+    assert check_factors(OmegaConf.create({"w": 2}).w) == (2.0,)
     assert best_factor({1.0: [0.5, 0.5], 4.0: [0.5, 0.5]}) == 1.0  # ties: the smaller

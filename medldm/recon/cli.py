@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,19 +260,6 @@ def _kspace_inputs(cfg: DictConfig) -> list[Any]:
     return [f for f in files if f]
 
 
-def _listed(value: Any) -> list[Any]:
-    """A config value as a list: ``[]`` for null, ``[value]`` for a scalar.
-
-    >>> _listed(None), _listed(2.0), _listed([0.5, 1])
-    ([], [2.0], [0.5, 1])
-    """
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        return [value]
-    return list(value)
-
-
 def _reconstruct_kspace(cfg: DictConfig, preset: Any) -> Any:
     """``kspace=``: measured raw data (medldm.recon.measured.reconstruct_kspace)."""
     from medldm.recon.measured import reconstruct_kspace
@@ -289,7 +275,7 @@ def _reconstruct_kspace(cfg: DictConfig, preset: Any) -> Any:
         coil_maps_from=str(cfg.get("coil_maps") or "acs"),
         holdout_splits=cfg.get("holdout_splits"),
         grid_solve=str(cfg.get("grid_solve") or "tv"),
-        weight_search=_listed(cfg.get("weight_search")),
+        weight_search=cfg.get("weight_search"),  # kspace_weights.check_factors reads it
         device=str(cfg.device),
         precision=str(cfg.get("precision", "auto")),
         seed=int(cfg.seed),
