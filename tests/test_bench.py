@@ -733,3 +733,15 @@ def test_a_report_rebuilt_without_the_case_arrays_keeps_and_lists_the_figures(co
     assert sorted((out / "figures").glob("*/*.png")) == figures
     text = markdown.read_text()
     assert all(path.relative_to(out).as_posix() in text for path in figures)
+
+
+def test_case_arrays_skip_writes_in_progress_and_truncated_archives(tmp_path):
+    """A report built while another multirun job writes its arrays (the joblib race)."""
+    from medldm.bench.figure_arrays import CASES_DIR, load_case_arrays, save_measurement
+
+    image = np.zeros((4, 4), np.float32)
+    save_measurement(tmp_path, "d", "a", "mri_4x", 0, image, image)
+    folder = tmp_path / CASES_DIR / "d"
+    (folder / ".b__mri_4x__seed0.npz.abc.part.npz").write_bytes(b"")  # atomic write under way
+    (folder / "c__mri_4x__seed0.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert [g.case for g in load_case_arrays(tmp_path)] == ["a"]

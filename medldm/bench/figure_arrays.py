@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,14 +132,17 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 def load_case_arrays(output_dir: str | Path) -> list[CaseArrays]:
     """Every saved (case, operator, seed) with its estimates, sorted by labels.
 
-    Unreadable files (e.g. from an interrupted run) are skipped.
+    Unreadable files (e.g. from an interrupted run) are skipped, and so are the hidden
+    temporary files of writes in progress (another job of a multirun sharing the folder).
     """
     groups: dict[tuple, CaseArrays] = {}
     estimates: list[tuple[tuple, str, np.ndarray]] = []
     for path in sorted((Path(output_dir) / CASES_DIR).glob("*/*.npz")):
+        if path.name.startswith("."):
+            continue
         try:
             labels, arrays = _read(path)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             continue
         key = (labels["dataset"], labels["case"], labels["operator"], int(labels["seed"]))
         if "solver" in labels:
