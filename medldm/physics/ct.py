@@ -56,7 +56,7 @@ from medldm.physics.noise import NoiseModel
 #: Largest number of geometries whose system matrices are kept in memory.
 SYSTEM_MATRIX_CACHE_SIZE = 8
 #: ``(kind, *geometry key) -> matrices`` (CPU float32 CSR tensors), least recent first;
-#: kind is ``"projector"`` (matrix, transpose) or ``"backprojector"`` (FBP).
+#: kind is ``"projector"`` (matrix, transpose).
 SYSTEM_MATRIX_CACHE: OrderedDict[tuple, object] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
@@ -150,45 +150,55 @@ def joseph_system_matrix(
     return matrix.tocsr()
 
 
-def pixel_driven_backprojector(
-    height: int,
-    width: int,
+def pixel_driven_backprojection(
+    sinogram: torch.Tensor,
     angles_deg: Sequence[float],
-    n_detectors: int,
+    image_shape: tuple[int, int],
     centre_offset: float = 0.0,
-) -> scipy.sparse.csr_matrix:
-    """The back-projector of FBP, ``(H * W, n_detectors * n_views)``, as ``iradon`` does it.
+) -> torch.Tensor:
+    """The back-projection of FBP, as ``iradon`` does it: ``(..., n_detectors, n_views)`` to
+    ``(..., H, W)``, computed view by view without a matrix.
 
     Each pixel takes, from each view, the sinogram value at its detector position
     ``s = (c - W//2) cos - (r - H//2) sin`` by linear interpolation between the two nearest
-    bins (zero beyond the detector). This is not ``P^T``: pixel-driven interpolation is the
-    standard discretisation of the back-projection integral in FBP, while ``P^T`` is the
-    exact adjoint of the ray-driven projector (they differ by a few percent at high
-    frequencies, which the ramp filter amplifies). ``centre_offset``: see the module
-    docstring.
+    bins (zero beyond the detector), and the views are summed (unscaled). This is not
+    ``P^T``: pixel-driven interpolation is the standard discretisation of the
+    back-projection integral in FBP, while ``P^T`` is the exact adjoint of the ray-driven
+    projector (they differ by a few percent at high frequencies, which the ramp filter
+    amplifies). ``centre_offset``: see the module docstring. Memory is the image and one
+    view's interpolation indices (a 512 x 512 image from 181 views would need a 1 GB
+    sparse matrix).
+
+    Example
+    -------
+    >>> import torch
+    >>> sinogram = torch.zeros(1, 1, 9, 2); sinogram[0, 0, 4] = 1  # the central bin, 2 views
+    >>> image = pixel_driven_backprojection(sinogram, [0.0, 90.0], (9, 9))
+    >>> image[0, 0, 4].tolist()  # the central row: the 90-degree view's line
+    [1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]
     """
+    height, width = image_shape
+    n_detectors, n_views = sinogram.shape[-2:]
+    leading = sinogram.shape[:-2]
+    # (views, bins, batch) with one zero bin before and two after the detector, so that
+    # clamped positions read zeros; the batch is the contiguous axis of each gathered row
+    data = sinogram.reshape(-1, n_detectors, n_views)
+    data = torch.nn.functional.pad(data, (0, 0, 1, 2)).permute(2, 1, 0).contiguous()
+    slope = data[:, 1:] - data[:, :-1]
+    device = sinogram.device
+    rows = (torch.arange(height, dtype=torch.float64, device=device) - height // 2)[:, None]
+    cols = (torch.arange(width, dtype=torch.float64, device=device) - width // 2)[None, :]
+    image = torch.zeros(height * width, data.shape[2], dtype=sinogram.dtype, device=device)
     angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
-    n_views = len(angles)
-    rows, cols = np.mgrid[:height, :width]
-    rows = (rows - height // 2).ravel().astype(np.float64)
-    cols = (cols - width // 2).ravel().astype(np.float64)
-    pixel = np.arange(height * width)
-    entries_rows, entries_cols, values = [], [], []
+    shift = n_detectors // 2 + centre_offset + 1  # + 1: the zero bin before the detector
     for view, theta in enumerate(angles):
-        position = cols * math.cos(theta) - rows * math.sin(theta)
-        position = position + n_detectors // 2 + centre_offset
-        lower = np.floor(position)
-        upper_weight = position - lower
-        for bin_index, weight in ((lower, 1 - upper_weight), (lower + 1, upper_weight)):
-            inside = (bin_index >= 0) & (bin_index < n_detectors) & (weight > 0)
-            entries_rows.append(pixel[inside])
-            entries_cols.append(bin_index[inside].astype(np.int64) * n_views + view)
-            values.append(weight[inside])
-    matrix = scipy.sparse.coo_matrix(
-        (np.concatenate(values), (np.concatenate(entries_rows), np.concatenate(entries_cols))),
-        shape=(height * width, n_detectors * n_views),
-    )
-    return matrix.tocsr()
+        position = (cols * math.cos(theta) + (shift - rows * math.sin(theta))).reshape(-1)
+        position = position.clamp_(0, n_detectors + 1)
+        lower = position.long()  # floor, as positions are not negative
+        weight = (position - lower).to(sinogram.dtype)[:, None]
+        image += torch.index_select(data[view], 0, lower)
+        image.addcmul_(torch.index_select(slope[view], 0, lower), weight)
+    return image.T.reshape(*leading, height, width)
 
 
 def _to_torch_csr(matrix: scipy.sparse.csr_matrix) -> torch.Tensor:
@@ -248,38 +258,6 @@ def cached_system_matrix(
         return _to_torch_csr(matrix), _to_torch_csr(matrix.T.tocsr())
 
     return _cached("projector", geometry_key(*geometry), build)
-
-
-def backprojector_matrix(
-    height: int,
-    width: int,
-    angles_deg: Sequence[float],
-    n_detectors: int,
-    centre_offset: float = 0.0,
-) -> torch.Tensor:
-    """The FBP back-projector of a geometry (see :func:`pixel_driven_backprojector`) as a
-    torch sparse CSR tensor, not cached: for one-off geometries (a centre search) that
-    should not stay in memory."""
-    return _to_torch_csr(
-        pixel_driven_backprojector(height, width, angles_deg, n_detectors, centre_offset)
-    )
-
-
-def cached_backprojector(
-    height: int,
-    width: int,
-    angles_deg: Sequence[float],
-    n_detectors: int,
-    centre_offset: float = 0.0,
-) -> torch.Tensor:
-    """The FBP back-projector of a geometry (see :func:`pixel_driven_backprojector`),
-    built once and kept in the LRU cache."""
-    geometry = (height, width, angles_deg, n_detectors, centre_offset)
-
-    def build() -> torch.Tensor:
-        return backprojector_matrix(*geometry)
-
-    return _cached("backprojector", geometry_key(*geometry), build)
 
 
 # --- FBP filter -----------------------------------------------------------------------
@@ -357,16 +335,15 @@ def filtered_backprojection(
     centre_offset: float = 0.0,
     circle: bool = True,
     filter: str | None = "ramp",
-    backprojector: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Filtered back-projection of ``(..., n_detectors, n_views)`` onto ``image_shape``
     (see :meth:`ParallelBeamCT.fbp` for the steps), without building the projector.
 
     The image need not cover the whole detector: with ``circle=False`` a small image of
     the region around the rotation axis is reconstructed from the whole (filtered)
-    detector. ``backprojector`` is the cached matrix of the geometry (built when omitted).
+    detector.
     """
-    n_det, n_views = sinogram.shape[-2:]
+    n_det = sinogram.shape[-2]
     n_extended = fbp_detector_count(n_det, circle)
     # keeps the rotation axis at n // 2 + centre_offset of the extended detector
     before = n_extended // 2 - n_det // 2
@@ -375,11 +352,7 @@ def filtered_backprojection(
     response = fbp_filter(padded_size, filter).to(sinogram.device, sinogram.dtype)
     spectrum = torch.fft.fft(extended, n=padded_size, dim=-2) * response[:, None]
     filtered = torch.fft.ifft(spectrum, dim=-2).real[..., :n_extended, :]
-    if backprojector is None:
-        backprojector = cached_backprojector(
-            *image_shape, angles_deg, n_extended, centre_offset
-        ).to(sinogram.device)
-    image = apply_matrix(backprojector, filtered, (n_extended, n_views), image_shape)
+    image = pixel_driven_backprojection(filtered, angles_deg, image_shape, centre_offset)
     image = image * (median_angular_step_rad(angles_deg) / 2)
     if circle:
         image = image * inscribed_circle(image_shape).to(image.device, image.dtype)
@@ -467,7 +440,7 @@ class ParallelBeamCT(LinearPhysics):
 
     # Sparse CSR tensors can be neither deep-copied nor reliably pickled, so copies carry
     # the geometry only and take the matrices from the cache (or rebuild them).
-    _MATRIX_BUFFERS = ("system_matrix", "system_matrix_t", "backprojector")
+    _MATRIX_BUFFERS = ("system_matrix", "system_matrix_t")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -535,7 +508,7 @@ class ParallelBeamCT(LinearPhysics):
         near the circle's rim need them); each view is filtered along the detector axis in
         Fourier space (zero-padded to ``max(64, 2^ceil(log2(2 n)))``, filter of
         :func:`fbp_filter`); the result is back-projected pixel-driven
-        (:func:`pixel_driven_backprojector`) and scaled by ``dtheta / 2``, ``dtheta`` the
+        (:func:`pixel_driven_backprojection`) and scaled by ``dtheta / 2``, ``dtheta`` the
         median angular step in radians (``pi / n_views`` for views spread over 180 degrees;
         ``iradon`` always uses ``pi / n_views``, so limited-angle scales differ). With
         ``circle=True`` pixels outside the inscribed circle are set to 0.
@@ -553,7 +526,6 @@ class ParallelBeamCT(LinearPhysics):
             )
         if sinogram.is_complex():
             raise InvalidInputError("CT takes real images and sinograms")
-        n_extended = fbp_detector_count(n_det, self.circle)
         return filtered_backprojection(
             sinogram,
             self.angles_deg,
@@ -561,16 +533,7 @@ class ParallelBeamCT(LinearPhysics):
             centre_offset=self.centre_offset,
             circle=self.circle,
             filter=filter,
-            backprojector=self._fbp_backprojector(n_extended, sinogram.device),
         )
-
-    def _fbp_backprojector(self, n_detectors: int, device: torch.device) -> torch.Tensor:
-        # Built on first use (not every user needs FBP), then kept as a buffer so .to()
-        # moves it with the projector.
-        if self._buffers.get("backprojector") is None:
-            matrix = cached_backprojector(*self._geometry(n_detectors))
-            self.register_buffer("backprojector", matrix.to(device), persistent=False)
-        return self.backprojector.to(device)
 
     def angular_step_rad(self) -> float:
         """Median spacing of the (sorted, modulo 180 degrees) view angles, in radians."""

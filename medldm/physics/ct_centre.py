@@ -249,36 +249,42 @@ def bin_detector(sinogram: np.ndarray, factor: int) -> np.ndarray:
 
 
 def fbp_scores(
-    sinogram: np.ndarray, angles_deg: np.ndarray, centres: np.ndarray, image_side: int | None
+    sinogram: np.ndarray,
+    angles_deg: np.ndarray,
+    centres: np.ndarray,
+    image_side: int | None,
+    batch: int = 32,
 ) -> dict[str, np.ndarray]:
     """``{"l1", "total_variation"}`` of the FBP image for each candidate centre.
 
     The sinogram is padded with zeros and Fourier-shifted so that each candidate axis
     lands on the middle bin, then reconstructed on one ``image_side`` square around the
-    axis (default: the whole padded detector), so every candidate shares one geometry
-    (its back-projector is built for the search and not cached).
+    axis (default: the whole padded detector), so every candidate shares one geometry;
+    they are back-projected in batches of ``batch`` (which bounds memory).
     """
-    from medldm.physics.ct import backprojector_matrix, fbp_detector_count, filtered_backprojection
+    from medldm.physics.ct import filtered_backprojection
 
     n_detectors = sinogram.shape[0]
     pad = math.ceil(np.max(np.abs(n_detectors // 2 - centres))) + 8
     padded = np.pad(sinogram, ((pad, pad), (0, 0)))
     n_padded = padded.shape[0]
     side = int(image_side or n_padded)
-    backprojector = backprojector_matrix(
-        side, side, angles_deg, fbp_detector_count(n_padded, True), 0.0
-    )
-    l1, tv = [], []
-    for centre in centres:
-        aligned = fourier_shift(padded, n_padded // 2 - (centre + pad))
-        sino = torch.from_numpy(aligned.astype(np.float32))[None, None]
+    images = []
+    for first in range(0, len(centres), batch):
+        aligned = np.stack(
+            [
+                fourier_shift(padded, n_padded // 2 - (centre + pad))
+                for centre in centres[first : first + batch]
+            ]
+        )
         with torch.no_grad():
-            image = filtered_backprojection(
-                sino, angles_deg, (side, side), backprojector=backprojector
-            )[0, 0].numpy()
-        l1.append(float(np.abs(image).sum()))
-        tv.append(total_variation_2d(image))
-    return {"l1": np.asarray(l1), "total_variation": np.asarray(tv)}
+            sinograms = torch.from_numpy(aligned.astype(np.float32))
+            images.append(filtered_backprojection(sinograms, angles_deg, (side, side)).numpy())
+    stack = np.concatenate(images)
+    return {
+        "l1": np.abs(stack).sum(axis=(1, 2)).astype(np.float64),
+        "total_variation": np.asarray([total_variation_2d(image) for image in stack]),
+    }
 
 
 def _parabola_minimum(x: np.ndarray, y: np.ndarray) -> float:

@@ -270,19 +270,13 @@ class MeasuredSinogram:
 
 def _fbp_axis_at_middle(scan: ProjectionData, side: int) -> torch.Tensor:
     """The same data reconstructed as if the axis sat at the detector's middle bin: what
-    centre finding fixes (shown in the report). FBP only: no projector built, no cache
-    entry kept."""
-    from medldm.physics.ct import backprojector_matrix, fbp_detector_count, filtered_backprojection
+    centre finding fixes (shown in the report). FBP only: no projector built."""
+    from medldm.physics.ct import filtered_backprojection
 
     middle_window, _, _ = window_at_middle(scan, side // 2)
     with torch.no_grad():
         return filtered_backprojection(
-            torch.from_numpy(middle_window[:, None]),
-            scan.angles_deg,
-            (side, side),
-            backprojector=backprojector_matrix(
-                side, side, scan.angles_deg, fbp_detector_count(side, True)
-            ),
+            torch.from_numpy(middle_window[:, None]), scan.angles_deg, (side, side)
         )
 
 
