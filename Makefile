@@ -52,7 +52,7 @@ bart:
 test: $(VENV)/.stamp-dev browser bart
 	$(VENV)/bin/ruff check medldm tests benchmarks
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 $(VENV)/.stamp-docs: pyproject.toml setup.py $(VENV)/.stamp-base
 	$(PY) -m pip install --quiet -e ".[docs]"

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data root and small helpers.
+"""Shared fixtures: the real-data root and small helpers; one thread per xdist worker.
 
 Tests that need ``../shared/data`` use the ``data_root`` fixture: it skips with a clear
 reason when the folder is absent, except under CI (``CI=true``) where a missing data
@@ -13,6 +13,15 @@ from pathlib import Path
 import pytest
 
 from medldm.data.root import find_data_root
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on the two cores: one thread each, for the subprocesses
+    # the tests start too (two workers with two threads each oversubscribed the cores, and
+    # spinning OpenMP threads then slowed some tests tenfold).
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def _missing(reason: str) -> None:
