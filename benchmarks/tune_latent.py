@@ -21,7 +21,9 @@ axes, every other option as in the preset). The classical references
 (``--references``, default TV and l1-wavelet with their ``<solver>_<operator>`` presets)
 are scored on the same measurements and written to the header, so the preset shows the
 margin it was tuned for. ``--max-calls N`` is a compute budget: every point is scored and
-listed, but only those with at most ``N`` network calls per case can be chosen.
+listed, but only those with at most ``N`` network calls per case can be chosen; with
+``--skip-over-budget`` the points over it are not run at all (a grid such as
+``n_samples=4,6,8 n_steps=6,8,12`` then scores only the pairs within the budget).
 
     .venv/bin/python benchmarks/tune_latent.py --prior brain_t1_2d \\
         --operators mri_4x mri_8x inpaint_box --solver latent_dds --slices 2
@@ -387,6 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a compute budget: only points with at most this many network calls per case "
         "(n_steps x n_samples) can be chosen; the others are scored and listed",
     )
+    parser.add_argument(
+        "--skip-over-budget",
+        action="store_true",
+        help="with --max-calls: do not run the grid points over the budget",
+    )
     parser.add_argument("--match-psnr", type=float, default=0.1, help="dB, match-current")
     parser.add_argument("--match-ssim", type=float, default=0.005, help="match-current")
     args = parser.parse_args(argv)
@@ -396,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--psnr-tolerance must be >= 0 dB, got {args.psnr_tolerance}")
     if args.max_calls is not None and args.max_calls <= 0:
         parser.error(f"--max-calls must be > 0 network calls per case, got {args.max_calls}")
+    if args.skip_over_budget and args.max_calls is None:
+        parser.error("--skip-over-budget needs --max-calls")
     base = dict(load_preset_config("solver", args.solver))
     target = base.pop("_target_")
     fixed = {}
@@ -452,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for raw in points:
             values = tuple(_resolve_reference(v, weights) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
+            if args.skip_over_budget and not within_budget([network_calls(params)], args.max_calls):
+                print(f"{operator} {dict(zip(keys, values, strict=True))}: skipped (over budget)")
+                continue
             try:
                 solver = solver_class(**params)
             except InvalidInputError as refused:  # e.g. a final TV and wavelet weight both > 0
@@ -503,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.max_calls is not None:
             rule += (
                 f" Budget: at most {args.max_calls} network calls per case (n_steps x "
-                "n_samples); points over it are marked."
+                "n_samples); points over it are "
+                + ("not run." if args.skip_over_budget else "marked.")
             )
         chosen = {**base, **dict(zip(keys, rows[best][0], strict=True))}
         listed = ", ".join(c.case_id for c in cases)

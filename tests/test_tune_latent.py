@@ -82,3 +82,10 @@ def test_a_set_value_shadowed_by_a_grid_axis_is_refused(tune_latent):
     # dc_weight is a default grid axis of latent_dds: --set dc_weight would be ignored
     with pytest.raises(SystemExit, match=r"also a grid axis.*--grid dc_weight="):
         tune_latent.main(["--operators", "mri_4x", "--set", "dc_weight=0.005", "--references"])
+
+
+def test_skipping_points_over_the_budget_needs_a_budget(tune_latent, capsys):
+    with pytest.raises(SystemExit) as refused:
+        tune_latent.main(["--operators", "mri_4x", "--skip-over-budget", "--references"])
+    assert refused.value.code == 2
+    assert "--skip-over-budget needs --max-calls" in capsys.readouterr().err
