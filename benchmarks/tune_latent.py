@@ -461,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for raw in points:
             values = tuple(_resolve_reference(v, weights) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
-            if args.skip_over_budget and not within_budget([network_calls(params)], args.max_calls):
+            if args.skip_over_budget and network_calls(params) > args.max_calls:
                 print(f"{operator} {dict(zip(keys, values, strict=True))}: skipped (over budget)")
                 continue
             try:
