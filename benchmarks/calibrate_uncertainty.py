@@ -3,16 +3,17 @@
 For each operator and each number of posterior samples K (``--n-samples 4 8 16``), the
 solver preset (``configs/solver/<solver>_<operator>.yaml``, with ``n_samples=K`` and any
 ``--set`` options) reconstructs the validation cases of the prior's data card, measured as
-the tuning scripts measure them (``medldm.problems.simulate``, seed ``i`` for case ``i``).
-A std scale per nominal level (50 %, 90 %) is fitted on them, conformal style
+the tuning scripts measure them (``medldm.problems.simulate``, seed ``i`` for case ``i``). A
+std scale per nominal level (50 %, 90 %) is fitted on them, conformal style
 (:mod:`medldm.problems.calibration`: the level quantile of ``|error| / std`` over their
-foreground pixels; every case's split is read off the data card and anything but
-validation is refused), and stored in ``<calibration-dir>/<solver>_<operator>.yaml``.
-Then the test cases are reconstructed and scored, uncalibrated and calibrated: mean over
-cases of the coverage of ``estimate +- z std`` and of the samples' quantile interval
-(:mod:`medldm.metrics.uncertainty`), the Spearman correlation of std with ``|error|``,
-PSNR, and seconds per case. Results: a table on stdout, ``<name>.json`` (every case),
-``<name>.md`` and one reliability figure per operator under ``--output``.
+foreground pixels, for inpainting the foreground pixels it leaves unobserved; every case's
+split is read off the data card and anything but validation is refused), and stored in
+``<calibration-dir>/<solver>_<operator>.yaml``. Then the test cases are reconstructed and
+scored, uncalibrated and calibrated: mean over cases of the coverage of ``estimate +- z
+std`` and of the samples' quantile interval (:mod:`medldm.metrics.uncertainty`), the
+Spearman correlation of std with ``|error|``, PSNR, and seconds per case. Results: a table
+on stdout, ``<name>.json`` (every case), ``<name>.md`` and one reliability figure per
+operator under ``--output``.
 
 The issue-17 study (IXI test at MRI 4x/8x, MedNIST CT 30 views, K = 4, 8, 16)::
 
@@ -66,10 +67,13 @@ from medldm.problems.calibration import (
     StdCalibration,
     calibration_dir,
     fit_calibration,
+    observed_pixels,
     preset_solver_config,
+    roi_name,
     save_calibration,
     score_uncertainty,
     split_of_case,
+    uncertainty_roi,
 )
 from medldm.problems.configs import load_physics, solver_for_operator
 from medldm.problems.simulate import simulate
@@ -130,7 +134,17 @@ def solve_case(solver: Any, factory: Any, prior: Any, case: Case, seed: int, dev
     estimate = to_image_array(rec.estimate, case.shape)
     std = to_image_array(rec.std, case.shape)
     samples = np.stack([to_image_array(s, case.shape) for s in rec.samples])
-    return {"estimate": estimate, "std": std, "samples": samples, "seconds": seconds}
+    observed = observed_pixels(physics, x.shape)
+    if observed is not None:
+        observed = to_image_array(observed, case.shape) > 0
+    return {
+        "estimate": estimate,
+        "std": std,
+        "samples": samples,
+        "seconds": seconds,
+        "roi": uncertainty_roi(case.image, observed),
+        "roi_name": roi_name(observed),
+    }
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -162,6 +176,7 @@ def run_operator(
                 solved["std"],
                 solved["samples"],
                 dataset=case.dataset,
+                mask=solved["roi"],
             )
         )
         print(f"  {operator} K={k} validation {case.case_id}: {solved['seconds']:.1f} s")
@@ -173,6 +188,7 @@ def run_operator(
         solver_config=preset_solver_config(preset, options),
         prior=prior,
         command=command,
+        roi=solved["roi_name"],  # the operator's: the same for every case
     )
     path = save_calibration(fit, args.calibration_dir)
     print(f"  fitted: {fit.describe()} -> {path}")
@@ -184,16 +200,22 @@ def run_operator(
         if split != "test":
             raise SystemExit(f"{case.case_id} is in the {split} split, not test")
         solved = solve_case(solver, factory, prior, case, seed, device)
+        roi = solved["roi"]
         columns = score_uncertainty(
-            solved["estimate"], case.image, solved["std"], solved["samples"], calibration=fit
+            solved["estimate"],
+            case.image,
+            solved["std"],
+            solved["samples"],
+            calibration=fit,
+            mask=roi,
         )
         for level in LEVELS:
             lower, upper = fit.sample_interval(solved["samples"], level)
             columns[f"coverage_{level_name(level)}_samples_calibrated"] = coverage(
-                case.image, lower, upper
+                case.image, lower, upper, mask=roi
             )
         case_curve = reliability_curve(
-            solved["estimate"], case.image, solved["std"], bin_edges=STD_BIN_EDGES
+            solved["estimate"], case.image, solved["std"], mask=roi, bin_edges=STD_BIN_EDGES
         )
         curve = case_curve if curve is None else curve.merge(case_curve)
         scores = score(solved["estimate"], case.image)
@@ -221,6 +243,7 @@ def run_operator(
         "options": args.options,
         "prior": prior_name,
         "precision": prior.precision,
+        "roi": fit.roi,
         "validation_cases": [c["case"] for c in fit.cases],
         "test_cases": [r["case"] for r in rows],
         "std_scale": {level_name(lv): f.std_scale for lv, f in fit.levels.items()},
@@ -354,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         "Fitted on the validation split, scored on the test split (mean over test cases). "
         "'raw' is estimate +- z std (or the samples' quantile interval); 'cal' applies the "
-        "validation-fitted scale. Spearman: std against |error| over the foreground.",
+        "validation-fitted scale. Spearman: std against |error|. ROI: "
+        + "; ".join(dict.fromkeys(f"{r['operator']}: {r['roi']}" for r in summaries))
+        + ".",
         "",
         text,
         "",

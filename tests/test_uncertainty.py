@@ -347,3 +347,138 @@ def test_bench_rows_carry_uncertainty_columns_and_the_report_shows_them(tmp_path
     assert "std calibrated on latent_dds_inpaint_random.yaml K=4" in markdown
     assert "Reliability: toy / inpaint_random" in html_page
     assert (tmp_path / "out" / "figures" / "reliability__toy__inpaint_random.png").is_file()
+
+
+# --- the ROI: the foreground the measurement leaves unobserved -----------------------------
+def _box_case(rng, name, size=24):
+    """An inpainting case: a central box unobserved, where the std is over-confident by 2x;
+    outside it the data fixes the estimate (std ~0, the error is the noise)."""
+    from medldm.problems.calibration import CalibrationCase
+
+    truth = np.pad(rng.uniform(0.4, 1.0, (size, size)), 2)
+    observed = np.ones(truth.shape, bool)
+    observed[8:20, 8:20] = False
+    std = np.where(observed, 1e-6, 0.05)
+    estimate = truth + np.where(observed, 0.01, 0.1) * rng.standard_normal(truth.shape)
+    return CalibrationCase(name, "validation", truth, estimate, std, dataset="toy_validation"), (
+        observed
+    )
+
+
+def test_observed_pixels_come_from_an_inpainting_mask_and_none_from_k_space():
+    import torch
+
+    from medldm.physics.factory import InpaintingFactory
+    from medldm.problems.calibration import observed_pixels, roi_name, uncertainty_roi
+    from medldm.problems.configs import load_physics
+
+    generator = torch.Generator().manual_seed(0)
+    physics = InpaintingFactory("box", box_fraction=0.5).build((16, 16), generator)
+    observed = observed_pixels(physics, (3, 1, 16, 16))
+    assert tuple(observed.shape) == (3, 1, 16, 16) and int((~observed[0]).sum()) == 64
+    assert not bool(observed[0, 0, 4:12, 4:12].any()) and bool(observed[0, 0, :4].all())
+    truth = np.pad(np.ones((12, 12), np.float32), 2)
+    roi = uncertainty_roi(truth, observed[0, 0].numpy())
+    assert roi.sum() == 64 and roi_name(observed) == "unobserved foreground"
+    mri = load_physics("mri_4x").build((16, 16), generator)
+    assert observed_pixels(mri, (1, 1, 16, 16)) is None
+    assert uncertainty_roi(truth).sum() == 144 and roi_name(None) == "foreground"
+
+
+def test_a_box_fit_over_the_unobserved_foreground_is_finite_and_nominal(tmp_path):
+    from medldm.problems.calibration import (
+        CalibrationCase,
+        fit_calibration,
+        load_calibrations,
+        save_calibration,
+        uncertainty_roi,
+    )
+
+    rng = np.random.default_rng(6)
+    pairs = [_box_case(rng, f"v{i}") for i in range(3)]
+    # over the whole foreground, the measured pixels (std 1e-6, error ~0.01) drive the scale
+    whole = fit_calibration([c for c, _ in pairs], solver="latent_dds", operator="inpaint_box")
+    assert whole.std_scale(0.9) > 1e3
+    masked = [
+        CalibrationCase(
+            c.name,
+            c.split,
+            c.ground_truth,
+            c.estimate,
+            c.std,
+            dataset=c.dataset,
+            mask=uncertainty_roi(c.ground_truth, observed),
+        )
+        for c, observed in pairs
+    ]
+    fit = fit_calibration(
+        masked, solver="latent_dds", operator="inpaint_box", roi="unobserved foreground"
+    )
+    # the box's errors are 2 stds wide: the 90 % scale is about 2 x 1.645
+    assert 2.5 < fit.std_scale(0.9) < 4.5
+    assert fit.levels[0.9].calibrated["std"] == pytest.approx(0.9, abs=0.01)
+    assert "(ROI: unobserved foreground)" in fit.describe()
+    save_calibration(fit, tmp_path)
+    assert load_calibrations("latent_dds", "inpaint_box", tmp_path)[0].roi == (
+        "unobserved foreground"
+    )
+    empty = CalibrationCase(
+        "e",
+        "validation",
+        *(masked[0].ground_truth,) * 3,
+        mask=np.zeros(masked[0].ground_truth.shape, bool),
+    )
+    with pytest.raises(InvalidInputError, match="case e has an empty ROI"):
+        fit_calibration([empty], solver="latent_dds", operator="inpaint_box")
+
+
+def test_the_app_scores_the_std_over_the_unobserved_foreground_and_skips_observed_slices():
+    from medldm.recon.uncertainty import uncertainty_metrics
+
+    rng = np.random.default_rng(7)
+    case, observed = _box_case(rng, "v")
+    truth = np.stack([case.ground_truth, case.ground_truth])
+    estimate = np.stack([case.estimate, case.ground_truth + 0.3])
+    std = np.stack([case.std, case.std])
+    seen = np.stack([observed, np.ones_like(observed)])  # slice 1: nothing left unobserved
+    scores = uncertainty_metrics(estimate, truth, std, None, None, "no fit", seen)
+    by_hand = coverage(
+        case.ground_truth,
+        case.estimate - 1.645 * case.std,
+        case.estimate + 1.645 * case.std,
+        mask=~observed,
+    )
+    assert scores["roi"] == "unobserved foreground"
+    assert scores["coverage_90"] == pytest.approx(by_hand, abs=1e-3)
+    plain = uncertainty_metrics(estimate, truth, std, None, None, "no fit")
+    assert plain["roi"] == "foreground" and plain["coverage_90"] < scores["coverage_90"]
+
+
+def test_bench_rows_score_a_box_std_over_the_box(tmp_path):
+    import json
+
+    from skimage.data import camera
+
+    from medldm.bench import run_benchmark
+    from medldm.bench.cases.case import Case
+    from medldm.data.normalize import Normalization
+    from medldm.metrics.foreground import foreground_mask
+    from medldm.models.testing import tiny_prior
+
+    image = np.ascontiguousarray(camera()[::16, ::16].astype(np.float32) / 255)
+    cases = [Case("toy", "c0", image, Normalization(0.0, 1.0))]
+    run_benchmark(
+        cases,
+        ["inpaint_box"],
+        ["latent_dds"],
+        [0],
+        tmp_path / "out",
+        prior=tiny_prior(),
+        progress=False,
+        device="cpu",
+        calibration_dir=tmp_path / "none",
+    )
+    curves = [json.loads(line) for line in (tmp_path / "out" / "reliability.jsonl").open()]
+    box = np.zeros(image.shape, bool)
+    box[8:24, 8:24] = True  # the central half of each side of 32 x 32
+    assert sum(curves[0]["curve"]["counts"]) == int((foreground_mask(image) & box).sum())

@@ -16,7 +16,8 @@ that skips rows made with since-edited presets says so (``RunSummary.skipped_sta
 warning): delete those rows, or use a new output folder, to recompute them.
 
 Latent solver rows also score their posterior std against the ground truth (coverage of
-the 50 % and 90 % intervals, Spearman of std against |error|, over the foreground:
+the 50 % and 90 % intervals, Spearman of std against |error|, over the foreground, for
+inpainting the foreground it leaves unobserved:
 :func:`medldm.problems.calibration.score_uncertainty`), with the calibrated coverage when
 ``configs/calibration/<solver>_<operator>.yaml`` (or ``calibration_dir``) holds a fit for
 exactly that solver preset, prior and K; their reliability-curve sums go to
@@ -99,9 +100,11 @@ from medldm.models.prior import resolve_device
 from medldm.problems.calibration import (
     StdCalibration,
     find_calibration,
+    observed_pixels,
     preset_solver_config,
     prior_fingerprint,
     score_uncertainty,
+    uncertainty_roi,
 )
 from medldm.problems.configs import load_physics, preset_digest, solver_for_operator
 from medldm.problems.simulate import simulate
@@ -427,12 +430,14 @@ class _GridRun:
         cell: _Cell,
         name: str,
         case: Case,
+        physics: Any,
         reconstruction: Any,
         estimate: np.ndarray,
         calibration: StdCalibration | None,
     ) -> dict[str, Any]:
         """The uncertainty columns (and ``_reliability``, the curve's sums) of a row with a
-        std map; ``{}`` without one or when they cannot be computed."""
+        std map, over :func:`~medldm.problems.calibration.uncertainty_roi`; ``{}`` without
+        a std or when they cannot be computed (an empty ROI)."""
         if reconstruction.std is None:
             return {}
         try:
@@ -440,8 +445,14 @@ class _GridRun:
             samples = None
             if reconstruction.samples is not None:
                 samples = np.stack([to_image_array(s, case.shape) for s in reconstruction.samples])
-            columns = score_uncertainty(estimate, case.image, std, samples, calibration=calibration)
-            curve = reliability_curve(estimate, case.image, std, bin_edges=STD_BIN_EDGES)
+            observed = observed_pixels(physics, (1, 1, *case.shape))
+            if observed is not None:
+                observed = to_image_array(observed, case.shape) > 0
+            roi = uncertainty_roi(case.image, observed)
+            columns = score_uncertainty(
+                estimate, case.image, std, samples, calibration=calibration, mask=roi
+            )
+            curve = reliability_curve(estimate, case.image, std, mask=roi, bin_edges=STD_BIN_EDGES)
         except Exception as error:
             log.warning("no uncertainty scores for %s %s: %s", case.case_id, name, error)
             return {}
@@ -503,7 +514,7 @@ class _GridRun:
             ),
             precision=self._precision(solver),
             error="",
-            **self._uncertainty(cell, name, case, reconstruction, estimate, calibration),
+            **self._uncertainty(cell, name, case, physics, reconstruction, estimate, calibration),
             **self._slice_scores(case, name, estimate, scores["data_range"]),
         )
 

@@ -4,14 +4,15 @@ Diffusion posteriors tend to be over-confident: ``estimate +- 1.645 std`` holds 
 far less often than 90 % of the time. A per-preset scale fixes the half-width instead. For
 each nominal level ``p`` (0.5, 0.9) the **std scale** ``s_p`` is the ``p``-quantile of
 ``|truth - estimate| / std`` over the foreground pixels of *validation* cases (split
-conformal prediction on pixels), so that ``estimate +- s_p std`` covers a fraction ``p``
-of them. Every case weighs the same (each of its pixels has weight ``1 / (n_cases *
-n_pixels)``, and ``s_p`` is the smallest score whose cumulative weight reaches ``p``), so the
-*mean over cases* of the per-case coverage is ``p`` on the fitting cases (up to ties and the
-weight of one pixel), the way the benchmark averages coverage. The central interval of the K
-samples is widened the same way around its centre (``sample_scale``). With Gaussian errors
-``s_p / z_p`` is one factor for every level; a difference between levels says the error
-tails are not Gaussian.
+conformal prediction on pixels; where the measurement observes pixels directly, as in
+inpainting, only the foreground it leaves unobserved: :func:`uncertainty_roi`), so that
+``estimate +- s_p std`` covers a fraction ``p`` of them. Every case weighs the same (each of
+its pixels has weight ``1 / (n_cases * n_pixels)``, and ``s_p`` is the smallest score whose
+cumulative weight reaches ``p``), so the *mean over cases* of the per-case coverage is ``p``
+on the fitting cases (up to ties and the weight of one pixel), the way the benchmark
+averages coverage. The central interval of the K samples is widened the same way around its
+centre (``sample_scale``). With Gaussian errors ``s_p / z_p`` is one factor for every level;
+a difference between levels says the error tails are not Gaussian.
 
 A calibration holds for one solver preset on one operator, with one prior and one number
 of samples K (its exact solver config is stored and must match), and only ever sees
@@ -147,6 +148,61 @@ def split_of_case(card_id: str, case_id: str) -> str:
     return "unknown"
 
 
+# --- the ROI ---------------------------------------------------------------------------------
+#: The ROI of a case whose measurement observes no pixel directly (k-space, projections).
+FOREGROUND_ROI = "foreground"
+#: The ROI of a case whose measurement observes some pixels directly (inpainting): there
+#: the data fixes the estimate, the std is about 0 and what error is left is the noise, so
+#: a scale fitted over them diverges and says nothing about the region the prior fills.
+UNOBSERVED_ROI = "unobserved foreground"
+
+
+def observed_pixels(physics: Any, shape: Sequence[int]) -> Any:
+    """The pixels ``physics`` observes directly, as a bool tensor broadcast to ``shape``
+    (the solver layout of ``x``, e.g. ``(B, 1, H, W)``), or None when it observes none
+    (the physics lacks the :data:`~medldm.physics.base.OBSERVED_MASK` capability).
+
+    >>> import torch
+    >>> from medldm.physics import Inpainting
+    >>> mask = torch.ones(4, 4, dtype=torch.bool)
+    >>> mask[1:3, 1:3] = False
+    >>> observed = observed_pixels(Inpainting(mask), (2, 1, 4, 4))
+    >>> tuple(observed.shape), int((~observed).sum())
+    ((2, 1, 4, 4), 8)
+    """
+    from medldm.physics.base import OBSERVED_MASK
+
+    if OBSERVED_MASK not in getattr(physics, "capabilities", ()):
+        return None
+    return (physics.mask.detach().to("cpu") > 0).expand(*shape)
+
+
+def uncertainty_roi(ground_truth: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """The pixels an uncertainty is fitted and scored on: the ground truth's foreground
+    (:func:`~medldm.metrics.foreground_mask`), less the ``observed`` ones (a bool array of
+    the ground truth's shape; see :func:`observed_pixels`). May be empty (a box outside
+    the head).
+
+    >>> truth = np.pad(np.ones((4, 4)), 2)
+    >>> observed = np.ones((8, 8), bool)
+    >>> observed[3:5, :] = False
+    >>> int(uncertainty_roi(truth).sum()), int(uncertainty_roi(truth, observed).sum())
+    (16, 8)
+    """
+    from medldm.metrics.foreground import foreground_mask
+
+    roi = foreground_mask(ground_truth)
+    if observed is None:
+        return roi
+    return roi & ~np.asarray(observed, bool).reshape(roi.shape)
+
+
+def roi_name(observed: Any) -> str:
+    """:data:`UNOBSERVED_ROI` where some pixels are observed directly, else
+    :data:`FOREGROUND_ROI`."""
+    return FOREGROUND_ROI if observed is None else UNOBSERVED_ROI
+
+
 # --- scales -------------------------------------------------------------------------------------
 def _ratios(error: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """``error / spread`` with ``0/0 = 0`` and ``x/0 = inf``."""
@@ -222,7 +278,7 @@ class StdCalibration:
     prior: str = ""
     prior_fingerprint: str = ""
     precision: str = ""
-    roi: str = "foreground"
+    roi: str = FOREGROUND_ROI
     fitted_at: str = ""
     command: str = ""
 
@@ -277,9 +333,10 @@ class StdCalibration:
         )
         prior = f", prior {self.prior}" if self.prior else ""
         on = f" of {', '.join(datasets)}" if datasets else ""
+        roi = "" if self.roi == FOREGROUND_ROI else f" (ROI: {self.roi})"
         return (
             f"{self.solver}/{self.operator} K={self.n_samples}{prior}: fitted on "
-            f"{len(self.cases)} validation case{'s' if len(self.cases) != 1 else ''}{on}; "
+            f"{len(self.cases)} validation case{'s' if len(self.cases) != 1 else ''}{on}{roi}; "
             f"half-width = std {scales}"
         )
 
@@ -360,7 +417,7 @@ class StdCalibration:
             str(data.get("prior") or ""),
             str(data.get("prior_fingerprint") or ""),
             str(data.get("precision") or ""),
-            str(data.get("roi") or "foreground"),
+            str(data.get("roi") or FOREGROUND_ROI),
             str(data.get("fitted_at") or ""),
             str(data.get("command") or ""),
         )
@@ -424,8 +481,10 @@ def fit_calibration(
     prior: Any = None,
     precision: str = "",
     command: str = "",
+    roi: str = FOREGROUND_ROI,
 ) -> StdCalibration:
-    """Fit the std scales on validation cases (see the module docstring).
+    """Fit the std scales on validation cases (see the module docstring); ``roi`` names
+    the cases' ROI (:func:`roi_name`), stored with the fit.
 
     Raises InvalidInputError when a case is not from the validation split (naming the
     cases), when cases disagree on K, or when a scale comes out infinite (a zero std where
@@ -455,7 +514,12 @@ def fit_calibration(
 
     prepared = []
     for case in cases:
-        roi = case.roi()
+        region = case.roi()
+        if not region.any():
+            raise InvalidInputError(
+                f"case {case.name} has an empty ROI: nothing to fit on",
+                fix="leave out cases whose foreground the measurement observes completely",
+            )
         truth = np.abs(np.asarray(case.ground_truth, np.float64))
         estimate = np.abs(np.asarray(case.estimate)).astype(np.float64)
         std = np.abs(np.asarray(case.std, np.float64)).reshape(truth.shape)
@@ -464,7 +528,7 @@ def fit_calibration(
         if case.samples is not None:
             samples = np.abs(np.asarray(case.samples)).astype(np.float64)
             samples = samples.reshape(samples.shape[0], *truth.shape)
-        prepared.append((truth, estimate, std, samples, roi))
+        prepared.append((truth, estimate, std, samples, region))
 
     fits: dict[float, LevelFit] = {}
     for level in levels:
@@ -523,6 +587,7 @@ def fit_calibration(
         prior=str(getattr(prior, "name", prior or "") or ""),
         prior_fingerprint=prior_fingerprint(prior),
         precision=precision or str(getattr(prior, "precision", "") or ""),
+        roi=roi,
         fitted_at=_now(),
         command=command,
     )

@@ -180,7 +180,8 @@ def _uncertainty_paragraph(metrics: dict[str, Any], interval_note: str) -> str:
     if "coverage_90" in u:
         parts.append(
             f" The truth fell inside the 50 % / 90 % intervals (estimate +- z std) on "
-            f"{pct('coverage_50')} / {pct('coverage_90')} of the foreground pixels"
+            f"{pct('coverage_50')} / {pct('coverage_90')} of the "
+            f"{html.escape(str(u.get('roi') or 'foreground'))} pixels"
         )
         if u.get("calibrated"):
             parts.append(

@@ -301,6 +301,7 @@ class SimulatedImage:
             stacks.samples,
             solved.calibration,
             solved.uncalibrated_reason,
+            _observed_stack(view, measurement.physics),
         )
         return metrics
 
@@ -407,6 +408,18 @@ def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 def _sampling_mask(physics: Any) -> np.ndarray | None:
     mask = getattr(physics, "mask", None)
     return None if mask is None else mask.detach().cpu().numpy()
+
+
+def _observed_stack(view: ImageView, physics: Any) -> np.ndarray | None:
+    """The pixels ``physics`` observes directly (inpainting), as a bool stack on the input
+    grid like ``view.truth``; None for a measurement that observes none (k-space)."""
+    from medldm.problems.calibration import observed_pixels
+
+    observed = observed_pixels(physics, view.x.shape)
+    if observed is None:
+        return None
+    stack = solver_stack(observed.to(torch.float32), view.volume_mode)
+    return view.plan.from_working(stack) > 0.5
 
 
 def _slab_positions(

@@ -61,12 +61,17 @@ def uncertainty_metrics(
     sample_stacks: list[np.ndarray] | None,
     calibration: Any,
     uncalibrated_reason: str,
+    observed: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """metrics.json's ``uncertainty``: coverage of the 50/90 % intervals and the Spearman
-    of std against ``|error|`` per slice (foreground, model range), mean over slices."""
+    of std against ``|error|`` per slice (model range), mean over slices, over the
+    foreground less the ``observed`` pixels (inpainting: a bool stack like ``truth``;
+    :func:`~medldm.problems.calibration.uncertainty_roi`)."""
     from medldm.metrics.convention import UNCERTAINTY_CONVENTION
+    from medldm.problems.calibration import roi_name
 
-    means = _mean_over_slices(_per_slice_scores(estimate, truth, std, sample_stacks, calibration))
+    per_slice = _per_slice_scores(estimate, truth, std, sample_stacks, calibration, observed)
+    means = _mean_over_slices(per_slice)
     description: dict[str, Any] = {"calibrated": calibration is not None}
     if calibration is not None:
         description["calibration"] = calibration.describe()
@@ -74,7 +79,7 @@ def uncertainty_metrics(
         description["reason"] = uncalibrated_reason
     return {
         **description,
-        "roi": "foreground",
+        "roi": roi_name(observed),
         "per": "slice, mean over slices",
         "convention": UNCERTAINTY_CONVENTION,
         **means,
@@ -87,18 +92,27 @@ def _per_slice_scores(
     std: np.ndarray,
     sample_stacks: list[np.ndarray] | None,
     calibration: Any,
+    observed: np.ndarray | None,
 ) -> list[dict[str, Any]]:
-    """The uncertainty scores of every slice that has a foreground."""
-    from medldm.problems.calibration import score_uncertainty
+    """The uncertainty scores of every slice with pixels in its ROI."""
+    from medldm.problems.calibration import score_uncertainty, uncertainty_roi
 
     per_slice = []
     for index in range(truth.shape[0]):
         if float(truth[index].max()) <= float(truth[index].min()):
             continue  # a constant slice has no foreground to score
+        roi = uncertainty_roi(truth[index], None if observed is None else observed[index])
+        if not roi.any():
+            continue  # the measurement observes all of this slice's foreground
         samples = None if sample_stacks is None else np.stack([s[index] for s in sample_stacks])
         per_slice.append(
             score_uncertainty(
-                estimate[index], truth[index], std[index], samples, calibration=calibration
+                estimate[index],
+                truth[index],
+                std[index],
+                samples,
+                calibration=calibration,
+                mask=roi,
             )
         )
     return per_slice
