@@ -197,6 +197,17 @@ def within_budget(costs: Sequence[int], max_calls: int | None) -> list[int]:
     return [i for i, cost in enumerate(costs) if max_calls is None or cost <= max_calls]
 
 
+def runs_point(params: dict[str, Any], max_calls: int | None, skip_over_budget: bool) -> bool:
+    """Whether a grid point runs: every one does, except, with ``--skip-over-budget``, those
+    over ``max_calls`` network calls per case.
+
+    >>> point = {"n_steps": 12, "n_samples": 8}  # 96 calls
+    >>> runs_point(point, 48, True), runs_point(point, 48, False), runs_point(point, 96, True)
+    (False, True, True)
+    """
+    return not (skip_over_budget and max_calls is not None and network_calls(params) > max_calls)
+
+
 def point_mark(index: int, chosen: int, allowed: Sequence[int]) -> str:
     """The header's note after grid point ``index``: chosen, over the budget, or nothing.
 
@@ -461,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for raw in points:
             values = tuple(_resolve_reference(v, weights) for v in raw)
             params = {**base, **dict(zip(keys, values, strict=True))}
-            if args.skip_over_budget and network_calls(params) > args.max_calls:
+            if not runs_point(params, args.max_calls, args.skip_over_budget):
                 print(f"{operator} {dict(zip(keys, values, strict=True))}: skipped (over budget)")
                 continue
             try:
