@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from skimage import data as skdata
 from skimage.transform import resize
 
+from medldm.errors import InvalidInputError
 from medldm.models.config import AutoencoderConfig, LDMConfig, UNetConfig
 from medldm.models.prior import load_prior
 from medldm.train.autoencoder import AutoencoderTraining, train_autoencoder
@@ -223,6 +224,35 @@ def test_a_new_prior_starts_from_another_priors_weights_at_step_zero(folder_2d, 
     assert new.meta["scale_factor"] != old.meta["scale_factor"]
     unet, before = new.unet.state_dict(), old.unet.state_dict()
     assert all(torch.allclose(unet[k], before[k], atol=1e-3) for k in before)
+    # latent_normalization: from_init keeps the source's map (a fine-tune on other crops)
+    kept = train_diffusion(
+        TINY_2D.unet,
+        replace(diffusion, latent_normalization="from_init"),
+        tmp_path / "kept",
+    )
+    assert load_prior_checkpoint(kept).meta["scale_factor"] == old.meta["scale_factor"]
+    with pytest.raises(InvalidInputError, match="from_init keeps init_weights"):
+        train_diffusion(
+            TINY_2D.unet,
+            replace(diffusion, latent_normalization="from_init", init_weights=None),
+            tmp_path / "none",
+        )
+
+
+def test_unpadded_crops_keep_a_smaller_images_size_and_refuse_mixed_batches():
+    from medldm.train.data import ImageDataset
+
+    images = [np.full((20, 24), 0.5, np.float32), np.full((40, 40), 0.5, np.float32)]
+    rng = np.random.default_rng(0)
+    padded = ImageDataset(images, patch=32, augment=False)
+    assert padded.get(0, rng).shape == (1, 32, 32) and padded.get(1, rng).shape == (1, 32, 32)
+    whole = ImageDataset(images, patch=32, augment=False, pad=False)
+    assert whole.get(0, rng).shape == (1, 20, 24) and whole.get(1, rng).shape == (1, 32, 32)
+    assert tuple(whole.batch([0], rng).shape) == (1, 1, 20, 24)
+    sixteen = ImageDataset(images, patch=32, augment=False, pad=False, crop_multiple=16)
+    assert sixteen.get(0, rng).shape == (1, 16, 16) and sixteen.get(1, rng).shape == (1, 32, 32)
+    with pytest.raises(InvalidInputError, match="cannot share a batch"):
+        whole.batch([0, 1], rng)
 
 
 def test_a_tiny_position_prior_trains_on_crops_and_samples_whole_images(folder_2d, tmp_path):

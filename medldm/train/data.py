@@ -310,7 +310,11 @@ class ImageDataset:
     slice's position (added after augmentation, which neither moves nor pads it). With
     ``neighbours`` (``(N, 2)`` indices of the images below and above each one), the two
     neighbour images come right after the image, moved with it: channels
-    ``(image, below, above[, slice position])``.
+    ``(image, below, above[, slice position])``. With ``pad=False`` a crop of an image
+    smaller than ``patch`` keeps the image's size instead of being zero-padded to ``patch``
+    (whole slices at their own matrix; a batch then needs images of one size, e.g.
+    ``batch_size: 1``), rounded down to a multiple of ``crop_multiple`` pixels (what the
+    networks' downsampling needs, e.g. 16 for a factor-4 autoencoder under a 3-level UNet).
     """
 
     def __init__(
@@ -323,8 +327,12 @@ class ImageDataset:
         positions: bool = False,
         slice_positions: Sequence[float] | np.ndarray | None = None,
         neighbours: np.ndarray | None = None,
+        pad: bool = True,
+        crop_multiple: int = 1,
     ):
         self.images = images
+        self.pad = bool(pad)
+        self.crop_multiple = int(crop_multiple)
         self.neighbours = None if neighbours is None else np.asarray(neighbours, np.int64)
         self.image_channels = 1 if neighbours is None else 3
         self.patch = patch
@@ -367,15 +375,28 @@ class ImageDataset:
 
             array = np.concatenate([array, image_coordinates(array.shape[1:]).numpy()])
         if self.patch:
-            starts = [int(rng.integers(0, max(s - self.patch, 0) + 1)) for s in array.shape[1:]]
-            array = array[(slice(None), *(slice(s, s + self.patch) for s in starts))]
-            array = np.stack([_pad_or_crop(channel, self.shape) for channel in array])
+            sizes = [self._crop_size(s) for s in array.shape[1:]]
+            starts = [
+                int(rng.integers(0, s - c + 1)) for s, c in zip(array.shape[1:], sizes, strict=True)
+            ]
+            array = array[
+                (slice(None), *(slice(s, s + c) for s, c in zip(starts, sizes, strict=True)))
+            ]
+            if self.pad:
+                array = np.stack([_pad_or_crop(channel, self.shape) for channel in array])
         if self.augment:
             array = self._augment(array, rng)
         if self.slice_positions is not None:
             level = np.full((1, *array.shape[1:]), self.slice_positions[index], np.float32)
             array = np.concatenate([array, level])
         return array.astype(np.float32)
+
+    def _crop_size(self, size: int) -> int:
+        """The crop's size along an axis of ``size`` pixels: ``patch`` (padded later), or
+        without padding the image's size up to ``patch``, to a multiple of ``crop_multiple``."""
+        if self.pad:
+            return min(size, self.patch)
+        return max(min(size, self.patch) // self.crop_multiple * self.crop_multiple, 1)
 
     def _augment(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flip and small affine transform of ``(channels, *spatial)``; the image channel
@@ -407,7 +428,14 @@ class ImageDataset:
     def batch(self, indices: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
         """Stacked images ``(len(indices), 1, *spatial)`` (``3`` channels with ``positions``,
         one more with ``slice_positions``)."""
-        return torch.from_numpy(np.stack([self.get(int(i), rng) for i in indices]))
+        items = [self.get(int(i), rng) for i in indices]
+        shapes = sorted({item.shape for item in items})
+        if len(shapes) > 1:
+            raise InvalidInputError(
+                f"unpadded crops of different sizes cannot share a batch: {shapes}",
+                fix="use batch_size: 1 with data.pad: false, or data.pad: true",
+            )
+        return torch.from_numpy(np.stack(items))
 
 
 def build_training_data(
@@ -427,6 +455,8 @@ def build_training_data(
     limit: int | None = None,
     positions: bool = False,
     slice_positions: bool = False,
+    pad: bool = True,
+    crop_multiple: int = 1,
     neighbour_slices: bool = False,
 ) -> TrainingData:
     """Training and validation sets for ``kind`` (see the module docstring), split by
@@ -434,7 +464,10 @@ def build_training_data(
     maps in their whole image as channels (for a position-conditioned diffusion stage);
     ``slice_positions`` (``ixi_slices`` only) takes each volume's foreground extent and adds
     each slice's position in it as a channel (for a slice-conditioned diffusion stage), and
-    ``neighbour_slices`` (with it) the slices below and above each one (a stack-aware one)."""
+    ``neighbour_slices`` (with it) the slices below and above each one (a stack-aware one).
+    ``pad=False`` leaves the training crops of images smaller than ``patch`` at their own
+    size (to a multiple of ``crop_multiple``; :class:`ImageDataset`); the validation crops
+    are always padded to one shape."""
     size_list = [size] if isinstance(size, int) else list(size)
     flip = None
     train_at = val_at = train_next = val_next = None
@@ -502,6 +535,8 @@ def build_training_data(
         train=ImageDataset(
             train,
             patch=patch,
+            pad=pad,
+            crop_multiple=crop_multiple,
             augment=augment,
             flip_axis=flip,
             positions=positions,

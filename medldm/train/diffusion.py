@@ -4,7 +4,8 @@ The autoencoder of a stage-1 prior checkpoint is frozen; latents are its posteri
 normalised to zero mean and unit variance on the training latents (fitted once, stored in
 the checkpoint): with one ``scale_factor = 1 / std`` (``latent_normalization="global"``,
 the classic LDM) or a mean and std per channel (``"per_channel"``, as EDM2;
-:mod:`medldm.models.latent_normalization`). The UNet learns the DDPM noise prediction over
+:mod:`medldm.models.latent_normalization`); a fine-tune may keep its source prior's instead
+(``"from_init"``). The UNet learns the DDPM noise prediction over
 1000 steps::
 
     z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps,   L = |eps_theta(z_t, t) - eps|^2,
@@ -90,7 +91,9 @@ class DiffusionTraining:
     device: str = "auto"
     half_weights: bool = False
     data: dict[str, Any] = field(default_factory=dict)
-    # "global" (one scale_factor) or "per_channel" (a shift and scale per latent channel)
+    # "global" (one scale_factor), "per_channel" (a shift and scale per latent channel), both
+    # fitted on this prior's training crops, or "from_init": init_weights' own, kept (a
+    # fine-tune whose crops differ from the source's: its UNet was trained for that one)
     latent_normalization: str = "global"
     # offset noise: std of the extra per-(image, channel) constant added to the noise (0 = off)
     noise_offset: float = 0.0
@@ -187,6 +190,17 @@ def fit_latent_normalization(
         for i in range(0, len(images), batch_size)
     ]
     return LatentNormalization.fit(torch.cat(latents), mode)
+
+
+#: ``latent_normalization`` value: keep the normalisation of ``init_weights``' prior.
+FROM_INIT = "from_init"
+
+
+def init_normalization(prior: str | Path, channels: int) -> LatentNormalization:
+    """The latent normalisation stored with ``prior`` (a shipped name or a folder)."""
+    from medldm.models.prior import prior_folder
+
+    return LatentNormalization.from_meta(load_prior_checkpoint(prior_folder(prior)).meta, channels)
 
 
 def _broadcast_normalization(
@@ -316,6 +330,11 @@ def train_diffusion(
     UNet weights, step and latent normalisation (a warm start with a fresh optimizer);
     else ``training.init_weights`` (another prior) gives starting UNet weights at step 0."""
     run_dir = Path(run_dir)
+    if training.latent_normalization == FROM_INIT and not training.init_weights:
+        raise InvalidInputError(
+            "latent_normalization: from_init keeps init_weights' normalisation, and none is set",
+            fix="set diffusion_training.init_weights, or use per_channel or global",
+        )
     context = init_distributed(training.device)
     numpy_rng = seed_everything(training.seed, context)
     device = context.device
@@ -360,6 +379,8 @@ def train_diffusion(
         norm = LatentNormalization.from_meta(warm_meta, channels)
     elif training.init_weights:  # the latent normalisation is fitted on this prior's data
         start_from_prior(training.init_weights, "diffusion", unet, ema)
+        if training.latent_normalization == FROM_INIT:
+            norm = init_normalization(training.init_weights, channels)
     if norm is None:
         fit_rng = np.random.default_rng(training.seed)
         count = min(len(data.train), 512)
