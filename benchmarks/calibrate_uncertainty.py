@@ -94,7 +94,14 @@ SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
 #: resampling), with the native prior and the ``<solver>_<operator>_native`` presets
 NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
     operator: ("brain_native_2d", "brain_mri_native", {})
-    for operator in ("mri_4x", "mri_8x", "mri_multicoil_4x", "mri_multicoil_8x", "inpaint_box")
+    for operator in (
+        "mri_4x",
+        "mri_8x",
+        "mri_multicoil_4x",
+        "mri_multicoil_8x",
+        "mri_multicoil_8x_variable_density",
+        "inpaint_box",
+    )
 }
 
 
