@@ -142,8 +142,6 @@ def solve_case(solver: Any, factory: Any, prior: Any, case: Case, seed: int, dev
     std = to_image_array(rec.std, case.shape)
     samples = np.stack([to_image_array(s, case.shape) for s in rec.samples])
     observed = observed_pixels(physics, x.shape)
-    if observed is not None:
-        observed = to_image_array(observed, case.shape) > 0
     return {
         "estimate": estimate,
         "std": std,

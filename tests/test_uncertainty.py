@@ -378,7 +378,7 @@ def test_observed_pixels_come_from_an_inpainting_mask_and_none_from_k_space():
     assert tuple(observed.shape) == (3, 1, 16, 16) and int((~observed[0]).sum()) == 64
     assert not bool(observed[0, 0, 4:12, 4:12].any()) and bool(observed[0, 0, :4].all())
     truth = np.pad(np.ones((12, 12), np.float32), 2)
-    roi = uncertainty_roi(truth, observed[0, 0].numpy())
+    roi = uncertainty_roi(truth, observed[0, 0])
     assert roi.sum() == 64 and roi_name(observed) == "unobserved foreground"
     mri = load_physics("mri_4x").build((16, 16), generator)
     assert observed_pixels(mri, (1, 1, 16, 16)) is None

@@ -445,10 +445,7 @@ class _GridRun:
             samples = None
             if reconstruction.samples is not None:
                 samples = np.stack([to_image_array(s, case.shape) for s in reconstruction.samples])
-            observed = observed_pixels(physics, (1, 1, *case.shape))
-            if observed is not None:
-                observed = to_image_array(observed, case.shape) > 0
-            roi = uncertainty_roi(case.image, observed)
+            roi = uncertainty_roi(case.image, observed_pixels(physics, (1, 1, *case.shape)))
             columns = score_uncertainty(
                 estimate, case.image, std, samples, calibration=calibration, mask=roi
             )

@@ -157,8 +157,8 @@ FOREGROUND_ROI = "foreground"
 UNOBSERVED_ROI = "unobserved foreground"
 
 
-def observed_pixels(physics: Any, shape: Sequence[int]) -> Any:
-    """The pixels ``physics`` observes directly, as a bool tensor broadcast to ``shape``
+def observed_pixels(physics: Any, shape: Sequence[int]) -> np.ndarray | None:
+    """The pixels ``physics`` observes directly, as a bool array broadcast to ``shape``
     (the solver layout of ``x``, e.g. ``(B, 1, H, W)``), or None when it observes none
     (the physics lacks the :data:`~medldm.physics.base.OBSERVED_MASK` capability).
 
@@ -174,14 +174,14 @@ def observed_pixels(physics: Any, shape: Sequence[int]) -> Any:
 
     if OBSERVED_MASK not in getattr(physics, "capabilities", ()):
         return None
-    return (physics.mask.detach().to("cpu") > 0).expand(*shape)
+    return np.broadcast_to((physics.mask.detach() > 0).cpu().numpy(), tuple(shape))
 
 
 def uncertainty_roi(ground_truth: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
     """The pixels an uncertainty is fitted and scored on: the ground truth's foreground
     (:func:`~medldm.metrics.foreground_mask`), less the ``observed`` ones (a bool array of
-    the ground truth's shape; see :func:`observed_pixels`). May be empty (a box outside
-    the head).
+    the ground truth's size, any singleton axes; see :func:`observed_pixels`). May be
+    empty (a box outside the head).
 
     >>> truth = np.pad(np.ones((4, 4)), 2)
     >>> observed = np.ones((8, 8), bool)

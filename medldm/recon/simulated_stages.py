@@ -418,7 +418,7 @@ def _observed_stack(view: ImageView, physics: Any) -> np.ndarray | None:
     observed = observed_pixels(physics, view.x.shape)
     if observed is None:
         return None
-    stack = solver_stack(observed.to(torch.float32), view.volume_mode)
+    stack = solver_stack(torch.from_numpy(observed.astype(np.float32)), view.volume_mode)
     return view.plan.from_working(stack) > 0.5
 
 
