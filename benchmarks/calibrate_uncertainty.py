@@ -26,6 +26,12 @@ slices of each series, the ``brain_native_2d`` prior; one operator per core)::
     .venv/bin/python benchmarks/calibrate_uncertainty.py --domain native --operators mri_4x \
         --n-samples 4 --slices 3 --threads 1 --name native_k4_mri_4x
 
+Whole volumes (``--domain volume``: the IXI validation subjects kept whole, 3D k-space, the
+``latent_dds_mri_{4x,8x}_volume`` presets; std and coverage over each volume's foreground)::
+
+    .venv/bin/python benchmarks/calibrate_uncertainty.py --domain volume --operators mri_4x \
+        --n-samples 4 --threads 2 --name volume_k4_mri_4x
+
 A smoke run (few cases and steps; its fits go to the output folder, not to configs/, since
 ``--set`` changes the preset)::
 
@@ -105,9 +111,16 @@ NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+#: ``--domain volume``: whole IXI volumes (one 3D case per subject, 3D k-space), the 2D
+#: brain prior on their axial slices, the ``<solver>_<operator>_volume`` presets
+VOLUME_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    operator: ("brain_t1_2d", "ixi_t1", {"size": 128}) for operator in ("mri_4x", "mri_8x")
+}
+
+
 def setups(domain: str | None) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """The operator -> (prior, card, card options) table of a tuning domain."""
-    return NATIVE_SETUPS if domain == "native" else SETUPS
+    return {"native": NATIVE_SETUPS, "volume": VOLUME_SETUPS}.get(domain or "", SETUPS)
 
 
 def _spread(items: Sequence[Any], n: int | None) -> list[Any]:
@@ -117,9 +130,12 @@ def _spread(items: Sequence[Any], n: int | None) -> list[Any]:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
 
 
-def load_cases(card: str, split: str, options: dict, slices: int, per_class: int, n: int | None):
+def load_cases(
+    card: str, split: str, options: dict, slices: int | None, per_class: int, n: int | None
+):
     """The readable, non-constant cases of one split (IXI: ``slices`` central slices per
-    subject; MedNIST: the first ``per_class`` images of each CT class), ``n`` spread evenly."""
+    subject, or each whole volume when None; MedNIST: the first ``per_class`` images of
+    each CT class), ``n`` spread evenly."""
     extra = {"per_class": per_class} if card == "mednist" else {"slices": slices}
     cases = [
         c
@@ -166,8 +182,9 @@ def run_operator(
     factory = load_physics(operator)
     device = str(prior.device)
 
+    slices = None if args.domain == "volume" else args.slices  # volumes: each kept whole
     validation = load_cases(
-        card, "validation", card_options, args.slices, args.per_class, args.validation_cases
+        card, "validation", card_options, slices, args.per_class, args.validation_cases
     )
     fitting = []
     for seed, case in enumerate(validation):
@@ -198,7 +215,7 @@ def run_operator(
     path = save_calibration(fit, args.calibration_dir)
     print(f"  fitted: {fit.describe()} -> {path}")
 
-    test = load_cases(card, "test", card_options, args.slices, args.per_class, args.test_cases)
+    test = load_cases(card, "test", card_options, slices, args.per_class, args.test_cases)
     rows, curve = [], None
     for seed, case in enumerate(test):
         split = split_of_case(card, case.case_id)
@@ -314,9 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--domain",
         default=None,
-        choices=["native"],
+        choices=["native", "volume"],
         help="native: brain_mri_native at the scanner's resolution, brain_native_2d, the "
-        "<solver>_<operator>_native presets",
+        "<solver>_<operator>_native presets; volume: whole IXI volumes in 3D k-space, the "
+        "<solver>_<operator>_volume presets (mri_4x, mri_8x)",
     )
     parser.add_argument("--solver", default="latent_dds")
     parser.add_argument("--n-samples", nargs="+", type=int, default=[4, 8, 16])
@@ -339,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default=str(REPO / "benchmarks/results/uncertainty"))
     parser.add_argument("--name", default="uncertainty")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.operators) - set(setups(args.domain)))
+    if unknown:
+        parser.error(
+            f"--domain {args.domain} has no setup for {', '.join(unknown)}; "
+            f"choose from {', '.join(sorted(setups(args.domain)))}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     args.options = dict(item.split("=", 1) for item in args.set)
