@@ -26,11 +26,16 @@ slices of each series, the ``brain_native_2d`` prior; one operator per core)::
     .venv/bin/python benchmarks/calibrate_uncertainty.py --domain native --operators mri_4x \
         --n-samples 4 --slices 3 --threads 1 --name native_k4_mri_4x
 
-Whole volumes (``--domain volume``: the IXI validation subjects kept whole, 3D k-space, the
-``latent_dds_mri_{4x,8x}_volume`` presets; std and coverage over each volume's foreground)::
+Whole volumes (``--domain volume``: the IXI validation subjects kept whole, 3D k-space with
+the ``latent_dds_mri_{4x,8x}_volume`` presets, or each slice its own 2D k-space with the
+``latent_dds_mri_{4x,8x}_multislice`` presets; std and coverage over each volume's
+foreground; the fits record that their cases were volumes, and only a slab coupled along z
+takes them)::
 
     .venv/bin/python benchmarks/calibrate_uncertainty.py --domain volume --operators mri_4x \
         --n-samples 4 --threads 2 --name volume_k4_mri_4x
+    .venv/bin/python benchmarks/calibrate_uncertainty.py --domain volume \
+        --operators mri_4x_multislice --n-samples 4 --threads 2 --name multislice_k4_mri_4x
 
 A smoke run (few cases and steps; its fits go to the output folder, not to configs/, since
 ``--set`` changes the preset)::
@@ -81,7 +86,7 @@ from medldm.problems.calibration import (
     split_of_case,
     uncertainty_roi,
 )
-from medldm.problems.configs import load_physics, solver_for_operator
+from medldm.problems.configs import MULTISLICE_SUFFIX, load_physics, solver_for_operator
 from medldm.problems.simulate import simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,16 +116,25 @@ NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-#: ``--domain volume``: whole IXI volumes (one 3D case per subject, 3D k-space), the 2D
-#: brain prior on their axial slices, the ``<solver>_<operator>_volume`` presets
+#: ``--domain volume``: whole IXI volumes (one 3D case per subject), the 2D brain prior on
+#: their axial slices: in 3D k-space (``mri_4x``, ``mri_8x``; the ``<solver>_<operator>_volume``
+#: presets) or slice by slice (``mri_{4x,8x}_multislice``; their own presets, as the app's
+#: slab in ``mri_brain_4x`` / ``mri_brain_8x``)
 VOLUME_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    operator: ("brain_t1_2d", "ixi_t1", {"size": 128}) for operator in ("mri_4x", "mri_8x")
+    operator: ("brain_t1_2d", "ixi_t1", {"size": 128})
+    for operator in ("mri_4x", "mri_8x", "mri_4x_multislice", "mri_8x_multislice")
 }
 
 
 def setups(domain: str | None) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """The operator -> (prior, card, card options) table of a tuning domain."""
     return {"native": NATIVE_SETUPS, "volume": VOLUME_SETUPS}.get(domain or "", SETUPS)
+
+
+def preset_domain(domain: str | None, operator: str) -> str | None:
+    """The tuning domain whose solver presets an operator takes: a multislice operator has
+    presets of its own (``<solver>_<operator>``, as the app's slab and the bench run it)."""
+    return None if operator.endswith(MULTISLICE_SUFFIX) else domain
 
 
 def _spread(items: Sequence[Any], n: int | None) -> list[Any]:
@@ -178,7 +192,8 @@ def run_operator(
 ) -> tuple[dict, StdCalibration, ReliabilityCurve | None]:
     prior_name, card, card_options = setups(args.domain)[operator]
     options = {**args.options, "n_samples": k}
-    solver, preset = solver_for_operator(args.solver, operator, options, domain=args.domain)
+    domain = preset_domain(args.domain, operator)
+    solver, preset = solver_for_operator(args.solver, operator, options, domain=domain)
     factory = load_physics(operator)
     device = str(prior.device)
 
@@ -326,7 +341,10 @@ def markdown_table(rows: list[list[str]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--operators", nargs="+", default=["mri_4x"], choices=sorted({*SETUPS, *NATIVE_SETUPS})
+        "--operators",
+        nargs="+",
+        default=["mri_4x"],
+        choices=sorted({*SETUPS, *NATIVE_SETUPS, *VOLUME_SETUPS}),
     )
     parser.add_argument(
         "--domain",
@@ -334,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["native", "volume"],
         help="native: brain_mri_native at the scanner's resolution, brain_native_2d, the "
         "<solver>_<operator>_native presets; volume: whole IXI volumes in 3D k-space, the "
-        "<solver>_<operator>_volume presets (mri_4x, mri_8x)",
+        "<solver>_<operator>_volume presets (mri_4x, mri_8x), or slice by slice "
+        "(mri_4x_multislice, mri_8x_multislice)",
     )
     parser.add_argument("--solver", default="latent_dds")
     parser.add_argument("--n-samples", nargs="+", type=int, default=[4, 8, 16])

@@ -283,6 +283,52 @@ def test_calibration_file_round_trip_and_matching(tmp_path):
     )
 
 
+def test_a_fit_records_whether_its_cases_were_slices_or_volumes(tmp_path):
+    from medldm.problems.calibration import (
+        CalibrationCase,
+        fit_calibration,
+        load_calibrations,
+        save_calibration,
+    )
+
+    rng = np.random.default_rng(6)
+    slices = [_case(rng, "a", "validation"), _case(rng, "b", "validation")]
+    assert fit_calibration(slices, solver="latent_dds", operator="mri_4x").case_dims == 2
+    stacks = []
+    for name in ("v1", "v2"):
+        truth = np.pad(rng.uniform(0.5, 1.0, (3, 10, 10)), ((0, 0), (1, 1), (1, 1)))
+        samples = truth + 0.05 * rng.standard_normal((4, *truth.shape))
+        stacks.append(
+            CalibrationCase(name, "validation", truth, samples.mean(0), samples.std(0), samples)
+        )
+    fit = fit_calibration(stacks, solver="latent_dds", operator="mri_4x")
+    assert fit.case_dims == 3 and fit.coupled and "2 validation volumes" in fit.describe()
+    save_calibration(fit, tmp_path)
+    assert load_calibrations("latent_dds", "mri_4x", tmp_path)[0].coupled
+
+
+def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(monkeypatch):
+    """The shipped whole-volume preset finds its volume fit; a fit of the same config made
+    on slices, or a volume fit offered to independent slices, is refused with the reason."""
+    import dataclasses
+
+    import medldm.problems.calibration as calibration
+    from medldm.models.prior import load_prior
+    from medldm.recon.presets import load_preset
+    from medldm.recon.uncertainty import calibration_for
+
+    preset, prior = load_preset("mri_brain_3d"), load_prior("brain_t1_2d")
+    fit, why = calibration_for(preset, prior, volume_mode=True)
+    assert fit is not None and fit.coupled and fit.n_samples == 4, why
+    assert fit.solver_preset == "latent_dds_mri_4x_volume"
+    refused, why = calibration_for(preset, prior, volume_mode=False)
+    assert refused is None and "whole volumes" in why
+    on_slices = dataclasses.replace(fit, case_dims=2)
+    monkeypatch.setattr(calibration, "find_calibration", lambda *args, **kwargs: on_slices)
+    refused, why = calibration_for(preset, prior, volume_mode=True)
+    assert refused is None and "independent 2D slices" in why
+
+
 # --- the benchmark: columns, calibration, report -------------------------------------------
 def test_bench_rows_carry_uncertainty_columns_and_the_report_shows_them(tmp_path):
     import csv

@@ -266,7 +266,8 @@ class LevelFit:
 
 @dataclass
 class StdCalibration:
-    """A std calibration of one solver preset on one operator, prior and K."""
+    """A std calibration of one solver preset on one operator, prior and K, fitted on
+    independent 2D slices (``case_dims`` 2) or on whole volumes solved as one (3)."""
 
     solver: str
     operator: str
@@ -281,6 +282,13 @@ class StdCalibration:
     roi: str = FOREGROUND_ROI
     fitted_at: str = ""
     command: str = ""
+    case_dims: int = 2
+
+    @property
+    def coupled(self) -> bool:
+        """Whether it was fitted on whole volumes or slabs solved as one (``case_dims`` 3),
+        where a preset's coupling along z acts, rather than on independent 2D slices."""
+        return self.case_dims >= 3
 
     @property
     def scales(self) -> dict[float, float]:
@@ -334,9 +342,10 @@ class StdCalibration:
         prior = f", prior {self.prior}" if self.prior else ""
         on = f" of {', '.join(datasets)}" if datasets else ""
         roi = "" if self.roi == FOREGROUND_ROI else f" (ROI: {self.roi})"
+        noun = "volume" if self.coupled else "case"
         return (
             f"{self.solver}/{self.operator} K={self.n_samples}{prior}: fitted on "
-            f"{len(self.cases)} validation case{'s' if len(self.cases) != 1 else ''}{on}{roi}; "
+            f"{len(self.cases)} validation {noun}{'s' if len(self.cases) != 1 else ''}{on}{roi}; "
             f"half-width = std {scales}"
         )
 
@@ -389,6 +398,7 @@ class StdCalibration:
                 for _, fit in sorted(self.levels.items())
             ],
             "cases": [dict(c) for c in self.cases],
+            "case_dims": int(self.case_dims),
             "fitted_at": self.fitted_at,
             "command": self.command,
         }
@@ -420,6 +430,7 @@ class StdCalibration:
             str(data.get("roi") or FOREGROUND_ROI),
             str(data.get("fitted_at") or ""),
             str(data.get("command") or ""),
+            int(data.get("case_dims") or 2),
         )
 
 
@@ -468,6 +479,11 @@ def _now() -> str:
 
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
+
+
+def _spatial_dims(image: np.ndarray) -> int:
+    """The number of axes longer than one: 2 for a slice, 3 for a volume or slab."""
+    return sum(int(size) > 1 for size in np.shape(image))
 
 
 def fit_calibration(
@@ -590,6 +606,7 @@ def fit_calibration(
         roi=roi,
         fitted_at=_now(),
         command=command,
+        case_dims=max(_spatial_dims(t) for t, *_ in prepared),
     )
 
 

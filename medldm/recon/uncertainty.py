@@ -29,7 +29,9 @@ GAUSSIAN_Z90 = 1.6448536269514722  # central 90 % of a Gaussian: mean +- z std
 
 def calibration_for(preset: Preset, prior: Any, volume_mode: bool) -> tuple[Any, str]:
     """The std calibration fitted on validation cases for this preset's solver config and
-    prior (``configs/calibration``), or ``(None, why not)``."""
+    prior (``configs/calibration``), or ``(None, why not)``. A slab coupled along z
+    (``volume_mode`` with ``slice_weight`` or ``slice_tv_weight``) takes only a fit made on
+    whole volumes, independent slices only one made on slices."""
     if prior is None:
         return None, "no prior"
     from medldm.problems.calibration import find_calibration, preset_solver_config
@@ -39,11 +41,14 @@ def calibration_for(preset: Preset, prior: Any, volume_mode: bool) -> tuple[Any,
     _, source = solver_for_operator(preset.solver, preset.physics, options, preset.domain)
     config = preset_solver_config(source, options)
     coupling = [float(config.get(key, 0) or 0) for key in ("slice_weight", "slice_tv_weight")]
-    if volume_mode and max(coupling) > 0:
-        return None, "fits are made on independent 2D slices, this slab is coupled along z"
+    coupled = volume_mode and max(coupling) > 0
     fit = find_calibration(preset.solver, preset.physics, config, prior=prior)
     if fit is None:
         return None, "no fit for this solver config and prior in configs/calibration"
+    if coupled and not fit.coupled:
+        return None, "its fit was made on independent 2D slices, this slab is coupled along z"
+    if fit.coupled and not coupled:
+        return None, "its fit was made on whole volumes coupled along z, these slices are not"
     return fit, ""
 
 
