@@ -16,6 +16,13 @@ held-out test split of its data card and report PSNR/SSIM with medldm's metric c
 ``brain_t1_2d`` autoencoder on ``brain_mri_native``), ``--split validation`` on the
 validation split instead of the test split (for choices made before the test).
 
+``--by-third`` (``ixi_t1``, 2D priors) scores every foreground slice of the whole IXI
+volumes of ``--split`` as the volume bench does (``configs/bench/ldm_volume.yaml``'s cases:
+each volume's data range, no ROI, the foreground extent split into inferior, middle and
+superior thirds) and gives the mean per third; ``--beside <slices.csv>`` adds that suite's
+mean slice PSNR per solver and third for one ``--operator``, so the ceiling and what the
+solvers reach stand side by side.
+
 ``--linear-reference`` also scores a *linear* codec with the same latent size on the same
 images: PCA of the non-overlapping ``f x f`` pixel blocks (``f`` = the autoencoder's
 downsampling factor) fitted on the training split, keeping ``latent_channels`` components,
@@ -28,6 +35,8 @@ Run::
     .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --linear-reference
     .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --card brain_mri_native \
         --split validation --stride 4 --linear-reference
+    .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --by-third \
+        --beside benchmarks/results/ldm_volume/slices.csv --operator mri_4x
 """
 
 from __future__ import annotations
@@ -72,7 +81,7 @@ def held_out_images(
         ]
         return cut, f"brain_mri_native {split} patient, every {stride}th axial slice, native grid"
     if split != "test":
-        raise SystemExit(f"--split {split}: only brain_mri_native is implemented")
+        raise SystemExit(f"--split {split}: only brain_mri_native and --by-third take it")
     if card == "ixi_t1" and prior.spatial_dims == 3:
         volumes, _ = ixi_volumes("test", prior.image_size, downsample=2)
         return volumes, "IXI test subjects, whole volumes at 4 mm"
@@ -144,6 +153,82 @@ def ceiling(prior, images, batch_size: int = 16) -> dict[str, float]:
     return summarize(pairs)
 
 
+THIRDS = ("inferior", "middle", "superior")
+
+
+@torch.no_grad()
+def ceiling_by_third(prior, split: str = "test", batch_size: int = 16) -> dict[str, dict]:
+    """The autoencoder's PSNR/SSIM on every foreground slice of the IXI volumes of
+    ``split`` (the volume bench's cases and per-slice scores), mean per third."""
+    from medldm.bench.cases.cards import card_cases
+    from medldm.metrics.scoring import volume_slice_scores
+
+    scores: dict[str, list[tuple[float, float]]] = {third: [] for third in THIRDS}
+    for case in card_cases("ixi_t1", split, size=prior.image_size[0], slices=None):
+        volume = case.image.astype(np.float32)
+        x = torch.from_numpy(volume)[:, None].to(prior.device)
+        decoded = [
+            prior.decode(prior.encode(x[i : i + batch_size])).float().clamp(0, 1).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+        extent = case.metadata["extent"]
+        values = volume_slice_scores(
+            torch.cat(decoded)[:, 0].numpy(),
+            volume,
+            [int(item["slice"]) for item in extent],
+            data_range=float(volume.max() - volume.min()),
+        )
+        for item, p, q in zip(extent, values["psnr"], values["ssim"], strict=True):
+            scores[item["third"]].append((float(p), float(q)))
+    return {
+        third: {
+            "n_slices": len(pairs),
+            "psnr_mean": float(np.mean([p for p, _ in pairs])),
+            "ssim_mean": float(np.mean([q for _, q in pairs])),
+        }
+        for third, pairs in scores.items()
+    }
+
+
+def solvers_by_third(slices_csv: Path, operator: str) -> dict[str, dict[str, float]]:
+    """``{solver: {third: mean slice PSNR}}`` of one operator in a bench's slices.csv."""
+    import csv
+
+    values: dict[str, dict[str, list[float]]] = {}
+    with slices_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["operator"] == operator:
+                values.setdefault(row["solver"], {}).setdefault(row["third"], []).append(
+                    float(row["psnr"])
+                )
+    return {
+        solver: {third: float(np.mean(v)) for third, v in thirds.items()}
+        for solver, thirds in values.items()
+    }
+
+
+def main_by_third(args: argparse.Namespace, prior) -> None:
+    """``--by-third``: print (and write) the ceiling per third beside the solvers'."""
+    if prior.spatial_dims != 2 or prior.meta.get("data_card") != "ixi_t1":
+        raise SystemExit("--by-third needs a 2D prior of the ixi_t1 card")
+    result = {"prior": str(args.prior), "split": args.split}
+    result["autoencoder"] = ceiling_by_third(prior, args.split)
+    if args.beside:
+        result["beside"] = {"file": str(args.beside), "operator": args.operator}
+        result["solvers"] = solvers_by_third(args.beside, args.operator)
+    for third in THIRDS:
+        ae = result["autoencoder"][third]
+        others = ", ".join(
+            f"{solver} {thirds[third]:.2f}" for solver, thirds in result.get("solvers", {}).items()
+        )
+        print(
+            f"{third}: autoencoder {ae['psnr_mean']:.2f} dB / {ae['ssim_mean']:.4f} "
+            f"({ae['n_slices']} slices){'; ' + others if others else ''}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
 def training_images(prior, card: str | None = None) -> list[np.ndarray]:
     """Training-split images (2D arrays in [0, 1]) of ``card`` (default: the prior's)."""
     card = card or prior.meta.get("data_card")
@@ -191,9 +276,17 @@ def main() -> None:
         action="store_true",
         help="also score a block-PCA codec with the same latent size (see module docstring)",
     )
+    parser.add_argument(
+        "--by-third", action="store_true", help="IXI whole volumes, per third (see docstring)"
+    )
+    parser.add_argument("--beside", type=Path, help="--by-third: a bench's slices.csv")
+    parser.add_argument("--operator", default="mri_4x", help="--beside: its operator")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     prior = load_prior(args.prior, device=args.device)
+    if args.by_third:
+        main_by_third(args, prior)
+        return
     images, description = held_out_images(
         prior, args.slices, args.stride, args.crop, args.card, args.split
     )

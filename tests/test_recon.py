@@ -112,6 +112,34 @@ def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_pri
     assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
 
 
+def test_a_whole_head_is_also_scored_over_the_slices_through_the_head(tiny_prior_folder, tmp_path):
+    """The all-slice means count the empty slices above and below the head; metrics.json and
+    the report also give the scores over the head's slices (the benchmark's 15 % rule)."""
+    from nilearn.datasets import load_mni152_template
+
+    from medldm.recon.simulated_stages import head_slices
+
+    image = load_mni152_template(resolution=4)
+    path = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    result = medldm.reconstruct(
+        path,
+        "mri_brain_3d",
+        prior=str(tiny_prior_folder),
+        slices="all",
+        grid=_grid(),
+        solver_options=FAST,
+    )
+    m = result.metrics
+    n_slices, head = m["slices"], m["ldm"]["head_slices"]
+    assert 0 < head["n"] < n_slices
+    assert head["psnr_db"] != pytest.approx(m["ldm"]["psnr_db"], abs=0.01)
+    assert m["baseline"]["head_slices"]["n"] == head["n"]
+    paths = write_run_folder(result, tmp_path / "run", config={}, inputs=[path])
+    assert f"Over the {head['n']} slices through the head" in paths["report"].read_text()
+    assert head_slices(np.zeros((2, 20, 20))) == []
+
+
 def _run_on_mni_head(tmp_path, monkeypatch, prior, preset: str, record) -> None:
     """Reconstruct a 4-slice central slab of the MNI152 head with ``prior``, calling
     ``record(x, kwargs)`` on every UNet call."""

@@ -233,6 +233,14 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
             f"{b['ssim']:.3f} on the same measurement"
         )
     print(line)
+    head = m["ldm"].get("head_slices")
+    if head and "baseline" in m and "head_slices" in m["baseline"]:
+        b = m["baseline"]["head_slices"]
+        print(
+            f"  over the {head['n']} slices through the head: LDM {head['psnr_db']:.2f} dB / "
+            f"{head['ssim']:.3f}; {m['baseline_solver'].upper()} {b['psnr_db']:.2f} dB / "
+            f"{b['ssim']:.3f}"
+        )
     if "time_budget" in m:
         budget = m["time_budget"]
         print(f"{budget['summary']}; the LDM solver took {budget['ldm_seconds']:.1f} s")

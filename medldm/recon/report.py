@@ -243,9 +243,25 @@ def _verdict(m: dict[str, Any]) -> str:
     if gain is not None:
         return (
             f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')).upper())} on "
-            f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>"
+            f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>" + _head_slices_note(m)
         )
     return ""
+
+
+def _head_slices_note(m: dict[str, Any]) -> str:
+    """A line with the scores over the head's slices, when the slab also holds others."""
+    ldm, baseline = (
+        m.get("ldm", {}).get("head_slices"),
+        (m.get("baseline") or {}).get("head_slices"),
+    )
+    if not ldm or not baseline:
+        return ""
+    name = html.escape(str(m.get("baseline_solver")).upper())
+    return (
+        f"<p>Over the {ldm['n']} slices through the head (at least 15 % foreground; the "
+        f"means above count every slice): LDM {ldm['psnr_db']:.2f} dB / SSIM "
+        f"{ldm['ssim']:.4f}, {name} {baseline['psnr_db']:.2f} dB / {baseline['ssim']:.4f}.</p>"
+    )
 
 
 #: For automated checks (headless browsers): did every figure of the page decode?
