@@ -307,9 +307,17 @@ def test_a_fit_records_whether_its_cases_were_slices_or_volumes(tmp_path):
     assert load_calibrations("latent_dds", "mri_4x", tmp_path)[0].coupled
 
 
-def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(monkeypatch):
-    """The shipped whole-volume preset finds its volume fit; a fit of the same config made
-    on slices, or a volume fit offered to independent slices, is refused with the reason."""
+@pytest.mark.parametrize(
+    ("name", "fitted_for"),
+    [
+        ("mri_brain_3d", "latent_dds_mri_4x_volume"),  # 3D k-space
+        ("mri_brain_4x", "latent_dds_mri_4x_multislice"),  # each slice its own k-space
+    ],
+)
+def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(name, fitted_for, monkeypatch):
+    """The shipped slab presets find their volume fits; a fit of the same config made on
+    slices, or a volume fit offered to independent slices, is refused with the reason; one
+    slice alone takes the 2D fit of the per-slice preset."""
     import dataclasses
 
     import medldm.problems.calibration as calibration
@@ -317,10 +325,14 @@ def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(monkeypatch):
     from medldm.recon.presets import load_preset
     from medldm.recon.uncertainty import calibration_for
 
-    preset, prior = load_preset("mri_brain_3d"), load_prior("brain_t1_2d")
+    preset, prior = load_preset(name), load_prior("brain_t1_2d")
     fit, why = calibration_for(preset, prior, volume_mode=True)
     assert fit is not None and fit.coupled and fit.n_samples == 4, why
-    assert fit.solver_preset == "latent_dds_mri_4x_volume"
+    assert fit.solver_preset == fitted_for
+    if name == "mri_brain_4x":  # mri_brain_3d's one slice keeps the volume preset: none
+        alone, why = calibration_for(preset.per_slice(), prior, volume_mode=False)
+        assert alone is not None and not alone.coupled, why
+        assert alone.solver_preset == "latent_dds_mri_4x"
     refused, why = calibration_for(preset, prior, volume_mode=False)
     assert refused is None and "whole volumes" in why
     on_slices = dataclasses.replace(fit, case_dims=2)
