@@ -112,12 +112,13 @@ def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_pri
     assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
 
 
-def test_a_whole_head_is_also_scored_over_the_slices_through_the_head(tiny_prior_folder, tmp_path):
+def test_a_whole_head_is_also_scored_over_the_slices_with_foreground(tiny_prior_folder, tmp_path):
     """The all-slice means count the empty slices above and below the head; metrics.json and
-    the report also give the scores over the head's slices (the benchmark's 15 % rule)."""
+    the report also give the scores over the slices with foreground (the benchmark's 15 %
+    rule)."""
     from nilearn.datasets import load_mni152_template
 
-    from medldm.recon.simulated_stages import head_slices
+    from medldm.recon.simulated_stages import foreground_slices
 
     image = load_mni152_template(resolution=4)
     path = tmp_path / "head.nii.gz"
@@ -131,13 +132,15 @@ def test_a_whole_head_is_also_scored_over_the_slices_through_the_head(tiny_prior
         solver_options=FAST,
     )
     m = result.metrics
-    n_slices, head = m["slices"], m["ldm"]["head_slices"]
+    n_slices, head = m["slices"], m["ldm"]["foreground_slices"]
     assert 0 < head["n"] < n_slices
     assert head["psnr_db"] != pytest.approx(m["ldm"]["psnr_db"], abs=0.01)
-    assert m["baseline"]["head_slices"]["n"] == head["n"]
+    assert m["baseline"]["foreground_slices"]["n"] == head["n"]
     paths = write_run_folder(result, tmp_path / "run", config={}, inputs=[path])
-    assert f"Over the {head['n']} slices through the head" in paths["report"].read_text()
-    assert head_slices(np.zeros((2, 20, 20))) == []
+    assert (
+        f"Over the {head['n']} slices with at least 15 % foreground" in paths["report"].read_text()
+    )
+    assert foreground_slices(np.zeros((2, 20, 20))) == []
 
 
 def _run_on_mni_head(tmp_path, monkeypatch, prior, preset: str, record) -> None:

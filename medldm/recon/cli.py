@@ -233,11 +233,11 @@ def run_one(cfg: DictConfig, input_path: Path | None, out: Path) -> dict[str, An
             f"{b['ssim']:.3f} on the same measurement"
         )
     print(line)
-    head = m["ldm"].get("head_slices")
-    if head and "baseline" in m and "head_slices" in m["baseline"]:
-        b = m["baseline"]["head_slices"]
+    head = m["ldm"].get("foreground_slices")
+    if head and "baseline" in m and "foreground_slices" in m["baseline"]:
+        b = m["baseline"]["foreground_slices"]
         print(
-            f"  over the {head['n']} slices through the head: LDM {head['psnr_db']:.2f} dB / "
+            f"  over the {head['n']} slices with foreground: LDM {head['psnr_db']:.2f} dB / "
             f"{head['ssim']:.3f}; {m['baseline_solver'].upper()} {b['psnr_db']:.2f} dB / "
             f"{b['ssim']:.3f}"
         )

@@ -243,22 +243,23 @@ def _verdict(m: dict[str, Any]) -> str:
     if gain is not None:
         return (
             f"<p class='verdict'>LDM vs {html.escape(str(m.get('baseline_solver')).upper())} on "
-            f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>" + _head_slices_note(m)
+            f"the same measurement: <b>{gain:+.2f} dB</b> PSNR.</p>" + _foreground_slices_note(m)
         )
     return ""
 
 
-def _head_slices_note(m: dict[str, Any]) -> str:
-    """A line with the scores over the head's slices, when the slab also holds others."""
+def _foreground_slices_note(m: dict[str, Any]) -> str:
+    """A line with the scores over the slices with foreground, when the slab also holds
+    (nearly) empty ones."""
     ldm, baseline = (
-        m.get("ldm", {}).get("head_slices"),
-        (m.get("baseline") or {}).get("head_slices"),
+        m.get("ldm", {}).get("foreground_slices"),
+        (m.get("baseline") or {}).get("foreground_slices"),
     )
     if not ldm or not baseline:
         return ""
     name = html.escape(str(m.get("baseline_solver")).upper())
     return (
-        f"<p>Over the {ldm['n']} slices through the head (at least 15 % foreground; the "
+        f"<p>Over the {ldm['n']} slices with at least 15 % foreground (the "
         f"means above count every slice): LDM {ldm['psnr_db']:.2f} dB / SSIM "
         f"{ldm['ssim']:.4f}, {name} {baseline['psnr_db']:.2f} dB / {baseline['ssim']:.4f}.</p>"
     )

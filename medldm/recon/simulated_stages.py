@@ -399,26 +399,31 @@ def _budget_record(solved: ImageSolved) -> dict[str, Any]:
 
 def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min);
-    for a slab that also holds slices outside the head, the same over the head's slices
-    (``head_slices``: the benchmark's foreground rule, :func:`head_slices`)."""
+    for a slab that also holds (nearly) empty slices, outside a head, the same over the
+    slices with foreground (``foreground_slices``: the benchmark's rule,
+    :func:`foreground_slices`)."""
     from medldm.metrics import mean_slice_scores
 
     scores = mean_slice_scores(estimate, truth)
     result: dict[str, Any] = {"psnr_db": scores["psnr"], "ssim": scores["ssim"]}
-    inside = head_slices(truth)
+    inside = foreground_slices(truth)
     if 0 < len(inside) < len(truth):
         head = mean_slice_scores(estimate[inside], truth[inside])
-        result["head_slices"] = {"n": len(inside), "psnr_db": head["psnr"], "ssim": head["ssim"]}
+        result["foreground_slices"] = {
+            "n": len(inside),
+            "psnr_db": head["psnr"],
+            "ssim": head["ssim"],
+        }
     return result
 
 
-def head_slices(truth: np.ndarray) -> list[int]:
+def foreground_slices(truth: np.ndarray) -> list[int]:
     """Indices of the slices of a stack ``(S, H, W)`` in the model range with at least
     ``MIN_FOREGROUND_FRACTION`` of their pixels above ``FOREGROUND_LEVEL`` (the rule of the
     benchmark's foreground extent, :mod:`medldm.problems.model_view`).
 
     >>> stack = np.zeros((3, 10, 10)); stack[1, :5] = 1.0; stack[2, :1] = 1.0
-    >>> head_slices(stack)  # 50 % and 10 % foreground: only the first counts
+    >>> foreground_slices(stack)  # 50 % and 10 % foreground: only the first counts
     [1]
     """
     from medldm.problems.model_view import FOREGROUND_LEVEL, MIN_FOREGROUND_FRACTION
