@@ -312,6 +312,7 @@ def test_a_fit_records_whether_its_cases_were_slices_or_volumes(tmp_path):
     [
         ("mri_brain_3d", "latent_dds_mri_4x_volume"),  # 3D k-space
         ("mri_brain_4x", "latent_dds_mri_4x_multislice"),  # each slice its own k-space
+        ("mri_brain_8x", "latent_dds_mri_8x_multislice"),
     ],
 )
 def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(name, fitted_for, monkeypatch):
@@ -329,10 +330,10 @@ def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(name, fitted_for,
     fit, why = calibration_for(preset, prior, volume_mode=True)
     assert fit is not None and fit.coupled and fit.n_samples == 4, why
     assert fit.solver_preset == fitted_for
-    if name == "mri_brain_4x":  # mri_brain_3d's one slice keeps the volume preset: none
+    if name != "mri_brain_3d":  # whose one slice keeps the volume preset: no fit
         alone, why = calibration_for(preset.per_slice(), prior, volume_mode=False)
         assert alone is not None and not alone.coupled, why
-        assert alone.solver_preset == "latent_dds_mri_4x"
+        assert alone.solver_preset == f"latent_dds_{preset.per_slice().physics}"
     refused, why = calibration_for(preset, prior, volume_mode=False)
     assert refused is None and "whole volumes" in why
     on_slices = dataclasses.replace(fit, case_dims=2)
