@@ -112,17 +112,23 @@ def test_mri_brain_3d_preset_solves_the_slab_as_one_volume(small_brain, tiny_pri
     assert result.metrics["volume_mode"] and result.reconstruction.shape == (6, 48, 40)
 
 
+def _mni_head_file(folder: Path) -> Path:
+    """The whole MNI152 head at 4 mm (nilearn) as a NIfTI file in ``folder``."""
+    from nilearn.datasets import load_mni152_template
+
+    image = load_mni152_template(resolution=4)
+    path = folder / "head.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    return path
+
+
 def test_a_whole_head_is_also_scored_over_the_slices_with_foreground(tiny_prior_folder, tmp_path):
     """The all-slice means count the empty slices above and below the head; metrics.json and
     the report also give the scores over the slices with foreground (the benchmark's 15 %
     rule)."""
-    from nilearn.datasets import load_mni152_template
-
     from medldm.recon.simulated_stages import foreground_slices
 
-    image = load_mni152_template(resolution=4)
-    path = tmp_path / "head.nii.gz"
-    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    path = _mni_head_file(tmp_path)
     result = medldm.reconstruct(
         path,
         "mri_brain_3d",
@@ -146,11 +152,7 @@ def test_a_whole_head_is_also_scored_over_the_slices_with_foreground(tiny_prior_
 def _run_on_mni_head(tmp_path, monkeypatch, prior, preset: str, record) -> None:
     """Reconstruct a 4-slice central slab of the MNI152 head with ``prior``, calling
     ``record(x, kwargs)`` on every UNet call."""
-    from nilearn.datasets import load_mni152_template
-
-    image = load_mni152_template(resolution=4)
-    path = tmp_path / "head.nii.gz"
-    nib.save(nib.Nifti1Image(np.asarray(image.get_fdata(), np.float32), image.affine), path)
+    path = _mni_head_file(tmp_path)
     forward = prior.unet.forward
 
     def spy(x, timesteps, **kwargs):
