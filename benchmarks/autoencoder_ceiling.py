@@ -191,20 +191,19 @@ def ceiling_by_third(prior, split: str = "test", batch_size: int = 16) -> dict[s
 
 
 def solvers_by_third(slices_csv: Path, operator: str) -> dict[str, dict[str, float]]:
-    """``{solver: {third: mean slice PSNR}}`` of one operator in a bench's slices.csv."""
+    """``{solver: {third: mean slice PSNR}}`` of one operator in a bench's slices.csv (the
+    report's by-third summary: slices.csv holds the slices of ``ok`` volume rows only)."""
     import csv
 
-    values: dict[str, dict[str, list[float]]] = {}
+    from medldm.bench.results import STATUS_OK
+    from medldm.bench.summary import summarise_by_third
+
     with slices_csv.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["operator"] == operator:
-                values.setdefault(row["solver"], {}).setdefault(row["third"], []).append(
-                    float(row["psnr"])
-                )
-    return {
-        solver: {third: float(np.mean(v)) for third, v in thirds.items()}
-        for solver, thirds in values.items()
-    }
+        rows = [{**r, "status": STATUS_OK} for r in csv.DictReader(handle)]
+    result: dict[str, dict[str, float]] = {}
+    for line in summarise_by_third(r for r in rows if r["operator"] == operator):
+        result.setdefault(line.solver, {})[line.third] = line.psnr.mean
+    return result
 
 
 def main_by_third(args: argparse.Namespace, prior) -> None:

@@ -68,8 +68,10 @@ def test_solvers_beside_it_are_the_mean_slice_psnr_of_one_operator(tmp_path):
     ]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["operator", "solver", "third", "psnr"])
-        writer.writerows(rows)
+        writer.writerow(["dataset", "operator", "solver", "third", "position", "psnr", "ssim"])
+        writer.writerows(
+            ("ixi_t1_test", op, solver, third, 0.1, psnr, 0.8) for op, solver, third, psnr in rows
+        )
     assert autoencoder_ceiling.solvers_by_third(path, "mri_4x") == {
         "tv": {"inferior": 28.0},
         "latent_dds": {"inferior": 30.0},
