@@ -126,7 +126,7 @@ def test_a_whole_head_is_also_scored_over_the_slices_with_foreground(tiny_prior_
     """The all-slice means count the empty slices above and below the head; metrics.json and
     the report also give the scores over the slices with foreground (the benchmark's 15 %
     rule)."""
-    from medldm.recon.simulated_stages import foreground_slices
+    from medldm.problems.model_view import foreground_slices
 
     path = _mni_head_file(tmp_path)
     result = medldm.reconstruct(

@@ -199,6 +199,19 @@ def foreground_fractions(volume: MedImage, axis: int) -> np.ndarray:
     return (stacked > FOREGROUND_LEVEL).mean(axis=1)
 
 
+def foreground_slices(stack: np.ndarray) -> list[int]:
+    """Indices of the slices of a model-view stack ``(S, rows, cols)`` (model range) that
+    count as foreground by the extent's rule: at least :data:`MIN_FOREGROUND_FRACTION` of
+    their pixels above :data:`FOREGROUND_LEVEL`.
+
+    >>> stack = np.zeros((3, 10, 10)); stack[1, :5] = 1.0; stack[2, :1] = 1.0
+    >>> foreground_slices(stack)  # 50 % and 10 % foreground: only the first counts
+    [1]
+    """
+    fractions = foreground_fractions(MedImage(np.asarray(stack), np.eye(4)), 0)
+    return [int(k) for k in np.flatnonzero(fractions >= MIN_FOREGROUND_FRACTION)]
+
+
 def _foreground_extent(volume: MedImage, axis: int) -> tuple[int, int]:
     """First and last array index along ``axis`` of the foreground extent."""
     qualifying = np.flatnonzero(foreground_fractions(volume, axis) >= MIN_FOREGROUND_FRACTION)

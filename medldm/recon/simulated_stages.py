@@ -401,8 +401,9 @@ def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """Mean PSNR/SSIM over slices (magnitude, data range = the slice's truth max - min);
     for a slab that also holds (nearly) empty slices, outside a head, the same over the
     slices with foreground (``foreground_slices``: the benchmark's rule,
-    :func:`foreground_slices`)."""
+    :func:`~medldm.problems.model_view.foreground_slices`)."""
     from medldm.metrics import mean_slice_scores
+    from medldm.problems.model_view import foreground_slices
 
     scores = mean_slice_scores(estimate, truth)
     result: dict[str, Any] = {"psnr_db": scores["psnr"], "ssim": scores["ssim"]}
@@ -415,21 +416,6 @@ def _scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
             "ssim": head["ssim"],
         }
     return result
-
-
-def foreground_slices(truth: np.ndarray) -> list[int]:
-    """Indices of the slices of a stack ``(S, H, W)`` in the model range with at least
-    ``MIN_FOREGROUND_FRACTION`` of their pixels above ``FOREGROUND_LEVEL`` (the rule of the
-    benchmark's foreground extent, :mod:`medldm.problems.model_view`).
-
-    >>> stack = np.zeros((3, 10, 10)); stack[1, :5] = 1.0; stack[2, :1] = 1.0
-    >>> foreground_slices(stack)  # 50 % and 10 % foreground: only the first counts
-    [1]
-    """
-    from medldm.problems.model_view import FOREGROUND_LEVEL, MIN_FOREGROUND_FRACTION
-
-    fractions = (np.abs(truth) > FOREGROUND_LEVEL).reshape(len(truth), -1).mean(axis=1)
-    return [int(k) for k in np.flatnonzero(fractions >= MIN_FOREGROUND_FRACTION)]
 
 
 def _sampling_mask(physics: Any) -> np.ndarray | None:
