@@ -467,3 +467,32 @@ def test_cli_selects_a_preset_by_name(small_brain, tiny_prior_folder, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["preset"] == "inpaint_box"
+
+
+def test_cli_takes_a_preset_of_the_users_own_from_a_search_path(
+    small_brain, tiny_prior_folder, tmp_path
+):
+    """As the reconstruct page says: a changed copy of a shipped preset in
+    <folder>/preset/<name>.yaml, found through hydra.searchpath."""
+    import yaml
+
+    from medldm.recon.presets import preset_folder
+
+    data = yaml.safe_load((preset_folder() / "inpaint_box.yaml").read_text())
+    data.update(name="my_box", slices=1, prior=str(tiny_prior_folder))
+    (tmp_path / "conf" / "preset").mkdir(parents=True)
+    (tmp_path / "conf" / "preset" / "my_box.yaml").write_text(yaml.safe_dump(data))
+    run = _cli(
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        "preset=my_box",
+        f"input={small_brain}",
+        f"output_dir={tmp_path / 'o'}",
+        "preset.grid.size=[32,32]",
+        "preset.grid.spacing_mm=4.0",
+        "solver_options={n_steps:1,n_samples:1}",
+        "baseline=false",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["preset"] == "my_box" and metrics["slices"] == 1
