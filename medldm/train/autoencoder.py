@@ -237,7 +237,12 @@ def train_autoencoder(
     last_metrics: dict[str, float] = {}
     if step == 0 and context.is_main and hasattr(autoencoder, "fit_shortcut"):
         # where a residual autoencoder starts: the linear codec, the baseline of its curve
-        log.log(0, validate_autoencoder(ema.module, val_images), kind="validation")
+        last_metrics = validate_autoencoder(ema.module, val_images)
+        log.log(0, last_metrics, kind="validation")
+        if training.steps == 0:
+            # nothing to train: the shortcut alone is the codec (with as many components
+            # as a block has pixels, lossless); exported as fitted
+            export(0, last_metrics)
     tic, seen = time.perf_counter(), 0
     while step < training.steps:
         x = data.train.batch(sampler.next(), numpy_rng).to(device)

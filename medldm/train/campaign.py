@@ -89,10 +89,13 @@ class StageStatus:
     step: int
     target: int
     source: str  # "state", "milestone" or "none"
+    # a stage whose network must exist even at target 0: an autoencoder whose linear
+    # shortcut is already the whole codec (``autoencoder_training: {steps: 0}``)
+    needs_export: bool = False
 
     @property
     def done(self) -> bool:
-        return self.step >= self.target
+        return self.step >= self.target and not (self.needs_export and self.source == "none")
 
 
 class Campaign:
@@ -127,12 +130,13 @@ class Campaign:
     def status(self, prior: str, stage: str) -> StageStatus:
         preset = self.preset(prior)
         target = int(preset.get(f"{stage}_training", {}).get("steps", 0))
+        needs_export = stage == "autoencoder" and "autoencoder_training" in preset
         step, source = _saved_step(self.run_dir(prior, stage)), "state"
         if step is None:
             step, source = _milestone_step(self.milestone_dir(prior, stage), stage), "milestone"
         if step is None:
             step, source = 0, "none"
-        return StageStatus(prior, stage, step, target, source)
+        return StageStatus(prior, stage, step, target, source, needs_export)
 
     def next_stage(self, prior: str) -> StageStatus | None:
         for stage in STAGES:

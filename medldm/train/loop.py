@@ -325,7 +325,8 @@ def warm_start(checkpoint: str | Path, stage: str, model: nn.Module, ema: EMA) -
         raise InvalidInputError(
             f"checkpoint has no {stage} network to start from", path=Path(checkpoint)
         )
-    weights = widen_input_channels(source.state_dict(), unwrap(model).state_dict())
+    target = unwrap(model).state_dict()
+    weights = widen_output_channels(widen_input_channels(source.state_dict(), target), target)
     unwrap(model).load_state_dict(weights)
     ema.module.load_state_dict(weights)
     return int(loaded.meta.get("training", {}).get(f"{stage}_steps", 0))
@@ -355,6 +356,33 @@ def widen_input_channels(
             if extra > 0:
                 zeros = value.new_zeros((value.shape[0], extra, *value.shape[2:]))
                 widened[key] = torch.cat([value, zeros], dim=1)
+    return widened
+
+
+def widen_output_channels(
+    weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``weights`` for a network whose last convolution gives more output channels than
+    theirs (a UNet for a prior with more latent channels started from one with fewer): each
+    weight or bias that ``target`` has longer along the output axis (0), and equal
+    otherwise, gets zeros for the new channels (the new channels' prediction starts at 0).
+    Other weights pass unchanged (``load_state_dict`` checks them).
+
+    >>> w = {"out.weight": torch.ones(2, 4, 3, 3), "out.bias": torch.ones(2)}
+    >>> wide = widen_output_channels(w, {"out.weight": torch.empty(3, 4, 3, 3),
+    ...                                  "out.bias": torch.empty(3)})
+    >>> tuple(wide["out.weight"].shape), float(wide["out.bias"][2])
+    ((3, 4, 3, 3), 0.0)
+    """
+    widened = dict(weights)
+    for key, value in weights.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape or want.ndim != value.ndim:
+            continue
+        extra = want.shape[0] - value.shape[0]
+        if extra > 0 and want.shape[1:] == value.shape[1:]:
+            zeros = value.new_zeros((extra, *value.shape[1:]))
+            widened[key] = torch.cat([value, zeros], dim=0)
     return widened
 
 
