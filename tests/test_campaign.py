@@ -225,3 +225,34 @@ def test_training_from_a_pack_needs_none_of_the_io_libraries(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["6", "2", "1"]
+
+
+def test_a_lossless_codec_is_exported_untrained_and_its_unet_widened_from_another(setup, tmp_path):
+    """brain_t1_lossless_2d's recipe: as many block-PCA components as a block has pixels
+    (16 of a 4 x 4 block) make the codec lossless, so the autoencoder stage trains nothing
+    (steps 0) but still exports it; the diffusion stage starts from another prior's UNet
+    with fewer latent channels, the new input and output channels at zero."""
+    config_dir, images = setup
+    _write_preset(config_dir, images, ae_steps=4, diffusion_steps=4)
+    campaign = Campaign(tmp_path / "root", tmp_path / "milestones", config_dir=config_dir)
+    run_campaign(["tiny_campaign"], minutes=60, campaign=campaign)
+    source = tmp_path / "milestones" / "tiny_campaign" / "diffusion"
+
+    preset = _preset(images, 0, 4)
+    preset["ldm"]["autoencoder"]["latent_channels"] = 16
+    preset["diffusion_training"]["init_weights"] = str(source)
+    (config_dir / "model" / "tiny_lossless.yaml").write_text(yaml.safe_dump(preset))
+    status = campaign.status("tiny_lossless", "autoencoder")
+    assert (status.step, status.target, status.done) == (0, 0, False)  # exported once
+    statuses = run_campaign(["tiny_lossless"], minutes=60, campaign=campaign)
+    assert [(s.stage, s.step, s.done) for s in statuses] == [
+        ("autoencoder", 0, True),
+        ("diffusion", 4, True),
+    ]
+    prior = load_prior(tmp_path / "milestones" / "tiny_lossless" / "diffusion", device="cpu")
+    photo = torch.from_numpy(np.load(images / "train.npz")["images"][:2, None])
+    with torch.no_grad():
+        round_trip = prior.decode(prior.encode(photo)).float()
+    assert float((round_trip - photo).abs().max()) < 2e-3  # fp16 weights, no codec loss
+    assert prior.unet.conv_in.conv.weight.shape[1] == 16
+    assert prior.unet.out[2].conv.weight.shape[0] == 16

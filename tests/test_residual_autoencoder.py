@@ -74,6 +74,27 @@ def test_residual_autoencoder_starts_as_the_linear_codec(patches):
     assert float(sigma.max()) == pytest.approx(1e-3, rel=1e-4)  # a narrow start
 
 
+def test_networks_at_their_zero_start_are_skipped_with_the_same_result(patches):
+    """Outside training, an encoder or decoder whose last convolution is all zeros (a
+    lossless codec's, which never trains) is skipped: same code, sigma and image."""
+    ae = build_autoencoder(RESIDUAL).fit_shortcut(patches[:48])
+    with torch.no_grad():
+        mu, sigma = ae.train().encode(patches)  # the networks run in training
+        image = ae.decode(mu)
+        ae.eval()
+        with (
+            mock.patch.object(ae.encoder, "forward", side_effect=AssertionError("ran")),
+            mock.patch.object(ae.decoder, "forward", side_effect=AssertionError("ran")),
+        ):
+            skipped_mu, skipped_sigma = ae.encode(patches)
+            skipped_image = ae.decode(skipped_mu)
+        torch.nn.init.normal_(ae.decoder.blocks[-1].conv.weight, std=0.1)  # trained
+        assert not torch.allclose(ae.decode(mu), image)  # now the decoder runs
+    torch.testing.assert_close(skipped_mu, mu)
+    torch.testing.assert_close(skipped_sigma, sigma)
+    torch.testing.assert_close(skipped_image, image)
+
+
 def test_training_the_residual_autoencoder_improves_on_the_linear_codec(patches):
     torch.manual_seed(0)
     train = patches[16:24]  # the camera operator: edges the linear codec blurs
