@@ -23,6 +23,9 @@ superior thirds) and gives the mean per third; ``--beside <slices.csv>`` adds th
 mean slice PSNR per solver and third for one ``--operator``, so the ceiling and what the
 solvers reach stand side by side.
 
+With ``--by-third``, ``--linear-components 8 12 16`` scores block-PCA codecs of those
+sizes the same way (16 components of 4 x 4 blocks are lossless).
+
 ``--linear-reference`` also scores a *linear* codec with the same latent size on the same
 images: PCA of the non-overlapping ``f x f`` pixel blocks (``f`` = the autoencoder's
 downsampling factor) fitted on the training split, keeping ``latent_channels`` components,
@@ -37,6 +40,8 @@ Run::
         --split validation --stride 4 --linear-reference
     .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --by-third \
         --beside benchmarks/results/ldm_volume/slices.csv --operator mri_4x
+    .venv/bin/python benchmarks/autoencoder_ceiling.py brain_t1_2d --by-third \
+        --split validation --linear-components 8 10 12 14
 """
 
 from __future__ import annotations
@@ -157,19 +162,27 @@ THIRDS = ("inferior", "middle", "superior")
 
 
 @torch.no_grad()
-def ceiling_by_third(prior, split: str = "test", batch_size: int = 16) -> dict[str, dict]:
+def ceiling_by_third(
+    prior, split: str = "test", batch_size: int = 16, round_trip=None
+) -> dict[str, dict]:
     """The autoencoder's PSNR/SSIM on every foreground slice of the IXI volumes of
-    ``split`` (the volume bench's cases and per-slice scores), mean per third."""
+    ``split`` (the volume bench's cases and per-slice scores), mean per third.
+    ``round_trip`` (a batch ``(B, 1, H, W)`` -> its reconstruction) replaces the prior's
+    encode and decode, e.g. a linear codec's (:func:`linear_round_trip`)."""
     from medldm.bench.cases.cards import card_cases
     from medldm.metrics.scoring import volume_slice_scores
+
+    if round_trip is None:
+
+        def round_trip(x):
+            return prior.decode(prior.encode(x.to(prior.device))).float().cpu()
 
     scores: dict[str, list[tuple[float, float]]] = {third: [] for third in THIRDS}
     for case in card_cases("ixi_t1", split, size=prior.image_size[0], slices=None):
         volume = case.image.astype(np.float32)
-        x = torch.from_numpy(volume)[:, None].to(prior.device)
+        x = torch.from_numpy(volume)[:, None]
         decoded = [
-            prior.decode(prior.encode(x[i : i + batch_size])).float().clamp(0, 1).cpu()
-            for i in range(0, len(x), batch_size)
+            round_trip(x[i : i + batch_size]).clamp(0, 1) for i in range(0, len(x), batch_size)
         ]
         extent = case.metadata["extent"]
         values = volume_slice_scores(
@@ -188,6 +201,19 @@ def ceiling_by_third(prior, split: str = "test", batch_size: int = 16) -> dict[s
         }
         for third, pairs in scores.items()
     }
+
+
+def linear_round_trip(prior, components: int):
+    """Encode and decode by the block-PCA codec with ``components`` of the prior's
+    ``f x f`` blocks, fitted on the prior's training split (``ceiling_by_third``'s
+    ``round_trip``); ``f * f`` components are lossless."""
+    factor = prior.downsampling_factor
+    codec = BlockPCACodec(factor, components).fit(training_images(prior))
+
+    def round_trip(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(codec.reconstruct(x[:, 0].numpy()))[:, None].float()
+
+    return round_trip
 
 
 def solvers_by_third(slices_csv: Path, operator: str) -> dict[str, dict[str, float]]:
@@ -212,6 +238,13 @@ def main_by_third(args: argparse.Namespace, prior) -> None:
         raise SystemExit("--by-third needs a 2D prior of the ixi_t1 card")
     result = {"prior": str(args.prior), "split": args.split}
     result["autoencoder"] = ceiling_by_third(prior, args.split)
+    for components in args.linear_components or []:
+        codec = ceiling_by_third(prior, args.split, round_trip=linear_round_trip(prior, components))
+        result.setdefault("linear", {})[str(components)] = codec
+        print(
+            f"block PCA, {components} components: "
+            + ", ".join(f"{third} {codec[third]['psnr_mean']:.2f} dB" for third in THIRDS)
+        )
     if args.beside:
         result["beside"] = {"file": str(args.beside), "operator": args.operator}
         result["solvers"] = solvers_by_third(args.beside, args.operator)
@@ -279,6 +312,12 @@ def main() -> None:
         "--by-third", action="store_true", help="IXI whole volumes, per third (see docstring)"
     )
     parser.add_argument("--beside", type=Path, help="--by-third: a bench's slices.csv")
+    parser.add_argument(
+        "--linear-components",
+        type=int,
+        nargs="+",
+        help="--by-third: also score block-PCA codecs with these numbers of components",
+    )
     parser.add_argument("--operator", default="mri_4x", help="--beside: its operator")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

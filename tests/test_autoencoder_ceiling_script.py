@@ -82,3 +82,18 @@ def test_by_third_refuses_a_prior_of_another_card():
     prior = SimpleNamespace(spatial_dims=2, meta={"data_card": "mednist"})
     with pytest.raises(SystemExit, match="ixi_t1"):
         autoencoder_ceiling.main_by_third(SimpleNamespace(prior="x", split="test"), prior)
+
+
+def test_a_block_pca_codec_scores_in_place_of_the_autoencoder(monkeypatch):
+    """--linear-components: the codec of all 16 components of 4 x 4 blocks is lossless,
+    one of 4 components is not."""
+    from skimage import data as skdata
+
+    camera = skdata.camera().astype(np.float32)[::4, ::4] / 255.0  # 128 x 128, real
+    monkeypatch.setattr(autoencoder_ceiling, "training_images", lambda prior: [camera])
+    prior = SimpleNamespace(downsampling_factor=4)
+    x = torch.from_numpy(camera[None, None])
+    lossless = autoencoder_ceiling.linear_round_trip(prior, 16)(x)
+    lossy = autoencoder_ceiling.linear_round_trip(prior, 4)(x)
+    assert float((lossless - x).abs().max()) < 1e-4
+    assert float((lossy - x).abs().mean()) > 1e-3
