@@ -303,6 +303,7 @@ def test_a_fit_records_whether_its_cases_were_slices_or_volumes(tmp_path):
         )
     fit = fit_calibration(stacks, solver="latent_dds", operator="mri_4x")
     assert fit.case_dims == 3 and fit.coupled and "2 validation volumes" in fit.describe()
+    assert "2 validation volumes" in fit.label()
     save_calibration(fit, tmp_path)
     assert load_calibrations("latent_dds", "mri_4x", tmp_path)[0].coupled
 

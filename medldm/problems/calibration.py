@@ -351,14 +351,16 @@ class StdCalibration:
 
     def label(self) -> str:
         """Short label for a results row, e.g. ``latent_dds_mri_4x.yaml K=4 prior
-        brain_t1_2d: 6 validation cases of ixi_t1_validation``."""
+        brain_t1_2d: 6 validation cases of ixi_t1_validation`` (``volumes`` for a fit made
+        on whole volumes)."""
         datasets = sorted({c.get("dataset", "") for c in self.cases} - {""})
         n = len(self.cases)
         prior = f" prior {self.prior}" if self.prior else ""
         on = f" of {', '.join(datasets)}" if datasets else ""
+        noun = "volume" if self.coupled else "case"
         return (
             f"{self.solver}_{self.operator}.yaml K={self.n_samples}{prior}: "
-            f"{n} validation case{'s' if n != 1 else ''}{on}"
+            f"{n} validation {noun}{'s' if n != 1 else ''}{on}"
         )
 
     def matches(self, solver_config: Mapping[str, Any] | None, prior: Any = None) -> bool:
