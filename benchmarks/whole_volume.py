@@ -24,7 +24,9 @@ Run::
     .venv/bin/python benchmarks/whole_volume.py --subject IXI603 IXI606 IXI632 --settings 4x8 \\
         --json benchmarks/results/whole_volume/cpu.json
 
-``--set slice_weight=0`` passes solver options to every setting; choose them on the
+``--physics mri_8x`` measures with another operator (the preset's domain picks its solver
+preset: ``latent_dds_mri_8x_volume`` for ``mri_brain_3d``). ``--set slice_weight=0`` passes
+solver options to every setting; choose them on the
 validation subjects (``--subject IXI527 IXI565 IXI577``), report them on the test ones.
 """
 
@@ -95,6 +97,7 @@ def run(
     options: dict[str, float] | None = None,
     prior: str | None = None,
     preset: str = "mri_brain_3d",
+    physics: str | None = None,
 ) -> dict:
     start = time.perf_counter()
     with PeakMemory("cpu") as memory:
@@ -106,12 +109,14 @@ def run(
             progress=progress,
             solver_options={**(options or {}), "n_samples": samples, "n_steps": steps},
             **({"prior": prior} if prior else {}),
+            **({"physics": physics} if physics else {}),
         )
     wall = time.perf_counter() - start
     m = result.metrics
     return {
         "input": path.name,
         "preset": preset,
+        "physics": physics or "preset",
         "slices": m["slices"],
         "volume_mode": bool(m["volume_mode"]),
         "n_samples": samples,
@@ -225,6 +230,9 @@ def main() -> None:
         help="the app preset: mri_brain_3d (3D k-space) or mri_brain_4x / mri_brain_8x (2D "
         "k-space per slice, multislice), or a preset YAML path",
     )
+    parser.add_argument(
+        "--physics", default=None, help="another operator for the preset, e.g. mri_8x"
+    )
     args = parser.parse_args()
     options = parse_options(args.set)
     folder = find_data_root(required=True) / "ixi_t1"
@@ -243,6 +251,7 @@ def main() -> None:
                     options,
                     args.prior,
                     args.preset,
+                    args.physics,
                 )
             )
             print(json.dumps(rows[-1]), flush=True)
