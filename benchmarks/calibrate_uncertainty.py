@@ -116,13 +116,16 @@ NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-#: ``--domain volume``: whole IXI volumes (one 3D case per subject), the 2D brain prior on
+#: ``--domain volume``: whole IXI volumes (one 3D case per subject), a 2D brain prior on
 #: their axial slices: in 3D k-space (``mri_4x``, ``mri_8x``; the ``<solver>_<operator>_volume``
-#: presets) or slice by slice (``mri_{4x,8x}_multislice``; their own presets, as the app's
-#: slab in ``mri_brain_4x`` / ``mri_brain_8x``)
+#: presets, the lossless-codec prior of the app's ``mri_brain_3d`` and the ``ldm_volume``
+#: bench) or slice by slice (``mri_{4x,8x}_multislice``; their own presets, ``brain_t1_2d``,
+#: as the app's slab in ``mri_brain_4x`` / ``mri_brain_8x``)
 VOLUME_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    operator: ("brain_t1_2d", "ixi_t1", {"size": 128})
-    for operator in ("mri_4x", "mri_8x", "mri_4x_multislice", "mri_8x_multislice")
+    "mri_4x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    "mri_8x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    "mri_4x_multislice": ("brain_t1_2d", "ixi_t1", {"size": 128}),
+    "mri_8x_multislice": ("brain_t1_2d", "ixi_t1", {"size": 128}),
 }
 
 

@@ -327,7 +327,8 @@ def test_a_coupled_slab_takes_only_a_fit_made_on_whole_volumes(name, fitted_for,
     from medldm.recon.presets import load_preset
     from medldm.recon.uncertainty import calibration_for
 
-    preset, prior = load_preset(name), load_prior("brain_t1_2d")
+    preset = load_preset(name)
+    prior = load_prior(preset.prior)
     fit, why = calibration_for(preset, prior, volume_mode=True)
     assert fit is not None and fit.coupled and fit.n_samples == 4, why
     assert fit.solver_preset == fitted_for
