@@ -214,7 +214,11 @@ def test_volume_bench_config_keeps_the_ixi_test_volumes_whole_with_volume_preset
     register_data_presets()
     with initialize_config_dir(str(config_dir() / "bench"), version_base="1.3"):
         cfg = compose("ldm_volume")
-    assert (cfg.data.card, cfg.data.split, cfg.prior) == ("ixi_t1", "test", "brain_t1_2d")
+    from medldm.recon.presets import load_preset
+
+    # the app's whole-volume preset and the bench measure the same prior
+    assert (cfg.data.card, cfg.data.split) == ("ixi_t1", "test")
+    assert cfg.prior == load_preset("mri_brain_3d").prior == "brain_t1_lossless_2d"
     assert list(cfg.physics) == ["mri_4x", "mri_8x"] and list(cfg.seeds) == [0]
     assert list(cfg.solvers) == ["tv", "l1_wavelet", "latent_dds"]
     assert (cfg.domain, cfg.output_dir) == ("volume", "benchmarks/results/ldm_volume")

@@ -13,9 +13,19 @@ from medldm.problems.configs import solver_for_operator
 
 
 def test_volume_domain_uses_whole_ixi_volumes_and_the_2d_brain_prior():
+    from medldm.recon.presets import load_preset
+
     table = calibrate_uncertainty.setups("volume")
     assert sorted(table) == ["mri_4x", "mri_4x_multislice", "mri_8x", "mri_8x_multislice"]
-    assert table["mri_4x"] == ("brain_t1_2d", "ixi_t1", {"size": 128})
+    # fitted with the prior the app's presets run: 3D k-space mri_brain_3d's, slice by
+    # slice the 2 mm slab's of mri_brain_4x / 8x
+    assert table["mri_4x"] == (load_preset("mri_brain_3d").prior, "ixi_t1", {"size": 128})
+    assert table["mri_8x"][0] == "brain_t1_lossless_2d"
+    for name, operator in (
+        ("mri_brain_4x", "mri_4x_multislice"),
+        ("mri_brain_8x", "mri_8x_multislice"),
+    ):
+        assert table[operator][0] == load_preset(name).prior == "brain_t1_2d"
     # 3D k-space takes the volume presets, slice-by-slice k-space the multislice ones
     presets = {
         op: solver_for_operator(
