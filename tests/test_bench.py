@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+import yaml
 from skimage.data import camera
 
 from medldm.bench import COLUMNS, CaseSource, ResultsTable, run_benchmark, write_report
@@ -745,3 +746,96 @@ def test_case_arrays_skip_writes_in_progress_and_truncated_archives(tmp_path):
     (folder / ".b__mri_4x__seed0.npz.abc.part.npz").write_bytes(b"")  # atomic write under way
     (folder / "c__mri_4x__seed0.npz").write_bytes(b"PK\x03\x04 truncated")
     assert [g.case for g in load_case_arrays(tmp_path)] == ["a"]
+
+
+def _retrained(folder: Path, out: Path) -> Path:
+    """A copy of the prior at ``folder`` with other weights (as after more training)."""
+    from medldm.models.checkpoint import save_prior_checkpoint
+    from medldm.models.prior import load_prior
+
+    prior = load_prior(folder, device="cpu")
+    with torch.no_grad():
+        next(prior.unet.parameters()).add_(0.01)
+    return save_prior_checkpoint(
+        out, config=prior.config, autoencoder=prior.autoencoder, unet=prior.unet, scale_factor=1.0
+    )
+
+
+def test_operator_priors_measure_the_named_operators_with_their_own_prior(
+    cohort, tmp_path, monkeypatch, tiny_prior_folder
+):
+    from hydra import compose, initialize_config_dir
+
+    from medldm.bench.cli import register_data_presets, run_from_config
+    from medldm.models.prior import load_prior
+    from medldm.problems.calibration import prior_fingerprint
+    from medldm.problems.configs import config_dir
+
+    other = _retrained(tiny_prior_folder, tmp_path / "other")
+    register_data_presets()
+    overrides = [
+        f"data.root={cohort}",
+        "data.size=32",
+        "physics=[inpaint_box,inpaint_random]",
+        "solvers=[latent_dds]",
+        "seeds=[0]",
+        f"output_dir={tmp_path / 'out'}",
+        "progress=false",
+        f"prior={tiny_prior_folder}",
+        f"operator_priors={{inpaint_box: {other}}}",
+    ]
+    with initialize_config_dir(str(config_dir() / "bench"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    configs = tmp_path / "configs"
+    (configs / "physics").mkdir(parents=True)
+    (configs / "solver").mkdir()
+    for name in ("inpaint_box", "inpaint_random"):
+        text = (REPO / "configs" / "physics" / f"{name}.yaml").read_text()
+        (configs / "physics" / f"{name}.yaml").write_text(text)
+    (configs / "solver" / "latent_dds.yaml").write_text(
+        "_target_: medldm.solvers.latent_dds.LatentDDS\nn_steps: 2\nn_samples: 1\nfinal_dc: false\n"
+    )
+    monkeypatch.setenv("MEDLDM_CONFIG_DIR", str(configs))
+    summary = run_from_config(cfg)
+    assert (summary.cases, summary.computed, summary.failed) == (3, 6, 0)
+    expected = {
+        "inpaint_box": prior_fingerprint(load_prior(other, device="cpu")),
+        "inpaint_random": prior_fingerprint(load_prior(tiny_prior_folder, device="cpu")),
+    }
+    assert expected["inpaint_box"] != expected["inpaint_random"]
+    for row in _rows(tmp_path / "out"):
+        assert row["config_digest"].endswith(f"-{expected[row['operator']]}"), row
+    # one run record per group, each naming its operators and the prior they ran
+    records = [yaml.safe_load(f.read_text()) for f in (tmp_path / "out" / "runs").glob("*.yaml")]
+    ran = sorted((r["config"]["physics"], r["config"]["prior"]) for r in records)
+    assert ran == [(["inpaint_box"], str(other)), (["inpaint_random"], str(tiny_prior_folder))]
+
+
+def test_operator_priors_refuse_a_name_that_is_no_physics_preset():
+    from omegaconf import OmegaConf
+
+    from medldm.bench.cli import prior_groups
+    from medldm.errors import InvalidInputError
+
+    cfg = OmegaConf.create(
+        {"physics": ["mri_4x"], "prior": "a", "operator_priors": {"inpaint-box": "b"}}
+    )
+    with pytest.raises(InvalidInputError, match="inpaint-box") as raised:
+        prior_groups(cfg)
+    assert "inpaint_box" in str(raised.value.fix)
+
+
+def test_the_ldm_suite_measures_each_operator_with_the_prior_the_app_runs_for_it():
+    from hydra import compose, initialize_config_dir
+
+    from medldm.bench.cli import prior_groups, register_data_presets
+    from medldm.problems.configs import config_dir
+    from medldm.recon.presets import load_preset
+
+    register_data_presets()
+    with initialize_config_dir(str(config_dir() / "bench"), version_base="1.3"):
+        cfg = compose("ldm")
+    prior_of = {operator: spec for spec, operators in prior_groups(cfg) for operator in operators}
+    assert prior_of["mri_4x"] == load_preset("mri_brain_4x").prior == "brain_t1_lossless_2d"
+    assert prior_of["mri_8x"] == load_preset("mri_brain_8x").prior
+    assert prior_of["inpaint_box"] == load_preset("inpaint_box").prior == "brain_t1_2d"

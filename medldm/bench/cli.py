@@ -44,7 +44,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from medldm.bench.report import write_report
 from medldm.bench.results import ResultsTable
 from medldm.bench.runner import RESULTS_FILE, RunSummary, run_benchmark
-from medldm.problems.configs import config_dir
+from medldm.errors import InvalidInputError
+from medldm.problems.configs import available_presets, config_dir, preset_path
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def prior_groups(cfg: DictConfig) -> list[tuple[Any, list[str]]]:
     """The operators of ``cfg.physics`` grouped by the prior they run, in order: ``prior``
     for all of them but those ``operator_priors`` names another for (a suite whose
     operators the app's presets solve with different priors measures each with its own).
+    A name in ``operator_priors`` that is no physics preset is refused (a typo would
+    otherwise leave its operator on ``prior`` without a word).
 
     >>> cfg = OmegaConf.create({"physics": ["mri_4x", "inpaint_box", "mri_8x"],
     ...     "prior": "brain_t1_lossless_2d", "operator_priors": {"inpaint_box": "brain_t1_2d"}})
@@ -98,6 +101,12 @@ def prior_groups(cfg: DictConfig) -> list[tuple[Any, list[str]]]:
     [('brain_t1_lossless_2d', ['mri_4x', 'mri_8x']), ('brain_t1_2d', ['inpaint_box'])]
     """
     named = cfg.get("operator_priors") or {}
+    unknown = sorted(str(name) for name in named if preset_path("physics", str(name)) is None)
+    if unknown:
+        raise InvalidInputError(
+            f"operator_priors names no physics preset: {', '.join(unknown)}",
+            fix=f"use names from configs/physics/ ({', '.join(available_presets('physics'))})",
+        )
     groups: dict[str, tuple[Any, list[str]]] = {}
     for operator in (str(name) for name in _as_list(cfg.physics)):
         spec = named.get(operator, cfg.get("prior"))
@@ -107,9 +116,18 @@ def prior_groups(cfg: DictConfig) -> list[tuple[Any, list[str]]]:
 
 
 def _add(total: RunSummary, part: RunSummary) -> RunSummary:
-    """Counts of two runs over the same cases (the cases are counted once)."""
+    """The counts of two groups' runs: every group reads the same cases, so the cases and
+    the unreadable ones are counted once."""
     counts = {f.name: getattr(total, f.name) + getattr(part, f.name) for f in fields(total)}
-    return RunSummary(**{**counts, "cases": max(total.cases, part.cases)})
+    for name in ("cases", "case_failures"):
+        counts[name] = max(getattr(total, name), getattr(part, name))
+    return RunSummary(**counts)
+
+
+def _group_record(config: dict, spec: Any, operators: list[str]) -> dict:
+    """The run record's config for one group: its operators and the prior they ran."""
+    prior = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec
+    return {**config, "physics": operators, "prior": prior}
 
 
 def run_from_config(cfg: DictConfig) -> RunSummary:
@@ -119,9 +137,15 @@ def run_from_config(cfg: DictConfig) -> RunSummary:
     output_dir = Path(to_absolute_path(str(cfg.output_dir)))
     source = instantiate(cfg.data, _convert_="all")
     arguments = " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    precision = str(cfg.get("precision", "auto"))
+    # every prior loads before any row runs: a bad one stops the run with nothing half done
+    groups = [
+        (spec, operators, load_bench_prior(spec, str(cfg.device), precision))
+        for spec, operators in prior_groups(cfg)
+    ]
+    config: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     summary = RunSummary()
-    for spec, operators in prior_groups(cfg):
-        prior = load_bench_prior(spec, str(cfg.device), str(cfg.get("precision", "auto")))
+    for spec, operators, prior in groups:
         part = run_benchmark(
             source,
             operators,
@@ -134,7 +158,7 @@ def run_from_config(cfg: DictConfig) -> RunSummary:
             save_arrays=str(cfg.get("save_arrays", "first_seed")),
             progress=bool(cfg.get("progress", True)),
             command=f"medldm-bench {arguments}".strip(),
-            config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            config=_group_record(config, spec, operators),
             overrides=_overrides(),
             domain=cfg.get("domain"),
             variants=OmegaConf.to_container(cfg.variants) if cfg.get("variants") else None,  # type: ignore[arg-type]
