@@ -91,12 +91,13 @@ from medldm.problems.simulate import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: operator -> (prior, data card, card options for card_cases)
+#: operator -> (prior, data card, card options for card_cases): the prior the app's presets
+#: and the ``ldm`` bench run for the operator (the lossless-codec prior for MRI at 2 mm)
 SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "mri_4x": ("brain_t1_2d", "ixi_t1", {"size": 128}),
-    "mri_8x": ("brain_t1_2d", "ixi_t1", {"size": 128}),
-    "mri_multicoil_4x": ("brain_t1_2d", "ixi_t1", {"size": 128}),
-    "mri_multicoil_8x": ("brain_t1_2d", "ixi_t1", {"size": 128}),
+    "mri_4x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    "mri_8x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    "mri_multicoil_4x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    "mri_multicoil_8x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
     "inpaint_box": ("brain_t1_2d", "ixi_t1", {"size": 128}),
     "ct_sparse_30": ("ct_2d", "mednist", {}),
     "ct_sparse_60": ("ct_2d", "mednist", {}),
@@ -117,15 +118,15 @@ NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 
 #: ``--domain volume``: whole IXI volumes (one 3D case per subject), a 2D brain prior on
-#: their axial slices: in 3D k-space (``mri_4x``, ``mri_8x``; the ``<solver>_<operator>_volume``
-#: presets, the lossless-codec prior of the app's ``mri_brain_3d`` and the ``ldm_volume``
-#: bench) or slice by slice (``mri_{4x,8x}_multislice``; their own presets, ``brain_t1_2d``,
-#: as the app's slab in ``mri_brain_4x`` / ``mri_brain_8x``)
+#: their axial slices, with the lossless-codec prior the app's presets run: in 3D k-space
+#: (``mri_4x``, ``mri_8x``; the ``<solver>_<operator>_volume`` presets, as ``mri_brain_3d``
+#: and the ``ldm_volume`` bench) or slice by slice (``mri_{4x,8x}_multislice``; their own
+#: presets, as the app's slab in ``mri_brain_4x`` / ``mri_brain_8x`` and ``ldm_multislice``)
 VOLUME_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "mri_4x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
     "mri_8x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
-    "mri_4x_multislice": ("brain_t1_2d", "ixi_t1", {"size": 128}),
-    "mri_8x_multislice": ("brain_t1_2d", "ixi_t1", {"size": 128}),
+    "mri_4x_multislice": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    "mri_8x_multislice": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
 }
 
 

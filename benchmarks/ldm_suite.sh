@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The LDM suite (configs/bench/ldm.yaml), 3 seeds, the test splits only:
-# - brain_t1_2d + latent_dds against zero-filled, TV, l1-wavelet and biharmonic on the IXI test subjects
-#   (MRI 4x and 8x single- and multi-coil, box and random inpainting);
+# - latent_dds against zero-filled, TV, l1-wavelet and biharmonic on the IXI test subjects (MRI 4x
+#   and 8x single- and multi-coil and random inpainting with brain_t1_lossless_2d, box inpainting
+#   with brain_t1_2d: ldm.yaml's operator_priors);
 # - ct_2d + latent_dds against FBP, TV and l1-wavelet on the MedNIST CT test block (30 and 60 views);
 # - microscopy_2d + latent_dds against TV, l1-wavelet and Richardson-Lucy on the held-out image;
 # then the autoencoders' ceilings on the same test data. Any medldm-bench override may

@@ -227,6 +227,23 @@ def test_volume_bench_config_keeps_the_ixi_test_volumes_whole_with_volume_preset
     assert presets == ["tv_mri_8x", "l1_wavelet_mri_8x", "latent_dds_mri_8x_volume"]
 
 
+def test_multislice_bench_config_measures_the_prior_of_the_apps_slab_presets():
+    from hydra import compose, initialize_config_dir
+
+    from medldm.bench.cli import register_data_presets
+    from medldm.problems.configs import config_dir, solver_for_operator
+    from medldm.recon.presets import load_preset
+
+    register_data_presets()
+    with initialize_config_dir(str(config_dir() / "bench"), version_base="1.3"):
+        cfg = compose("ldm_multislice")
+    for name in ("mri_brain_4x", "mri_brain_8x"):
+        preset = load_preset(name)
+        assert cfg.prior == preset.prior and preset.physics in cfg.physics
+    presets = [solver_for_operator(s, "mri_4x_multislice")[1] for s in ("tv", "latent_dds")]
+    assert presets == ["tv_mri_4x", "latent_dds_mri_4x_multislice"]
+
+
 def test_a_volume_case_tells_a_slice_conditioned_prior_each_stack_slices_position(tmp_path):
     from test_bench_positions import positions_told
 

@@ -12,7 +12,7 @@ import calibrate_uncertainty
 from medldm.problems.configs import solver_for_operator
 
 
-def test_volume_domain_uses_whole_ixi_volumes_and_the_2d_brain_prior():
+def test_volume_domain_uses_whole_ixi_volumes_and_the_app_presets_prior():
     from medldm.recon.presets import load_preset
 
     table = calibrate_uncertainty.setups("volume")
@@ -25,7 +25,7 @@ def test_volume_domain_uses_whole_ixi_volumes_and_the_2d_brain_prior():
         ("mri_brain_4x", "mri_4x_multislice"),
         ("mri_brain_8x", "mri_8x_multislice"),
     ):
-        assert table[operator][0] == load_preset(name).prior == "brain_t1_2d"
+        assert table[operator][0] == load_preset(name).prior == "brain_t1_lossless_2d"
     # 3D k-space takes the volume presets, slice-by-slice k-space the multislice ones
     presets = {
         op: solver_for_operator(
@@ -35,7 +35,11 @@ def test_volume_domain_uses_whole_ixi_volumes_and_the_2d_brain_prior():
     }
     assert presets["mri_4x"] == "latent_dds_mri_4x_volume"
     assert presets["mri_8x_multislice"] == "latent_dds_mri_8x_multislice"
-    assert calibrate_uncertainty.setups(None)["ct_sparse_30"][0] == "ct_2d"
+    flat = calibrate_uncertainty.setups(None)
+    assert flat["ct_sparse_30"][0] == "ct_2d"
+    # 2D fits take the prior the app runs for each operator at 2 mm
+    assert flat["mri_4x"][0] == flat["mri_multicoil_8x"][0] == load_preset("mri_brain_4x").prior
+    assert flat["inpaint_box"][0] == load_preset("inpaint_box").prior == "brain_t1_2d"
 
 
 def test_an_operator_without_a_setup_in_the_domain_is_refused(capsys):

@@ -43,7 +43,7 @@ def test_the_brain_presets_take_the_native_variant_for_the_native_example():
             False,  # clinical slices are solved one by one, as the native presets were tuned
         )
     two_mm = load_preset("mri_brain_4x").for_resolution(2.0)
-    assert two_mm.prior == "brain_t1_2d" and two_mm.volume
+    assert two_mm.prior == "brain_t1_lossless_2d" and two_mm.volume
 
 
 def test_the_cli_keeps_a_prior_or_grid_the_user_named_whatever_the_resolution():
@@ -61,7 +61,7 @@ def test_the_cli_keeps_a_prior_or_grid_the_user_named_whatever_the_resolution():
         preset = _preset(OmegaConf.create({"preset": named}))
         assert preset.native == {} and preset.for_resolution(0.9) == preset
     off = _preset(OmegaConf.create({"preset": OmegaConf.merge(file, {"native": None})}))
-    assert off.for_resolution(0.9).prior == "brain_t1_2d"
+    assert off.for_resolution(0.9).prior == "brain_t1_lossless_2d"
 
 
 def test_the_native_example_is_reconstructed_on_its_own_grid_with_the_native_prior():
@@ -103,7 +103,7 @@ def test_measured_kspace_takes_the_variant_of_the_spacing_its_file_states(tmp_pa
     assert view.preset.prior == "brain_native_2d" and view.preset.domain == "native"
     stated = dataclasses.replace(read.raw, spacing_mm=(2.0, 2.0), spacing_from_file=True)
     view = stages.model_view(dataclasses.replace(read, raw=stated))
-    assert view.preset.prior == "brain_t1_2d" and view.preset.grid_size == (128, 128)
+    assert view.preset.prior == "brain_t1_lossless_2d" and view.preset.grid_size == (128, 128)
 
 
 def test_measured_kspace_on_a_2d_pattern_takes_the_presets_tuned_for_it(tmp_path):

@@ -2,7 +2,7 @@
 history.
 
 * The README has at most 200 lines; its Python quickstart runs as written (with the shipped
-  brain_t1_2d prior); its results table is what ``docs/generate.py headline`` computes from
+  priors); its results table is what ``docs/generate.py headline`` computes from
   ``benchmarks/results/ldm/results.csv``.
 * Every ``medldm-recon`` command of the README and of the user guide composes: its
   overrides name real config keys, presets and launchers (Hydra's compose, nothing runs).

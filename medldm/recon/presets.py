@@ -27,7 +27,7 @@ Example
 -------
 >>> preset = load_preset("mri_brain_4x")
 >>> preset.physics, preset.solver, preset.prior
-('mri_4x_multislice', 'latent_dds', 'brain_t1_2d')
+('mri_4x_multislice', 'latent_dds', 'brain_t1_lossless_2d')
 >>> preset.with_overrides(slices=4, solver_options={"n_steps": 10}).slices
 4
 >>> sorted(available_recon_presets())[:2]
@@ -136,7 +136,7 @@ class Preset:
 
         >>> preset = load_preset("mri_brain_4x")
         >>> preset.for_resolution(2.0).prior, preset.for_resolution(2.0).grid_size
-        ('brain_t1_2d', (128, 128))
+        ('brain_t1_lossless_2d', (128, 128))
         >>> native = preset.for_resolution(0.9)
         >>> native.prior, native.grid_size, native.domain
         ('brain_native_2d', None, 'native')
