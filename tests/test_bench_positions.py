@@ -136,12 +136,14 @@ def test_whole_head_bench_config_samples_8_foreground_slices_of_the_ixi_test_sub
 
     from medldm.bench.cli import register_data_presets
     from medldm.problems.configs import config_dir
+    from medldm.recon.presets import load_preset
 
     register_data_presets()
     with initialize_config_dir(str(config_dir() / "bench"), version_base="1.3"):
         cfg = compose("ldm_whole_head", overrides=["data.slices=all"])
         default = compose("config", overrides=["data.root=/tmp"])
-    assert (cfg.data.card, cfg.data.split, cfg.prior) == ("ixi_t1", "test", "brain_t1_2d")
+    assert (cfg.data.card, cfg.data.split) == ("ixi_t1", "test")
+    assert cfg.prior == load_preset("mri_brain_4x").prior == "brain_t1_lossless_2d"
     assert list(cfg.physics) == ["mri_4x", "mri_8x"] and list(cfg.seeds) == [0]
     assert list(cfg.solvers) == ["tv", "l1_wavelet", "latent_dds"]
     source = instantiate(cfg.data, _convert_="all")
