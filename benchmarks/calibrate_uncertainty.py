@@ -123,10 +123,8 @@ NATIVE_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
 #: and the ``ldm_volume`` bench) or slice by slice (``mri_{4x,8x}_multislice``; their own
 #: presets, as the app's slab in ``mri_brain_4x`` / ``mri_brain_8x`` and ``ldm_multislice``)
 VOLUME_SETUPS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "mri_4x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
-    "mri_8x": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
-    "mri_4x_multislice": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
-    "mri_8x_multislice": ("brain_t1_lossless_2d", "ixi_t1", {"size": 128}),
+    operator: ("brain_t1_lossless_2d", "ixi_t1", {"size": 128})
+    for operator in ("mri_4x", "mri_8x", "mri_4x_multislice", "mri_8x_multislice")
 }
 
 
