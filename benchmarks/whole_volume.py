@@ -71,13 +71,19 @@ def paired(differences: np.ndarray) -> dict:
     }
 
 
-def by_third(truth: np.ndarray, ldm: np.ndarray, tv: np.ndarray) -> dict:
-    """LDM - TV per foreground slice of ``(S, rows, cols)`` stacks (inferior first): PSNR and
-    SSIM (each slice's own range, as the app scores), overall and per third."""
+def foreground_extent(truth: np.ndarray) -> np.ndarray:
+    """Indices of the foreground extent of an IXI ``(S, rows, cols)`` stack (inferior
+    first): first to last slice with at least 15 % of its pixels foreground."""
     model = fit_intensity(load_card("ixi_t1").normalizer(), truth).forward(truth)
     fraction = (np.abs(np.asarray(model)) > FOREGROUND_LEVEL).reshape(len(truth), -1).mean(1)
     keep = np.flatnonzero(fraction >= MIN_FOREGROUND_FRACTION)
-    keep = np.arange(keep[0], keep[-1] + 1)  # the extent: first to last qualifying slice
+    return np.arange(keep[0], keep[-1] + 1)
+
+
+def by_third(truth: np.ndarray, ldm: np.ndarray, tv: np.ndarray) -> dict:
+    """LDM - TV per foreground slice of ``(S, rows, cols)`` stacks (inferior first): PSNR and
+    SSIM (each slice's own range, as the app scores), overall and per third."""
+    keep = foreground_extent(truth)
     gain_psnr = np.array([psnr(ldm[i], truth[i]) - psnr(tv[i], truth[i]) for i in keep])
     gain_ssim = np.array([ssim(ldm[i], truth[i]) - ssim(tv[i], truth[i]) for i in keep])
     parts = np.array_split(np.arange(keep.size), 3)
