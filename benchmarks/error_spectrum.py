@@ -85,6 +85,8 @@ def average(volumes: list[dict]) -> dict:
     for name in THIRDS:
         weights = np.array([v[name]["slices"] for v in volumes], float)
         frequencies = volumes[0][name]["frequencies"]
+        if any(v[name]["frequencies"] != frequencies for v in volumes):
+            raise SystemExit("the volumes' slices differ in shape: give one in-plane size")
         result[name] = {"slices": int(weights.sum()), "frequencies": frequencies}
         for curve in CURVES:
             linear = np.average([v[name][curve] for v in volumes], axis=0, weights=weights)

@@ -11,7 +11,7 @@ held-out loss stops falling points at the training data, not at the training tim
 Run::
 
     .venv/bin/python benchmarks/prior_loss_by_position.py brain_t1_lossless_2d \\
-        --json benchmarks/results/whole_volume/prior_loss_by_position.json
+        --json benchmarks/results/whole_volume/prior_loss_brain_t1_lossless_2d.json
 """
 
 from __future__ import annotations

@@ -10,13 +10,15 @@ infinitely many samples: the most that more samples can give this prior.
 Run::
 
     .venv/bin/python benchmarks/sample_count_limit.py \\
-        benchmarks/results/whole_volume/samples_4x_test.json
+        benchmarks/results/whole_volume/samples_4x_test.json \\
+        --json benchmarks/results/whole_volume/samples_4x_test_limit.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +35,15 @@ def limit_gain(samples: list[int], gains_db: list[float]) -> tuple[float, float]
     >>> round(limit_gain([1, 2, 4], gains)[0], 3), round(float(-10 * np.log10(M)), 3)
     (0.969, 0.969)
     """
+    if len(set(samples)) < 2:
+        raise ValueError(f"the fit needs runs at two or more sample counts, got {samples}")
     n = np.asarray(samples, float)
     ratio = 10 ** (-np.asarray(gains_db, float) / 10)
     design = np.stack([np.ones_like(n), 1 / n], axis=1)
     (mean_error, variance), *_ = np.linalg.lstsq(design, ratio, rcond=None)
     misfit = float(np.abs(design @ np.array([mean_error, variance]) - ratio).max())
+    if mean_error <= 0:
+        raise ValueError("the fitted posterior-mean error is <= 0: the gains do not follow M + V/n")
     return float(-10 * np.log10(mean_error)), misfit
 
 
@@ -62,8 +68,12 @@ def summary(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", type=Path, help="a benchmarks/whole_volume.py --json file")
+    parser.add_argument("--json", type=Path, default=None, help="write the fit here too")
     args = parser.parse_args()
     result = summary(json.loads(args.runs.read_text())["rows"])
+    if args.json:
+        command = "python benchmarks/sample_count_limit.py " + " ".join(sys.argv[1:])
+        args.json.write_text(json.dumps({"command": command, **result}, indent=2) + "\n")
     counts = list(result["all"]["gain_db"])
     print("| part | " + " | ".join(f"{n} samples" for n in counts) + " | n -> infinity |")
     print("|---" * (len(counts) + 2) + "|")

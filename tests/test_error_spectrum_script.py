@@ -1,6 +1,7 @@
 """Whole-head diagnostics: radial error spectra (benchmarks/error_spectrum.py) and a prior's
 denoising loss by slice position (benchmarks/prior_loss_by_position.py)."""
 
+import doctest
 import sys
 from pathlib import Path
 
@@ -51,18 +52,24 @@ def test_spectra_split_the_extent_into_thirds_and_see_each_error_where_it_is():
 
 
 def test_noise_losses_are_the_training_objective():
+    import torch.nn.functional as F
+
+    from medldm.models.config import build_scheduler
+
     prior = tiny_prior()
     images = torch.rand(3, 1, 16, 16)
     losses = prior_loss_by_position.noise_losses(prior, images, np.zeros(3), timesteps=(500,))
-    generator = torch.Generator().manual_seed(1)
+    # what the training loop's validation computes: the scheduler's forward process and
+    # the MSE of the predicted noise, here per image
     clean = prior.encode(images)
-    noise = torch.randn(clean.shape, generator=generator)
-    a = prior.alpha_bar(500)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    t = torch.full((3,), 500)
+    noisy = build_scheduler(prior.config.scheduler, "ddpm").add_noise(clean, noise, t)
     with torch.no_grad():
-        predicted = prior.predict_eps(a.sqrt() * clean + (1 - a).sqrt() * noise, 500).float()
-    expected = ((predicted - noise) ** 2).mean(dim=(1, 2, 3)).numpy()
+        predicted = prior.predict_eps(noisy, 500).float()
+    expected = [float(F.mse_loss(predicted[i], noise[i])) for i in range(3)]
     assert losses.shape == (3, 1)
-    np.testing.assert_allclose(losses[:, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(losses[:, 0], expected, rtol=1e-4)
 
 
 def test_a_slice_conditioned_prior_is_told_each_slice_position():
@@ -70,13 +77,21 @@ def test_a_slice_conditioned_prior_is_told_each_slice_position():
     with torch.no_grad():
         for parameter in prior.unet.parameters():  # a network that reads its condition
             parameter.add_(0.05 * torch.randn_like(parameter))
-    images = torch.rand(1, 1, 16, 16).repeat(2, 1, 1, 1)
-    losses = prior_loss_by_position.noise_losses(
-        prior, images, np.array([0.0, 1.0]), timesteps=(500,)
+    image = torch.rand(1, 1, 16, 16)
+    # the same image and the same noise draw at two positions
+    low, high = (
+        prior_loss_by_position.noise_losses(prior, image, np.array([p]), timesteps=(500,))
+        for p in (0.0, 1.0)
     )
-    same = prior_loss_by_position.noise_losses(prior, images[:1], np.array([0.0]), timesteps=(500,))
-    assert losses[0, 0] == pytest.approx(same[0, 0], rel=1e-5)
-    assert losses[0, 0] != pytest.approx(losses[1, 0], rel=1e-4)
+    again = prior_loss_by_position.noise_losses(prior, image, np.array([0.0]), timesteps=(500,))
+    assert low[0, 0] == pytest.approx(again[0, 0], rel=1e-6)
+    assert low[0, 0] != pytest.approx(high[0, 0], rel=1e-4)
+
+
+@pytest.mark.parametrize("module", [error_spectrum, prior_loss_by_position])
+def test_doctests(module):
+    failures, _ = doctest.testmod(module)
+    assert failures == 0
 
 
 def test_the_sample_count_limit_recovers_the_posterior_mean_error():
