@@ -184,7 +184,8 @@ def reliability_figure(
     axis.set_ylabel("mean |estimate - ground truth|", fontsize=8)
     axis.tick_params(labelsize=7)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=6, loc="upper left")
+    if axis.get_legend_handles_labels()[0]:  # nothing to name when no bin had enough pixels
+        axis.legend(fontsize=6, loc="upper left")
     axis.set_title(title or "reliability", fontsize=9)
     figure.tight_layout()
     return _save_png(figure, path, dpi)
